@@ -1,0 +1,1 @@
+"""The outer shell: the ASGI app, channel adapters, the pipeline, delivery."""

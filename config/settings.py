@@ -1,0 +1,115 @@
+"""One typed settings object for the whole bot.
+
+Environment names are shared with the outside (see shared/design.md), so they
+are flat (``DATABASE_URL``, ``REDIS_URL``...). Modules never read ``os.environ``
+themselves: the composition root calls :func:`load_settings` once and passes
+the object down.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """The settings cannot be used (an unsafe default in production, say)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # --- deployment -------------------------------------------------------
+    environment: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = None
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    log_level: str = "INFO"
+
+    # --- storage ----------------------------------------------------------
+    database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'bot.sqlite3'}"
+    # None means in-process memory for locks and pub/sub (embedded mode).
+    redis_url: str | None = None
+    redis_key_prefix: str = "heatdesk"
+    lock_ttl_seconds: float = 30.0
+    lock_wait_seconds: float = 20.0
+    load_demo_data: bool = True  # on the first start in embedded mode
+
+    # --- NLU --------------------------------------------------------------
+    nlu_backend: Literal["embedded", "rasa"] = "embedded"
+    nlu_fallback_threshold: float = 0.45
+    nlu_model_path: Path = PROJECT_ROOT / "var" / "nlu-model.pkl"
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: SecretStr | None = None
+    rasa_timeout_seconds: float = 3.0
+
+    # --- channels ---------------------------------------------------------
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_base: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_whatsapp_from: str | None = None
+    twilio_api_base: str | None = None
+    operator_bot_token: SecretStr | None = None
+    operator_chat_id: int | None = None
+    widget_session_days: int = 30
+    max_message_chars: int = 4096
+
+    # --- business rules ---------------------------------------------------
+    timezone: str = "Europe/Moscow"
+    company_name: str = "Курская генерация"
+    hotline_phone: str = "8 800 100-19-00"
+    contact_center_open_hour: int = 8
+    contact_center_close_hour: int = 20
+    # ISO weekdays the contact center works: Monday=1 ... Saturday=6.
+    contact_center_days: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    link_max_attempts: int = 3
+    link_lockout_minutes: int = 15
+    reading_jump_factor: Decimal = Decimal(3)
+    appeal_review_hours: int = 48
+    appeal_decision_working_days: int = 10
+    payment_url_template: str = (
+        "https://pay.kursk-gen.example/?account={account}&amount={amount}"
+    )
+    bank_details: str = (
+        "Получатель: ООО «Курская генерация», ИНН 4632000000, КПП 463201001, "
+        "р/с 40702810000000000000 в Отделении Курск ПАО Сбербанк, "
+        "БИК 043807606, к/с 30101810300000000606"
+    )
+    fallbacks_before_operator: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production" and (
+            self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY
+        ):
+            raise ValueError("SECRET_KEY must be set to a non-default value in production")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings from the environment and ``.env``; overrides win (tests)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc

@@ -1,0 +1,1 @@
+"""The conversation core: message types, dialog state, flows and the engine."""

@@ -1,0 +1,1 @@
+"""Business actions with typed inputs and outputs, no chat wording."""

@@ -1,0 +1,1 @@
+"""Intent recognition: Rasa-format data, the parser interface and its backends."""

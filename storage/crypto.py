@@ -1,0 +1,57 @@
+"""Personal data at rest: SNILS as a keyed hash, phones encrypted and masked.
+
+Keys are derived from ``SECRET_KEY``; rotating it invalidates stored hashes,
+so production keeps it stable (as it must anyway for session tokens).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+
+from cryptography.fernet import Fernet, InvalidToken
+
+_DIGITS = re.compile(r"\D+")
+
+
+class PersonalDataError(Exception):
+    """Encrypted personal data cannot be read with the current key."""
+
+
+def _derive(secret: str, purpose: str) -> bytes:
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
+
+
+class PersonalDataVault:
+    def __init__(self, secret_key: str) -> None:
+        self._hash_key = _derive(secret_key, "snils-hash-v1")
+        self._id_key = _derive(secret_key, "identity-hash-v1")
+        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, "pii-fernet-v1")))
+
+    def hash_snils(self, snils: str) -> str:
+        """Keyed hash of the 11 SNILS digits (formatting ignored)."""
+        digits = _DIGITS.sub("", snils)
+        return hmac.new(self._hash_key, digits.encode(), hashlib.sha256).hexdigest()
+
+    def hash_identity(self, value: str) -> str:
+        """Keyed hash for platform user ids that are personal data (phones)."""
+        return hmac.new(self._id_key, value.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def encrypt(self, value: str) -> str:
+        return self._fernet.encrypt(value.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken as exc:
+            raise PersonalDataError("cannot decrypt with the current SECRET_KEY") from exc
+
+
+def mask_phone(phone: str) -> str:
+    """``+7 (4712) 39-55-55`` -> ``+7 *** ***-**-55``: enough to recognise it."""
+    digits = _DIGITS.sub("", phone)
+    if len(digits) < 4:
+        return "***"
+    return f"+7 *** ***-**-{digits[-2:]}"

@@ -1,0 +1,582 @@
+"""The relational model.
+
+Money is ``Numeric(12, 2)`` read as ``Decimal``; times are timezone-aware UTC.
+Personal data (SNILS, phone numbers) is never stored in the clear: SNILS as a
+keyed hash (it is only ever compared), phones encrypted (operators must be
+able to call back) plus a masked form for display. See ``storage/crypto.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(12, 2)
+Volume = Numeric(14, 3)
+# SQLite has no native BIGINT autoincrement; keep ids as Integer there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _enum(cls: type[enum.Enum]) -> SAEnum:
+    # Stored as plain strings (no native PG enum) so adding a value is a
+    # code change, not a migration that locks the table.
+    return SAEnum(
+        cls,
+        native_enum=False,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        Decimal: Money,
+    }
+
+
+class MeterType(str, enum.Enum):
+    HEATING = "heating"
+    HOT_WATER = "hot_water"
+
+
+class Service(str, enum.Enum):
+    HEATING = "heating"
+    HOT_WATER = "hot_water"
+    OTHER = "other"
+
+
+class AppealCategory(str, enum.Enum):
+    CHARGES = "charges"  # charges and recalculation
+    HEATING_QUALITY = "heating_quality"
+    HOT_WATER_QUALITY = "hot_water_quality"
+    METER = "meter"
+    EMERGENCY = "emergency"  # no heating, a leak: accepted 24/7
+    CALLBACK = "callback"  # an out-of-hours escalation
+    OTHER = "other"
+
+
+class AppealStatus(str, enum.Enum):
+    REGISTERED = "registered"
+    IN_REVIEW = "in_review"
+    ANSWERED = "answered"
+    RESOLVED = "resolved"
+    REJECTED = "rejected"
+    CLOSED = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self in {AppealStatus.REGISTERED, AppealStatus.IN_REVIEW}
+
+
+class Priority(str, enum.Enum):
+    NORMAL = "normal"
+    HIGH = "high"
+
+
+class TaskKind(str, enum.Enum):
+    METER_CHECK = "meter_check"
+    EMERGENCY_DISPATCH = "emergency_dispatch"
+    CALLBACK = "callback"
+
+
+class TaskStatus(str, enum.Enum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class OutageKind(str, enum.Enum):
+    PLANNED = "planned"
+    EMERGENCY = "emergency"
+
+
+class ConversationStatus(str, enum.Enum):
+    BOT = "bot"  # the bot answers
+    QUEUED = "queued"  # waiting in the operators' queue
+    OPERATOR = "operator"  # an operator owns it
+    CLOSED = "closed"
+
+
+class Direction(str, enum.Enum):
+    IN = "in"
+    OUT = "out"
+
+
+class Sender(str, enum.Enum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    OPERATOR = "operator"
+    SYSTEM = "system"
+
+
+class DeliveryStatus(str, enum.Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class HandoffStatus(str, enum.Enum):
+    WAITING = "waiting"
+    TAKEN = "taken"
+    CLOSED = "closed"
+
+
+class BookingStatus(str, enum.Enum):
+    BOOKED = "booked"
+    CANCELLED = "cancelled"
+
+
+def _now_default() -> Any:
+    return func.now()
+
+
+# --------------------------------------------------------------------------
+# Customers and their accounts
+# --------------------------------------------------------------------------
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    # HMAC-SHA256 of the 11 SNILS digits, hex. Never the SNILS itself.
+    snils_hash: Mapped[str] = mapped_column(String(64), index=True)
+    phone_enc: Mapped[str | None] = mapped_column(Text)
+    phone_masked: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(server_default=_now_default())
+
+    accounts: Mapped[list[Account]] = relationship(back_populates="customer")
+
+
+class Account(Base):
+    """A personal account (лицевой счёт)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(12), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    city: Mapped[str] = mapped_column(String(100), default="Курск")
+    street: Mapped[str] = mapped_column(String(200))
+    house: Mapped[str] = mapped_column(String(20))
+    flat: Mapped[str | None] = mapped_column(String(20))
+    area_m2: Mapped[Decimal | None] = mapped_column(Numeric(8, 2))
+    # Balance at the start of the ledger; the current one is derived from
+    # charges and payments.
+    opening_balance: Mapped[Decimal] = mapped_column(Money, default=Decimal("0.00"))
+    created_at: Mapped[datetime] = mapped_column(server_default=_now_default())
+
+    customer: Mapped[Customer] = relationship(back_populates="accounts")
+    meters: Mapped[list[Meter]] = relationship(back_populates="account")
+
+    @property
+    def address(self) -> str:
+        flat = f", кв. {self.flat}" if self.flat else ""
+        return f"г. {self.city}, {self.street}, д. {self.house}{flat}"
+
+
+class Meter(Base):
+    __tablename__ = "meters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    meter_type: Mapped[MeterType] = mapped_column(_enum(MeterType))
+    serial: Mapped[str] = mapped_column(String(40))
+    unit: Mapped[str] = mapped_column(String(16))  # "Гкал", "м³"
+    installed_on: Mapped[date | None] = mapped_column(Date)
+    next_check_on: Mapped[date | None] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    account: Mapped[Account] = relationship(back_populates="meters")
+
+
+class Reading(Base):
+    __tablename__ = "readings"
+    __table_args__ = (Index("ix_readings_meter_taken", "meter_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))
+    value: Mapped[Decimal] = mapped_column(Volume)
+    taken_at: Mapped[datetime]
+    channel: Mapped[str | None] = mapped_column(String(20))
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(server_default=_now_default())
+
+
+class Charge(Base):
+    __tablename__ = "charges"
+    __table_args__ = (UniqueConstraint("account_id", "period", "service"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    period: Mapped[date] = mapped_column(Date)  # first day of the month
+    service: Mapped[Service] = mapped_column(_enum(Service))
+    volume: Mapped[Decimal | None] = mapped_column(Volume)
+    tariff: Mapped[Decimal | None] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    paid_at: Mapped[datetime]
+    amount: Mapped[Decimal] = mapped_column(Money)
+    method: Mapped[str] = mapped_column(String(40))  # "Сбербанк Онлайн", "касса"...
+
+
+class BonusEntry(Base):
+    """EnergoBonus ledger: positive accruals, negative redemptions."""
+
+    __tablename__ = "bonus_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    points: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class Tariff(Base):
+    __tablename__ = "tariffs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    service: Mapped[Service] = mapped_column(_enum(Service))
+    name: Mapped[str] = mapped_column(String(200))
+    unit: Mapped[str] = mapped_column(String(16))
+    price: Mapped[Decimal] = mapped_column(Money)  # roubles per unit, VAT included
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+# --------------------------------------------------------------------------
+# Appeals, tasks, outages, offices, connection
+# --------------------------------------------------------------------------
+
+
+class Appeal(Base):
+    __tablename__ = "appeals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)  # A-2026-000123
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    category: Mapped[AppealCategory] = mapped_column(_enum(AppealCategory))
+    description: Mapped[str] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(String(300))
+    contact_phone_enc: Mapped[str | None] = mapped_column(Text)
+    contact_phone_masked: Mapped[str | None] = mapped_column(String(32))
+    priority: Mapped[Priority] = mapped_column(_enum(Priority), default=Priority.NORMAL)
+    status: Mapped[AppealStatus] = mapped_column(
+        _enum(AppealStatus), default=AppealStatus.REGISTERED
+    )
+    created_at: Mapped[datetime]
+    review_due_at: Mapped[datetime]
+    decision_due_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+    history: Mapped[list[AppealStatusChange]] = relationship(
+        back_populates="appeal", order_by="AppealStatusChange.changed_at"
+    )
+
+
+class AppealStatusChange(Base):
+    __tablename__ = "appeal_status_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    appeal_id: Mapped[int] = mapped_column(ForeignKey("appeals.id"), index=True)
+    status: Mapped[AppealStatus] = mapped_column(_enum(AppealStatus))
+    comment: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime]
+    notified_at: Mapped[datetime | None]
+
+    appeal: Mapped[Appeal] = relationship(back_populates="history")
+
+
+class Task(Base):
+    """Work for the company's staff: a meter check, a dispatch, a call-back."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[TaskKind] = mapped_column(_enum(TaskKind))
+    status: Mapped[TaskStatus] = mapped_column(_enum(TaskStatus), default=TaskStatus.OPEN)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    meter_id: Mapped[int | None] = mapped_column(ForeignKey("meters.id"))
+    reading_id: Mapped[int | None] = mapped_column(ForeignKey("readings.id"))
+    appeal_id: Mapped[int | None] = mapped_column(ForeignKey("appeals.id"))
+    description: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Outage(Base):
+    __tablename__ = "outages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[OutageKind] = mapped_column(_enum(OutageKind))
+    service: Mapped[Service] = mapped_column(_enum(Service))
+    street: Mapped[str] = mapped_column(String(200), index=True)
+    # Comma-separated house numbers; empty means the whole street.
+    houses: Mapped[str] = mapped_column(String(500), default="")
+    reason: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+
+
+class Office(Base):
+    __tablename__ = "offices"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(300))
+    phone: Mapped[str] = mapped_column(String(40))
+    hours: Mapped[str] = mapped_column(String(300))
+
+    slots: Mapped[list[OfficeSlot]] = relationship(back_populates="office")
+
+
+class OfficeSlot(Base):
+    __tablename__ = "office_slots"
+    __table_args__ = (UniqueConstraint("office_id", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    office_id: Mapped[int] = mapped_column(ForeignKey("offices.id"))
+    starts_at: Mapped[datetime]
+    minutes: Mapped[int] = mapped_column(Integer, default=20)
+
+    office: Mapped[Office] = relationship(back_populates="slots")
+
+
+class OfficeBooking(Base):
+    __tablename__ = "office_bookings"
+    # One live booking per slot is enforced in the handler under the row lock
+    # and by this partial-free unique key on (slot, active marker).
+    __table_args__ = (UniqueConstraint("slot_id", "active_marker"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("office_slots.id"))
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identities.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    topic: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[BookingStatus] = mapped_column(
+        _enum(BookingStatus), default=BookingStatus.BOOKED
+    )
+    # 1 while booked, NULL once cancelled: NULLs never collide in a unique key.
+    active_marker: Mapped[int | None] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+
+
+class NetworkZone(Base):
+    """A zone of the heat network with its spare capacity (demo table)."""
+
+    __tablename__ = "network_zones"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(200))  # the CHP or boiler house
+    # Comma-separated street names (lower case, without "ул.").
+    streets: Mapped[str] = mapped_column(Text)
+    spare_load_gcal_h: Mapped[Decimal] = mapped_column(Numeric(10, 4))
+
+
+class ConnectionApplication(Base):
+    __tablename__ = "connection_applications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)  # TP-2026-000001
+    identity_id: Mapped[int | None] = mapped_column(ForeignKey("channel_identities.id"))
+    address: Mapped[str] = mapped_column(String(300))
+    building_kind: Mapped[str] = mapped_column(String(100))
+    load_gcal_h: Mapped[Decimal] = mapped_column(Numeric(10, 4))
+    contact_enc: Mapped[str | None] = mapped_column(Text)
+    contact_masked: Mapped[str | None] = mapped_column(String(32))
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("network_zones.id"))
+    feasible: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(32), default="registered")
+    created_at: Mapped[datetime]
+
+
+class NumberSequence(Base):
+    """Yearly counters for human-facing numbers (appeals, applications)."""
+
+    __tablename__ = "number_sequences"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)  # "A-2026"
+    last_value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --------------------------------------------------------------------------
+# Chats: identities, conversations, messages, inbox/outbox, handoff
+# --------------------------------------------------------------------------
+
+
+class ChannelIdentity(Base):
+    """A person on one channel (channel + platform user id)."""
+
+    __tablename__ = "channel_identities"
+    __table_args__ = (UniqueConstraint("channel", "user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    # Platform user id. For WhatsApp it is a phone number: stored as a keyed
+    # hash by the adapter, never in the clear.
+    user_id: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    current_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    failed_link_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    link_locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=_now_default())
+
+
+class AccountLink(Base):
+    __tablename__ = "account_links"
+    __table_args__ = (UniqueConstraint("identity_id", "account_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identities.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    linked_at: Mapped[datetime]
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("channel", "chat_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identities.id"))
+    status: Mapped[ConversationStatus] = mapped_column(
+        _enum(ConversationStatus), default=ConversationStatus.BOT
+    )
+    # The dialog state (dialogs.state.DialogState as JSON). It lives here, not
+    # in Redis, so that it commits in one transaction with the replies and
+    # their outbox rows.
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    operator: Mapped[str | None] = mapped_column(String(100))
+    last_customer_message_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=_now_default())
+    updated_at: Mapped[datetime] = mapped_column(
+        server_default=_now_default(), onupdate=func.now()
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_conversation_id_id", "conversation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    direction: Mapped[Direction] = mapped_column(_enum(Direction))
+    sender: Mapped[Sender] = mapped_column(_enum(Sender))
+    text: Mapped[str] = mapped_column(Text)
+    # Buttons and other structured parts of an outgoing message.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    intent: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+
+
+class InboxEntry(Base):
+    """Every accepted inbound delivery, unique per platform message id."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("channel", "platform_message_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    platform_message_id: Mapped[str] = mapped_column(String(128))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    # The normalised InboundMessage, so that an unprocessed entry can be
+    # replayed after a crash.
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxEntry(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)  # Reply.to_json()
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class HandoffQueueEntry(Base):
+    __tablename__ = "handoff_queue"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    summary: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[HandoffStatus] = mapped_column(
+        _enum(HandoffStatus), default=HandoffStatus.WAITING
+    )
+    out_of_hours: Mapped[bool] = mapped_column(Boolean, default=False)
+    operator: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    taken_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("channel", "chat_id", "topic"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    topic: Mapped[str] = mapped_column(String(40), default="news")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime]
+
