@@ -1,0 +1,53 @@
+# One script per task; CI runs the same ones (.ci/run -> make test).
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run chat test test-fast lint format services bench nlu-eval clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## Start the bot in embedded mode (SQLite, in-memory locks, embedded NLU,
+## demo data) and serve the widget on http://localhost:8000
+run: $(STAMP)
+	$(PY) -m bot run
+
+## The same conversation in a terminal
+chat: $(STAMP)
+	$(PY) -m bot chat
+
+## Everything the test suite needs (services, Chromium), then the tests
+test: $(STAMP) services
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not browser"
+
+services:
+	bash .ci/services.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP)
+	$(PY) bench/nlu.py
+	$(PY) bench/dialog.py
+
+nlu-eval: $(STAMP)
+	$(PY) -m bot nlu eval nlu/tests/test_nlu.yml --report var/intent_report.json
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
