@@ -9,7 +9,7 @@ able to call back) plus a masked form for display. See ``storage/crypto.py``.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +29,10 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy import Enum as SAEnum
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -44,6 +47,10 @@ Money = Numeric(12, 2)
 Volume = Numeric(14, 3)
 # SQLite has no native BIGINT autoincrement; keep ids as Integer there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# JSONB on PostgreSQL: plain json has no equality operator, so DISTINCT, UNION
+# or GROUP BY over a row with a json column fails there. Python None is SQL
+# NULL (not the JSON 'null'), so ``IS NULL`` finds it on both dialects.
+JsonDoc = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def _enum(cls: type[enum.Enum]) -> SAEnum:
@@ -58,11 +65,39 @@ def _enum(cls: type[enum.Enum]) -> SAEnum:
     )
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """``TIMESTAMP WITH TIME ZONE`` that always reads back aware UTC.
+
+    SQLite has no time zone type: plain ``DateTime(timezone=True)`` drops the
+    offset without converting (12:00+03:00 is stored as 12:00) and returns
+    naive values. This converts to UTC on the way in (naive values are taken
+    as UTC, like PostgreSQL does) and attaches UTC on the way out, so both
+    dialects behave the same. The column type in the database is unchanged.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
-        datetime: DateTime(timezone=True),
-        dict[str, Any]: JSON,
+        datetime: UTCDateTime(),
+        dict[str, Any]: JsonDoc,
         Decimal: Money,
     }
 
@@ -489,7 +524,7 @@ class Conversation(Base):
     # The dialog state (dialogs.state.DialogState as JSON). It lives here, not
     # in Redis, so that it commits in one transaction with the replies and
     # their outbox rows.
-    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     operator: Mapped[str | None] = mapped_column(String(100))
     last_customer_message_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_now_default())
@@ -508,7 +543,7 @@ class Message(Base):
     sender: Mapped[Sender] = mapped_column(_enum(Sender))
     text: Mapped[str] = mapped_column(Text)
     # Buttons and other structured parts of an outgoing message.
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
     intent: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime]
 
@@ -525,7 +560,7 @@ class InboxEntry(Base):
     chat_id: Mapped[str] = mapped_column(String(128))
     # The normalised InboundMessage, so that an unprocessed entry can be
     # replayed after a crash.
-    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
@@ -540,7 +575,7 @@ class OutboxEntry(Base):
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
     channel: Mapped[str] = mapped_column(String(20))
     chat_id: Mapped[str] = mapped_column(String(128))
-    body: Mapped[dict[str, Any]] = mapped_column(JSON)  # Reply.to_json()
+    body: Mapped[dict[str, Any]] = mapped_column(JsonDoc)  # Reply.to_json()
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum(DeliveryStatus), default=DeliveryStatus.PENDING
     )
