@@ -1,0 +1,41 @@
+"""What a flow may use during one turn: passed in, never global."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config import Settings
+from storage.crypto import PersonalDataVault
+from storage.models import Account, ChannelIdentity, Conversation
+
+
+@dataclass(frozen=True)
+class FlowContext:
+    """Dependencies of one turn.
+
+    ``session`` is the turn's transaction: flows and handlers add and flush
+    rows but never commit; the pipeline commits once, with the replies.
+    ``now`` is an aware UTC datetime; show times with ``settings.tz``.
+    """
+
+    session: AsyncSession
+    settings: Settings
+    vault: PersonalDataVault
+    now: datetime
+    identity: ChannelIdentity
+    conversation: Conversation
+    channel: str
+
+    async def current_account(self) -> Account | None:
+        """The account this chat works with now (linking may change it)."""
+        account_id = self.identity.current_account_id
+        if account_id is None:
+            return None
+        return await self.session.get(Account, account_id)
+
+    @property
+    def local_now(self) -> datetime:
+        return self.now.astimezone(self.settings.tz)

@@ -1,0 +1,80 @@
+"""The dialog state of one conversation.
+
+It is stored as JSON on ``Conversation.state`` (``model_dump(mode="json")``)
+and committed in the same transaction as the replies, so it must stay small
+and must never hold personal data in the clear: a form that asks for a SNILS
+keeps only its keyed hash in its slots.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# How many recent intents are kept for the operator's summary.
+RECENT_INTENTS = 6
+
+
+class FormState(BaseModel):
+    """One form in progress (or suspended): its slots and what it waits for."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    slots: dict[str, Any] = Field(default_factory=dict)
+    # The slot the last prompt asked for; None before the first prompt.
+    requested_slot: str | None = None
+    # All slots are filled and the customer was asked "Да/Нет" to submit.
+    awaiting_confirmation: bool = False
+    # Re-prompts without progress, so a form can give up politely.
+    misses: int = 0
+    # Values found before the form could validate them (it waited for
+    # link_account); validated when the form resumes.
+    pending: dict[str, Any] = Field(default_factory=dict)
+
+    def has(self, slot: str) -> bool:
+        return self.slots.get(slot) is not None
+
+
+class DialogState(BaseModel):
+    """Everything the engine remembers between two messages of a chat."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    active: FormState | None = None
+    # Forms interrupted by another question, the most recent last. The top one
+    # is offered to continue once the interrupting question is answered.
+    suspended: list[FormState] = Field(default_factory=list)
+    # The bot asked "Продолжим ...?" about the top of ``suspended``.
+    offered_resume: bool = False
+    # A form that needs a linked account: link_account runs first, then this
+    # form resumes with the slots it already had.
+    resume_after_link: FormState | None = None
+    # Consecutive turns the NLU did not understand.
+    fallbacks: int = 0
+    recent_intents: list[str] = Field(default_factory=list)
+    # The customer was told once that an operator will answer (QUEUED).
+    queued_notice_sent: bool = False
+
+    @classmethod
+    def load(cls, raw: dict[str, Any] | None) -> DialogState:
+        """Read a stored state; an unreadable one starts afresh."""
+        if not raw:
+            return cls()
+        try:
+            return cls.model_validate(raw)
+        except ValueError:
+            return cls()
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def remember_intent(self, intent: str) -> None:
+        self.recent_intents = [*self.recent_intents, intent][-RECENT_INTENTS:]
+
+    def clear_forms(self) -> None:
+        self.active = None
+        self.suspended = []
+        self.offered_resume = False
+        self.resume_after_link = None

@@ -1,0 +1,149 @@
+"""The engine's form machinery on a small test form (no NLU: parse results given)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config import Settings
+from dialogs.context import FlowContext
+from dialogs.engine import DialogEngine
+from dialogs.flows import ALL_FLOWS
+from dialogs.forms import Form, Outcome, Slot, SlotCheck, answer, invalid, reply, valid, yes_no
+from dialogs.messages import Turn
+from dialogs.state import DialogState, FormState
+from nlu.types import Entity, Intent, ParseResult
+from storage.crypto import PersonalDataVault
+from storage.models import ChannelIdentity, Conversation
+
+
+def _number(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+class Order(Form):
+    name = "order"
+    intents = frozenset({"order"})
+    confirm = True
+    resume_question = "Продолжим заказ?"
+    slots = (
+        Slot("size", "Какой размер?", from_text=_number),
+        Slot("note", "Комментарий?", free_text=True),
+    )
+
+    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
+        if slot == "size" and int(value) > 10:
+            return invalid("Слишком большой размер.")
+        return valid(value)
+
+    async def confirmation(self, ctx: FlowContext, form: FormState) -> Any:
+        return yes_no(f"Заказать размер {form.slots['size']}?")
+
+    async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
+        return answer(reply(f"Заказан размер {form.slots['size']}."))
+
+
+def parse(
+    text: str, intent: str = "nlu_fallback", confidence: float = 0.9, **ents: Any
+) -> ParseResult:
+    return ParseResult(
+        text=text,
+        intent=Intent(name=intent, confidence=confidence),
+        entities=tuple(Entity(entity=k, start=0, end=0, value=v) for k, v in ents.items()),
+    )
+
+
+class Driver:
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.engine = DialogEngine(settings, [*ALL_FLOWS, Order()])
+        self.state = DialogState()
+        self.session = session
+        self.settings = settings
+        self.ctx: FlowContext | None = None
+
+    async def start(self) -> None:
+        identity = ChannelIdentity(channel="test", user_id="u1")
+        self.session.add(identity)
+        await self.session.flush()
+        conv = Conversation(channel="test", chat_id="c1", identity_id=identity.id)
+        self.session.add(conv)
+        await self.session.flush()
+        self.ctx = FlowContext(
+            session=self.session,
+            settings=self.settings,
+            vault=PersonalDataVault("k"),
+            now=datetime(2026, 11, 24, 9, tzinfo=UTC),
+            identity=identity,
+            conversation=conv,
+            channel="test",
+        )
+
+    async def say(self, p: ParseResult) -> list[str]:
+        assert self.ctx is not None
+        turn: Turn = await self.engine.step(self.ctx, self.state, p)
+        self.state = DialogState.model_validate(turn.state)
+        return [r.text for r in turn.replies]
+
+
+async def test_form_fills_validates_confirms_and_submits(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    await d.start()
+    assert await d.say(parse("хочу заказ", "order")) == ["Какой размер?"]
+    assert await d.say(parse("42")) == ["Слишком большой размер."]
+    assert await d.say(parse("5")) == ["Комментарий?"]
+    # a free-text slot takes even a confident other intent as its value
+    assert await d.say(parse("привет", "greet", 0.99)) == ["Заказать размер 5?"]
+    assert await d.say(parse("да", "affirm")) == ["Заказан размер 5."]
+    assert d.state.active is None
+
+
+async def test_interruption_offers_to_continue(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    await d.start()
+    await d.say(parse("хочу заказ", "order"))
+    replies = await d.say(parse("спасибо", "thanks", 0.95))
+    assert replies[-1] == "Продолжим заказ?"
+    assert await d.say(parse("да", "affirm")) == ["Какой размер?"]
+    assert await d.say(parse("3")) == ["Комментарий?"]
+
+
+async def test_value_after_offer_resumes_and_no_drops(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    await d.start()
+    await d.say(parse("хочу заказ", "order"))
+    await d.say(parse("спасибо", "thanks", 0.95))
+    assert await d.say(parse("7")) == ["Комментарий?"]
+    await d.say(parse("спасибо", "thanks", 0.95))
+    await d.say(parse("нет", "deny"))
+    assert d.state.active is None
+    assert d.state.suspended == []
+
+
+async def test_cancel_and_deny(db_session: AsyncSession, db_settings: Settings) -> None:
+    d = Driver(db_session, db_settings)
+    await d.start()
+    await d.say(parse("хочу заказ", "order"))
+    replies = await d.say(parse("Отмена!", "deny"))
+    assert replies[0].startswith("Хорошо, отменил")
+    assert d.state.active is None
+    await d.say(parse("хочу заказ", "order", size=2))
+    await d.say(parse("без комментариев"))
+    assert await d.say(parse("нет", "deny")) == [Order.cancelled_text]
+
+
+async def test_state_round_trips_as_json() -> None:
+    st = DialogState(active=FormState(name="order", slots={"size": 3}, requested_slot="note"))
+    st.remember_intent("order")
+    import json
+
+    again = DialogState.load(json.loads(json.dumps(st.dump())))
+    assert again == st
+    assert DialogState.load({"active": "garbage"}) == DialogState()
