@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
 from handlers.calendar import add_working_days
+from handlers.errors import HandlerError
 from handlers.numbering import next_number
 from storage.crypto import PersonalDataVault, mask_phone
 from storage.models import (
@@ -36,7 +37,7 @@ MAX_DESCRIPTION_CHARS = 4000
 _NUMBER = re.compile(r"^\s*[AaАа]\s*[-–—\s]?\s*(\d{4})\s*[-–—\s]\s*(\d{1,6})\s*$")
 
 
-class AppealError(Exception):
+class AppealError(HandlerError):
     """Root of the appeal errors."""
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
+from handlers.errors import HandlerError
 from storage.models import Office
 
 _NON_DIGITS = re.compile(r"\D+")
@@ -18,7 +19,7 @@ _NON_DIGITS = re.compile(r"\D+")
 _PHONE_CHARS = re.compile(r"^\+?[\d\s()\-.]{10,24}$")
 
 
-class InvalidPhone(ValueError):
+class InvalidPhone(HandlerError):
     """Not a Russian phone number."""
 
 
