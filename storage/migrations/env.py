@@ -9,7 +9,7 @@ passes it in ``config.attributes["connection"]`` and no engine is made here.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -31,7 +31,7 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render our TypeDecorators as their database type: migrations must not
     import application code that may change later."""
     if type_ != "type":
