@@ -1,0 +1,211 @@
+"""The embedded intent classifier: scikit-learn over character n-grams and lemmas.
+
+Trained from the Rasa-format data in ``nlu/data`` in a few seconds, saved with
+a fingerprint of that data and of this code, and retrained by
+:func:`load_or_train` whenever the fingerprint changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+from scipy.sparse import hstack
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from config import Settings
+from nlu.base import ModelNotTrained, NluParser
+from nlu.data_loader import TrainingData, data_files, fingerprint_files, load_training_data
+from nlu.entities import DEFAULT_STREETS, EntityExtractor
+from nlu.features import prepare
+from nlu.payload import parse_payload
+from nlu.types import FALLBACK_INTENT, Intent, ParseResult
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+# Bump whenever features, extraction or the classifier change: it is part of
+# the model fingerprint, so a stale pickled model is retrained.
+CODE_VERSION = "embedded-2"
+RANKING_LENGTH = 10
+WORD_FEATURE_WEIGHT = 0.8
+
+
+@dataclass
+class EmbeddedModel:
+    """Everything a parse needs; pickled as one object."""
+
+    fingerprint: str
+    labels: list[str]
+    char_vectorizer: TfidfVectorizer
+    word_vectorizer: TfidfVectorizer
+    classifier: Any
+    streets: list[str]
+    synonyms: dict[str, list[str]]
+    trained_seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def data_fingerprint(data_dir: Path = DATA_DIR) -> str:
+    return fingerprint_files(
+        data_files(data_dir), extra=f"{CODE_VERSION}|sklearn={sklearn.__version__}"
+    )
+
+
+def _split_tokens(text: str) -> list[str]:
+    return text.split()
+
+
+def make_extractor(data: TrainingData) -> EntityExtractor:
+    streets = data.lookups.get("address") or list(DEFAULT_STREETS)
+    return EntityExtractor(streets=streets, synonyms=data.synonyms)
+
+
+def train_model(data_dir: Path = DATA_DIR) -> EmbeddedModel:
+    started = time.perf_counter()
+    data = load_training_data(data_dir)
+    if not data.examples:
+        raise ModelNotTrained(f"no training examples under {data_dir}")
+    extractor = make_extractor(data)
+    prepared = [prepare(ex.text, extractor.extract(ex.text)) for ex in data.examples]
+    chars = [p[0] for p in prepared]
+    words = [p[1] for p in prepared]
+    labels = [ex.intent for ex in data.examples]
+
+    char_vectorizer = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, lowercase=False, min_df=1
+    )
+    word_vectorizer = TfidfVectorizer(
+        analyzer="word",
+        tokenizer=_split_tokens,
+        token_pattern=None,
+        lowercase=False,
+        ngram_range=(1, 2),
+        sublinear_tf=True,
+    )
+    features = hstack(
+        [
+            char_vectorizer.fit_transform(chars),
+            word_vectorizer.fit_transform(words) * WORD_FEATURE_WEIGHT,
+        ]
+    ).tocsr()
+    classifier = LogisticRegression(C=25.0, max_iter=3000)
+    classifier.fit(features, labels)
+    return EmbeddedModel(
+        fingerprint=data_fingerprint(data_dir),
+        labels=[str(c) for c in classifier.classes_],
+        char_vectorizer=char_vectorizer,
+        word_vectorizer=word_vectorizer,
+        classifier=classifier,
+        streets=data.lookups.get("address") or list(DEFAULT_STREETS),
+        synonyms=data.synonyms,
+        trained_seconds=time.perf_counter() - started,
+        meta={"examples": len(labels), "sklearn": sklearn.__version__},
+    )
+
+
+def save_model(model: EmbeddedModel, path: Path) -> None:
+    """Write atomically: a reader never sees half a model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        joblib.dump(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_model(path: Path) -> EmbeddedModel:
+    if not path.exists():
+        raise ModelNotTrained(f"no NLU model at {path}")
+    try:
+        model = joblib.load(path)
+    except Exception as exc:  # a truncated or foreign file
+        raise ModelNotTrained(f"cannot read the NLU model at {path}: {exc}") from exc
+    if not isinstance(model, EmbeddedModel):
+        raise ModelNotTrained(f"{path} does not hold an embedded NLU model")
+    return model
+
+
+class EmbeddedNluParser(NluParser):
+    """In-process classifier plus rule-based entities; answers like Rasa's /model/parse."""
+
+    def __init__(self, model: EmbeddedModel, fallback_threshold: float) -> None:
+        self.model = model
+        self.fallback_threshold = fallback_threshold
+        self.extractor = EntityExtractor(streets=model.streets, synonyms=model.synonyms)
+
+    async def parse(self, text: str) -> ParseResult:
+        return self.parse_sync(text)
+
+    def parse_sync(self, text: str) -> ParseResult:
+        payload = parse_payload(text)
+        if payload is not None:
+            return payload
+        entities = self.extractor.extract(text)
+        if not text.strip():
+            return ParseResult(
+                text=text, intent=Intent(name=FALLBACK_INTENT, confidence=0.0), entities=()
+            )
+        ranking = self.rank([(text, entities)])[0]
+        top = ranking[0]
+        intent = top
+        if top.confidence < self.fallback_threshold:
+            intent = Intent(name=FALLBACK_INTENT, confidence=self.fallback_threshold)
+        return ParseResult(
+            text=text,
+            intent=intent,
+            entities=tuple(entities),
+            intent_ranking=tuple(ranking[:RANKING_LENGTH]),
+        )
+
+    def rank(self, items: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Intent]]:
+        """Full intent rankings for several (text, entities) pairs at once."""
+        prepared = [prepare(text, ents) for text, ents in items]
+        features = hstack(
+            [
+                self.model.char_vectorizer.transform([p[0] for p in prepared]),
+                self.model.word_vectorizer.transform([p[1] for p in prepared])
+                * WORD_FEATURE_WEIGHT,
+            ]
+        ).tocsr()
+        probabilities = self.model.classifier.predict_proba(features)
+        result: list[list[Intent]] = []
+        for row in probabilities:
+            order = np.argsort(-row)
+            result.append(
+                [Intent(name=self.model.labels[i], confidence=float(row[i])) for i in order]
+            )
+        return result
+
+
+def load_or_train(settings: Settings, data_dir: Path = DATA_DIR) -> EmbeddedNluParser:
+    """The saved model if it matches the data and code, else a freshly trained one."""
+    path = Path(settings.nlu_model_path)
+    expected = data_fingerprint(data_dir)
+    model: EmbeddedModel | None = None
+    try:
+        model = load_model(path)
+    except ModelNotTrained as exc:
+        log.info("NLU model will be trained: %s", exc)
+    if model is None or model.fingerprint != expected:
+        model = train_model(data_dir)
+        save_model(model, path)
+        log.info(
+            "NLU model trained on %s examples in %.1f s",
+            model.meta.get("examples"),
+            model.trained_seconds,
+        )
+    return EmbeddedNluParser(model, settings.nlu_fallback_threshold)

@@ -1,0 +1,386 @@
+"""Rule-based entity extraction for every entity of the contract.
+
+Values are normalised so that the dialogs never parse free text again:
+
+============== ==========================================================
+entity         value
+============== ==========================================================
+account_number the digits, 8 to 12 of them: ``"1002003001"``
+snils          the 11 digits without separators: ``"11223344595"``
+reading_value  a decimal string with a point, no spaces: ``"1234.5"``
+appeal_number  upper-case Latin ``A-YYYY-NNNNNN``: ``"A-2026-000123"``
+meter_type     ``"heating"`` or ``"hot_water"``
+address        the span text as written: ``"ул. Ленина, д. 10, кв. 5"``
+phone          11 digits starting with 7: ``"74712395555"``
+date           ISO 8601, truncated when the text is: ``"2026-03-15"`` (a day),
+               ``"2026-03"`` (a month with its year), ``"--03"`` (a month
+               without a year, ISO 8601:2000), ``"--03-15"`` (day and month)
+============== ==========================================================
+
+:func:`resolve_date` turns the truncated forms into a concrete date for a
+given "today". Numbers are disambiguated by their form first (separators,
+``+7``, parentheses) and by the nearest keyword before them second
+("снилс", "тел", "лс"...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from nlu.types import Entity
+
+EXTRACTOR = "RegexEntityExtractor"
+
+MONTH_STEMS: tuple[tuple[str, int], ...] = (
+    ("январ", 1),
+    ("феврал", 2),
+    ("март", 3),
+    ("апрел", 4),
+    ("ма", 5),
+    ("июн", 6),
+    ("июл", 7),
+    ("август", 8),
+    ("сентябр", 9),
+    ("октябр", 10),
+    ("ноябр", 11),
+    ("декабр", 12),
+)
+_MONTH = (
+    r"(?P<month>январ[ьяею]|феврал[ьяею]|март[аеу]?|апрел[ьяею]|ма[йяею]|июн[ьяею]"
+    r"|июл[ьяею]|август[аеу]?|сентябр[ьяею]|октябр[ьяею]|ноябр[ьяею]|декабр[ьяею])"
+)
+_YEAR_WORD = r"(?:\s*(?:года|году|год|г\.|г)(?!\w))?"
+
+_APPEAL = re.compile(
+    r"(?<![\w-])(?:[AaАа]-?(?P<y1>20\d{2})-(?P<n1>\d{1,6})|[AaАа]-?(?P<y2>20\d{2})(?P<n2>\d{6})"
+    r"|(?P<y3>20\d{2})-(?P<n3>\d{6}))(?!\d)"
+)
+_DATE_NUMERIC = re.compile(
+    r"(?<![\d.,])(?:(?P<d>\d{1,2})[./](?P<m>\d{1,2})[./](?P<y>\d{4}|\d{2})"
+    r"|(?P<iy>20\d{2})-(?P<im>\d{2})-(?P<id>\d{2})"
+    r"|(?P<mm>0?[1-9]|1[0-2])\.(?P<my>20\d{2}))(?![\d]|[.,]\d)"
+)
+_DATE_MONTH = re.compile(
+    r"(?<!\w)(?:(?P<day>\d{1,2})(?:-?го)?\s+)?" + _MONTH + r"(?!\w)"
+    r"(?:\s+(?P<year>20\d{2})" + _YEAR_WORD + ")?",
+    re.IGNORECASE,
+)
+_SNILS = re.compile(r"(?<![\d\-])\d{3}[\s\-]\d{3}[\s\-]\d{3}[\s\-]{1,3}\d{2}(?![\d\-])")
+_PHONE = re.compile(
+    r"(?<![\d+\w])(?:\+\s?7|8|7)?[\s\-]*\(?\d{3,5}\)?[\s\-]*\d{1,3}[\s\-]*\d{2}[\s\-]*\d{2}(?![\d\-])"
+)
+_PHONE_LOCAL = re.compile(r"(?<![\d\-])\d{2}-\d{2}-\d{2}(?![\d\-])")
+_BARE_DIGITS = re.compile(r"(?<![\w.,\-])\d{8,12}(?![\w\-]|[.,]\d)")
+_READING = re.compile(
+    r"(?<![\w.,:\-/])(?:\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)(?:[.,]\d+)?(?![\w:\-/]|[.,]\d)"
+)
+_NOT_A_READING_AFTER = re.compile(
+    r"\s*(?:руб|р\.|р(?!\w)|₽|коп|балл|бонус|%|гкал\s*/\s*ч|гкал\s+в\s+час|год|лет|г\.|г(?!\w)"
+    r"|кв\.?\s*м|м2|дн|день|недел|мес|час|ч\.|мин|сек|числа|шт|раз|этаж|подъезд|человек|-?х\b"
+    r"|-?й\b|-?го\b)",
+    re.IGNORECASE,
+)
+_NOT_A_READING_BEFORE = re.compile(
+    r"(?:№|(?<!\w)(?:номер|д\.|дом|кв\.?|квартир\w*|корп\.?|подъезд|этаж|с|со|по|до|в|к))\s*$",
+    re.IGNORECASE,
+)
+_NOT_A_READING_BEFORE_STRICT = re.compile(
+    r"(?:№|(?<!\w)(?:номер|д\.|дом|кв\.?|квартир\w*|корп\.?))\s*$", re.IGNORECASE
+)
+_KEYWORD = re.compile(
+    r"снилс|snils|страхов\w*|тел\w*|моб\w*|звон\w*|ватсап|whatsapp|вацап|номер"
+    r"|лицев\w*|л\s*/\s*с|лс|счет\w*|счёт\w*|licev\w*|schet\w*",
+    re.IGNORECASE,
+)
+_HOT_WATER = re.compile(
+    r"(?<!\w)(?:гвс|(?>горяч\w*)(?!\s+лини)(?:\s+вод\w*)?|гор\.\s*вод\w*|hot[\s_]?water"
+    r"|(?>goryach\w*)(?:\s+vod\w*)?|gvs)(?!\w)",
+    re.IGNORECASE,
+)
+_HEATING = re.compile(
+    r"(?<!\w)(?:отоплени\w*|отопит\w*|тепл(?:о|а|у|ом)|теплосч[её]тчик\w*|теплов\w+\s+энерги\w*"
+    r"|теплов\w+\s+сч[её]тчик\w*|heating|otopleni\w*|teplo)(?!\w)",
+    re.IGNORECASE,
+)
+_STREET_PREFIX = (
+    r"(?:(?:г\.?\s*)?курск\w*\s*,?\s*)?"
+    r"(?:(?:ул\.?|улиц[аеуы]|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
+    r"|бульвар\w*|ш\.|шоссе|пл\.|площад\w*|проезд\w*)\s*)"
+)
+_HOUSE = (
+    r"(?:\s*,?\s*(?:д\.?|дом)?\s*\d{1,4}(?:\s?[а-яa-z](?!\w))?(?:/\d{1,3})?"
+    r"(?:\s*,?\s*(?:корп\.?|корпус|к\.|стр\.?)\s*\d{1,3})?"
+    r"(?:\s*,?\s*(?:кв\.?|квартира|квартиру|кв-ра)\s*\d{1,4})?(?![\d.,]))"
+)
+_CAPITALISED_STREET = re.compile(
+    r"(?<!\w)(?:ул\.?|улиц[аеуы])\s+(?P<name>[А-ЯЁ][а-яё]+(?:-[А-ЯЁа-яё]+)?(?:\s+[А-ЯЁ][а-яё]+)?)"
+    + _HOUSE
+    + "?"
+)
+
+DEFAULT_STREETS: tuple[str, ...] = (
+    "Ленина",
+    "Радищева",
+    "Карла Маркса",
+    "Дзержинского",
+    "Сумская",
+    "Энтузиастов",
+    "Студенческая",
+    "Литовская",
+    "Союзная",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    entity: str
+    start: int
+    end: int
+    value: str
+    priority: int
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _street_pattern(name: str) -> str:
+    words = name.split()
+    parts: list[str] = []
+    for word in words:
+        lower = word.lower()
+        if lower.endswith(("ая", "яя")):
+            parts.append(re.escape(lower[:-2]) + r"(?:ая|ой|ую|яя|ей|юю)")
+        elif lower.endswith(("ий", "ый")):
+            parts.append(re.escape(lower[:-2]) + r"(?:ий|ый|ого|ом|ому)")
+        else:
+            parts.append(re.escape(lower))
+    return r"\s+".join(parts)
+
+
+def normalise_phone(raw: str) -> str | None:
+    digits = _digits(raw)
+    if len(digits) == 11 and digits[0] in "78":
+        return "7" + digits[1:]
+    if len(digits) == 10 and digits[0] in "3489":
+        return "7" + digits
+    return None
+
+
+def normalise_reading(raw: str) -> str:
+    return re.sub(r"[\s\u00a0\u202f]", "", raw).replace(",", ".")
+
+
+def month_number(word: str) -> int:
+    lower = word.lower()
+    for stem, number in MONTH_STEMS:
+        if lower.startswith(stem):
+            return number
+    raise ValueError(word)
+
+
+def resolve_date(value: str, today: dt.date) -> dt.date:
+    """A concrete date for a ``date`` entity value.
+
+    ``"2026-03-15"`` is itself; ``"2026-03"`` is its first day; ``"--03"`` is
+    the first day of the latest March not after ``today``; ``"--03-15"`` the
+    latest 15 March not after ``today``.
+    """
+    if not value.startswith("--"):
+        parts = [int(p) for p in value.split("-")]
+        return dt.date(parts[0], parts[1], parts[2] if len(parts) > 2 else 1)
+    parts = [int(p) for p in value[2:].split("-")]
+    month, day = parts[0], parts[1] if len(parts) > 1 else 1
+    year = today.year
+    while True:
+        try:
+            candidate = dt.date(year, month, day)
+        except ValueError:  # 29 February
+            year -= 1
+            continue
+        if candidate <= today:
+            return candidate
+        year -= 1
+
+
+class EntityExtractor:
+    """Regex and lookup extraction with overlap resolution, Rasa-shaped output."""
+
+    def __init__(
+        self,
+        streets: Iterable[str] = DEFAULT_STREETS,
+        synonyms: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        names = sorted({s.strip() for s in streets if s.strip()}, key=len, reverse=True)
+        alternation = "|".join(_street_pattern(n) for n in names) or r"(?!x)x"
+        self._street = re.compile(
+            r"(?<!\w)" + _STREET_PREFIX + r"?(?P<street>" + alternation + r")(?!\w)" + _HOUSE + "?",
+            re.IGNORECASE,
+        )
+        self._meter_synonyms: list[tuple[re.Pattern[str], str]] = []
+        for value, spellings in (synonyms or {}).items():
+            if value not in {"heating", "hot_water"}:
+                continue
+            for spelling in spellings:
+                pattern = re.compile(r"(?<!\w)" + re.escape(spelling) + r"(?!\w)", re.IGNORECASE)
+                self._meter_synonyms.append((pattern, value))
+
+    def extract(self, text: str) -> list[Entity]:
+        candidates = list(self._candidates(text))
+        candidates.sort(key=lambda c: (c.priority, -(c.end - c.start), c.start))
+        chosen: list[_Candidate] = []
+        for cand in candidates:
+            if all(cand.end <= c.start or cand.start >= c.end for c in chosen):
+                chosen.append(cand)
+        chosen.sort(key=lambda c: c.start)
+        return [
+            Entity(
+                entity=c.entity,
+                start=c.start,
+                end=c.end,
+                value=c.value,
+                extractor=EXTRACTOR,
+                confidence_entity=1.0,
+            )
+            for c in chosen
+        ]
+
+    # --- candidates -------------------------------------------------------
+
+    def _candidates(self, text: str) -> Iterable[_Candidate]:
+        yield from self._appeals(text)
+        yield from self._numeric_dates(text)
+        yield from self._snils(text)
+        yield from self._phones(text)
+        yield from self._addresses(text)
+        yield from self._month_dates(text)
+        yield from self._bare_numbers(text)
+        yield from self._meter_types(text)
+        yield from self._readings(text)
+
+    def _appeals(self, text: str) -> Iterable[_Candidate]:
+        for m in _APPEAL.finditer(text):
+            year = m.group("y1") or m.group("y2") or m.group("y3")
+            number = m.group("n1") or m.group("n2") or m.group("n3")
+            yield _Candidate("appeal_number", m.start(), m.end(), f"A-{year}-{int(number):06d}", 0)
+
+    def _numeric_dates(self, text: str) -> Iterable[_Candidate]:
+        for m in _DATE_NUMERIC.finditer(text):
+            try:
+                if m.group("d"):
+                    year = int(m.group("y"))
+                    year = year + 2000 if year < 100 else year
+                    value = dt.date(year, int(m.group("m")), int(m.group("d"))).isoformat()
+                elif m.group("iy"):
+                    value = dt.date(
+                        int(m.group("iy")), int(m.group("im")), int(m.group("id"))
+                    ).isoformat()
+                else:
+                    value = f"{int(m.group('my')):04d}-{int(m.group('mm')):02d}"
+            except ValueError:
+                continue
+            yield _Candidate("date", m.start(), m.end(), value, 1)
+
+    def _month_dates(self, text: str) -> Iterable[_Candidate]:
+        for m in _DATE_MONTH.finditer(text):
+            month = month_number(m.group("month"))
+            day = int(m.group("day")) if m.group("day") else None
+            year = int(m.group("year")) if m.group("year") else None
+            if day is not None and not 1 <= day <= 31:
+                continue
+            if year is not None and day is not None:
+                try:
+                    value = dt.date(year, month, day).isoformat()
+                except ValueError:
+                    continue
+            elif year is not None:
+                value = f"{year:04d}-{month:02d}"
+            elif day is not None:
+                value = f"--{month:02d}-{day:02d}"
+            else:
+                value = f"--{month:02d}"
+            yield _Candidate("date", m.start(), m.end(), value, 3)
+
+    def _snils(self, text: str) -> Iterable[_Candidate]:
+        for m in _SNILS.finditer(text):
+            yield _Candidate("snils", m.start(), m.end(), _digits(m.group()), 2)
+
+    def _phones(self, text: str) -> Iterable[_Candidate]:
+        for m in _PHONE.finditer(text):
+            raw = m.group().strip(" -")
+            start = m.start() + m.group().index(raw)
+            formatted = any(ch in raw for ch in "+()- ")
+            if not formatted:
+                continue  # a bare digit string: decided by _bare_numbers
+            value = normalise_phone(raw)
+            if value is not None:
+                yield _Candidate("phone", start, start + len(raw), value, 2)
+        for m in _PHONE_LOCAL.finditer(text):
+            yield _Candidate("phone", m.start(), m.end(), "74712" + _digits(m.group()), 2)
+
+    def _addresses(self, text: str) -> Iterable[_Candidate]:
+        for m in self._street.finditer(text):
+            span = m.group().rstrip(" ,")
+            yield _Candidate("address", m.start(), m.start() + len(span), span, 3)
+        for m in _CAPITALISED_STREET.finditer(text):
+            span = m.group().rstrip(" ,")
+            yield _Candidate("address", m.start(), m.start() + len(span), span, 4)
+
+    def _bare_numbers(self, text: str) -> Iterable[_Candidate]:
+        for m in _BARE_DIGITS.finditer(text):
+            digits = m.group()
+            keyword = self._keyword_before(text, m.start())
+            entity = "account_number"
+            value = digits
+            if keyword == "phone":
+                phone = normalise_phone(digits)
+                if phone is not None:
+                    entity, value = "phone", phone
+            elif keyword == "account":
+                pass
+            elif len(digits) == 11:
+                if keyword == "snils":
+                    entity = "snils"
+                elif digits[:2] in {"79", "89"}:
+                    entity, value = "phone", "7" + digits[1:]
+                else:
+                    entity = "snils"
+            yield _Candidate(entity, m.start(), m.end(), value, 4)
+
+    def _keyword_before(self, text: str, pos: int) -> str | None:
+        window = text[max(0, pos - 40) : pos]
+        last = None
+        for m in _KEYWORD.finditer(window):
+            last = m.group().lower()
+        if last is None:
+            return None
+        if last.startswith(("снилс", "snils", "страхов")):
+            return "snils"
+        if last.startswith(("тел", "моб", "звон", "ватсап", "whatsapp", "вацап", "номер")):
+            return "phone"
+        return "account"
+
+    def _meter_types(self, text: str) -> Iterable[_Candidate]:
+        for pattern, value in ((_HOT_WATER, "hot_water"), (_HEATING, "heating")):
+            for m in pattern.finditer(text):
+                yield _Candidate("meter_type", m.start(), m.end(), value, 5)
+        for pattern, value in self._meter_synonyms:
+            for m in pattern.finditer(text):
+                yield _Candidate("meter_type", m.start(), m.end(), value, 5)
+
+    def _readings(self, text: str) -> Iterable[_Candidate]:
+        for m in _READING.finditer(text):
+            raw = m.group()
+            if _NOT_A_READING_AFTER.match(text, m.end()):
+                continue
+            before = text[max(0, m.start() - 12) : m.start()]
+            has_fraction = "," in raw or "." in raw
+            blocker = _NOT_A_READING_BEFORE_STRICT if has_fraction else _NOT_A_READING_BEFORE
+            if blocker.search(before):
+                continue
+            if len(_digits(raw)) > 9 and not has_fraction:
+                continue
+            yield _Candidate("reading_value", m.start(), m.end(), normalise_reading(raw), 6)

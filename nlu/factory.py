@@ -1,0 +1,31 @@
+"""Builds the configured NLU backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from config import Settings
+from nlu.base import NluParser
+
+
+def _embedded(settings: Settings) -> NluParser:
+    from nlu.embedded import load_or_train
+
+    return load_or_train(settings)
+
+
+def _rasa(settings: Settings) -> NluParser:
+    from nlu.rasa import RasaNluParser
+
+    return RasaNluParser.from_settings(settings)
+
+
+BACKENDS: dict[str, Callable[[Settings], NluParser]] = {
+    "embedded": _embedded,
+    "rasa": _rasa,
+}
+
+
+def build_parser(settings: Settings) -> NluParser:
+    """The parser named by ``settings.nlu_backend`` (embedded trains on first use)."""
+    return BACKENDS[settings.nlu_backend](settings)
