@@ -1,0 +1,267 @@
+"""The delivery worker: outbox rows out through the channel adapters.
+
+The pipeline writes replies and their PENDING outbox rows in one transaction,
+then calls :meth:`DeliveryWorker.on_committed`; a periodic sweep picks up
+anything else that is due (retries, rows left by a crash). A row is claimed
+before it is sent by moving its ``next_attempt_at`` forward under a
+conditional UPDATE (a lease), so two workers, in one process or several,
+never send it twice; a worker that dies mid-send leaves the lease to expire
+and the row is tried again (at-least-once towards the platform, deduplicated
+by message id in the widget).
+
+Rows of one conversation go out in order: after a failure the later rows of
+that conversation wait for the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.channels.base import ChannelAdapter
+from bot.errors import PermanentDeliveryError, RecipientOffline, RetryAfter, UnknownChannel
+from bot.metrics import BotMetrics
+from dialogs.messages import Reply
+from storage.models import DeliveryStatus, OutboxEntry
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    max_attempts: int = 8
+    base_backoff_seconds: float = 2.0  # 2, 4, 8, ... capped
+    max_backoff_seconds: float = 600.0
+    lease_seconds: float = 60.0
+    # A web chat with no open tab: look again later; the history on the
+    # customer's return marks the row sent anyway.
+    offline_park_seconds: float = 300.0
+    sweep_interval_seconds: float = 5.0
+    batch_size: int = 100
+
+    def backoff(self, attempts: int) -> float:
+        """Delay before the next try after ``attempts`` failed attempts."""
+        exp = self.base_backoff_seconds * (2 ** max(attempts - 1, 0))
+        return float(min(self.max_backoff_seconds, exp))
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    RATE_LIMITED = "rate_limited"
+    OFFLINE = "offline"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # claimed by someone else
+
+
+@dataclass(slots=True)
+class PassStats:
+    outcomes: dict[Outcome, int] = field(default_factory=dict)
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def __getitem__(self, outcome: Outcome) -> int:
+        return self.outcomes.get(outcome, 0)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        adapters: Mapping[str, ChannelAdapter],
+        policy: DeliveryPolicy | None = None,
+        metrics: BotMetrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sf = session_factory
+        self._adapters = adapters
+        self.policy = policy or DeliveryPolicy()
+        self._metrics = metrics
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._loop(), name="delivery-worker")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            task, self._task = self._task, None
+            try:
+                await asyncio.wait_for(task, timeout=5)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def on_committed(self, conversation_id: int) -> None:
+        """Send that conversation's new replies now (the pipeline's hook)."""
+        try:
+            await self.run_once(conversation_id)
+        except Exception:
+            # The rows are committed; the sweep will send them.
+            log.exception("delivery right after commit failed; the sweep retries")
+            self.wake()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("delivery sweep failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.policy.sweep_interval_seconds)
+
+    # --- one pass -------------------------------------------------------------
+
+    async def run_once(self, conversation_id: int | None = None) -> PassStats:
+        """Try every due row (of one conversation, if given) once."""
+        now = self._clock()
+        query = (
+            select(OutboxEntry)
+            .where(
+                OutboxEntry.status == DeliveryStatus.PENDING,
+                OutboxEntry.next_attempt_at <= now,
+            )
+            .order_by(OutboxEntry.id)
+            .limit(self.policy.batch_size)
+        )
+        if conversation_id is not None:
+            query = query.where(OutboxEntry.conversation_id == conversation_id)
+        async with self._sf() as session:
+            entries = (await session.scalars(query)).all()
+        stats = PassStats()
+        held_back: set[int] = set()
+        for entry in entries:
+            if entry.conversation_id in held_back:
+                continue
+            outcome = await self._deliver(entry)
+            stats.add(outcome)
+            if outcome is not Outcome.SENT:
+                held_back.add(entry.conversation_id)
+        return stats
+
+    async def _claim(self, entry_id: int) -> bool:
+        now = self._clock()
+        lease = now + timedelta(seconds=self.policy.lease_seconds)
+        async with self._sf.begin() as session:
+            result = await session.execute(
+                update(OutboxEntry)
+                .where(
+                    OutboxEntry.id == entry_id,
+                    OutboxEntry.status == DeliveryStatus.PENDING,
+                    OutboxEntry.next_attempt_at <= now,
+                )
+                .values(next_attempt_at=lease)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _deliver(self, entry: OutboxEntry) -> Outcome:
+        if not await self._claim(entry.id):
+            return Outcome.SKIPPED
+        policy = self.policy
+        outcome: Outcome
+        error: str | None = None
+        delay = 0.0
+        attempts = entry.attempts
+        try:
+            adapter = self._adapters.get(entry.channel)
+            if adapter is None:
+                raise UnknownChannel(f"no adapter for channel {entry.channel!r}")
+            await adapter.send(
+                entry.chat_id,
+                Reply.from_json(entry.body),
+                message_id=entry.message_id,
+                at=entry.created_at,
+            )
+        except RecipientOffline as exc:
+            outcome, error, delay = Outcome.OFFLINE, str(exc), policy.offline_park_seconds
+        except RetryAfter as exc:
+            attempts += 1
+            outcome, error, delay = Outcome.RATE_LIMITED, str(exc), exc.retry_after
+        except PermanentDeliveryError as exc:
+            attempts += 1
+            outcome, error = Outcome.FAILED, str(exc)
+        except Exception as exc:  # DeliveryError, or an adapter that leaked one
+            attempts += 1
+            outcome, error, delay = Outcome.RETRY, f"{type(exc).__name__}: {exc}", 0.0
+            delay = policy.backoff(attempts)
+            if not isinstance(exc, UnknownChannel):
+                log.warning(
+                    "delivery of outbox %s failed (attempt %s): %s", entry.id, attempts, error
+                )
+        else:
+            outcome = Outcome.SENT
+        if outcome in (Outcome.RETRY, Outcome.RATE_LIMITED) and attempts >= policy.max_attempts:
+            outcome = Outcome.FAILED
+        await self._record(entry.id, outcome, attempts, delay, error)
+        if self._metrics is not None:
+            self._metrics.deliveries.labels(entry.channel, outcome.value).inc()
+        return outcome
+
+    async def _record(
+        self, entry_id: int, outcome: Outcome, attempts: int, delay: float, error: str | None
+    ) -> None:
+        now = self._clock()
+        values: dict[str, object]
+        if outcome is Outcome.SENT:
+            values = {"status": DeliveryStatus.SENT, "sent_at": now}
+        elif outcome is Outcome.FAILED:
+            values = {"status": DeliveryStatus.FAILED, "attempts": attempts, "last_error": error}
+        else:
+            values = {
+                "attempts": attempts,
+                "last_error": error,
+                "next_attempt_at": now + timedelta(seconds=delay),
+            }
+        async with self._sf.begin() as session:
+            await session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id == entry_id, OutboxEntry.status == DeliveryStatus.PENDING)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def mark_delivered(self, channel: str, chat_id: str, message_ids: Sequence[int]) -> int:
+        """Mark pending rows of these messages sent: the customer saw them
+        another way (the widget's history on reconnect)."""
+        if not message_ids:
+            return 0
+        async with self._sf.begin() as session:
+            result = await session.execute(
+                update(OutboxEntry)
+                .where(
+                    OutboxEntry.channel == channel,
+                    OutboxEntry.chat_id == chat_id,
+                    OutboxEntry.status == DeliveryStatus.PENDING,
+                    OutboxEntry.message_id.in_(list(message_ids)),
+                )
+                .values(status=DeliveryStatus.SENT, sent_at=self._clock())
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
