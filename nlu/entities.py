@@ -105,6 +105,7 @@ _HEATING = re.compile(
     r"|теплов\w+\s+сч[её]тчик\w*|heating|otopleni\w*|teplo)(?!\w)",
     re.IGNORECASE,
 )
+_NOT_A_METER_AFTER = re.compile(r"\s+лини", re.IGNORECASE)
 _STREET_PREFIX = (
     r"(?:(?:г\.?\s*)?курск\w*\s*,?\s*)?"
     r"(?:(?:ул\.?|улиц[аеуы]|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
@@ -364,11 +365,11 @@ class EntityExtractor:
         return "account"
 
     def _meter_types(self, text: str) -> Iterable[_Candidate]:
-        for pattern, value in ((_HOT_WATER, "hot_water"), (_HEATING, "heating")):
+        patterns = [(_HOT_WATER, "hot_water"), (_HEATING, "heating"), *self._meter_synonyms]
+        for pattern, value in patterns:
             for m in pattern.finditer(text):
-                yield _Candidate("meter_type", m.start(), m.end(), value, 5)
-        for pattern, value in self._meter_synonyms:
-            for m in pattern.finditer(text):
+                if _NOT_A_METER_AFTER.match(text, m.end()):
+                    continue  # "горячей линии" is the hotline
                 yield _Candidate("meter_type", m.start(), m.end(), value, 5)
 
     def _readings(self, text: str) -> Iterable[_Candidate]:

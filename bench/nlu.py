@@ -1,0 +1,108 @@
+"""NLU benchmark: training time, parse latency, held-out accuracy and macro F1.
+
+Run: ``.venv/bin/python bench/nlu.py [--parses N]``. Targets (issue 2):
+training < 10 s, parse p95 < 5 ms, macro F1 >= 0.92 on nlu/tests/test_nlu.yml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nlu.data_loader import Example, load_training_data  # noqa: E402
+from nlu.embedded import (  # noqa: E402
+    DATA_DIR,
+    EmbeddedNluParser,
+    load_model,
+    save_model,
+    train_model,
+)
+from nlu.evaluation import evaluate  # noqa: E402
+from nlu.features import Lemmatizer  # noqa: E402
+
+HELD_OUT = ROOT / "nlu" / "tests" / "test_nlu.yml"
+THRESHOLD = 0.45
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def entity_scores(parser: EmbeddedNluParser, examples: list[Example]) -> tuple[float, float, int]:
+    gold: set[tuple[int, str, int, int, str]] = set()
+    found: set[tuple[int, str, int, int, str]] = set()
+    for i, ex in enumerate(examples):
+        gold |= {(i, e.entity, e.start, e.end, str(e.value)) for e in ex.entities}
+        found |= {
+            (i, e.entity, e.start, e.end, str(e.value))
+            for e in parser.extractor.extract(ex.text)
+        }
+    hits = len(gold & found)
+    precision = hits / len(found) if found else 1.0
+    recall = hits / len(gold) if gold else 1.0
+    return precision, recall, len(gold)
+
+
+async def run(parses: int) -> None:
+    started = time.perf_counter()
+    Lemmatizer.analyzer()
+    morph_seconds = time.perf_counter() - started
+    model = train_model(DATA_DIR)
+    train_seconds = time.perf_counter() - started
+    print(f"training examples        {model.meta['examples']} ({len(model.labels)} intents)")
+    print(f"pymorphy3 analyzer build {morph_seconds:8.2f} s")
+    print(f"training (incl. analyzer){train_seconds:8.2f} s   target < 10 s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "nlu-model.pkl"
+        save_model(model, path)
+        t0 = time.perf_counter()
+        parser = EmbeddedNluParser(load_model(path), THRESHOLD)
+        print(f"model load               {time.perf_counter() - t0:8.3f} s "
+              f"({path.stat().st_size / 1e6:.1f} MB)")
+
+    examples = load_training_data(HELD_OUT).examples
+    texts = [ex.text for ex in examples]
+    timings: list[float] = []
+    for i in range(parses):
+        text = texts[i % len(texts)]
+        t0 = time.perf_counter_ns()
+        await parser.parse(text)
+        timings.append((time.perf_counter_ns() - t0) / 1e6)
+    timings.sort()
+    print(
+        f"parse latency over {parses} parses: p50 {percentile(timings, 50):.2f} ms, "
+        f"p95 {percentile(timings, 95):.2f} ms, p99 {percentile(timings, 99):.2f} ms, "
+        f"max {timings[-1]:.2f} ms, mean {statistics.fmean(timings):.2f} ms   target p95 < 5 ms"
+    )
+
+    report = await evaluate(parser, examples)
+    precision, recall, gold = entity_scores(parser, examples)
+    print(f"held-out {HELD_OUT.relative_to(ROOT)}: {len(examples)} examples")
+    print(f"entities (exact span and value): precision {precision:.3f} recall {recall:.3f} "
+          f"over {gold} annotated")
+    fallbacks = sum(p.predicted == "nlu_fallback" for p in report.predictions)
+    print(f"fallbacks at threshold {THRESHOLD}: {fallbacks}")
+    for p in report.errors():
+        print(f"  miss: {p.example.intent:>18} -> {p.predicted:<18} "
+              f"{p.result.intent_ranking[0].confidence:.2f} {p.example.text}")
+    print(f"{report.summary_line()}   target macro_f1 >= 0.92")
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__)
+    args.add_argument("--parses", type=int, default=3000)
+    asyncio.run(run(args.parse_args().parses))
+
+
+if __name__ == "__main__":
+    main()
