@@ -10,9 +10,13 @@ the engine refuses duplicates at start-up.
 from __future__ import annotations
 
 from dialogs.flows import (
+    billing,
     chitchat,
     fallback,
     greet,
+    human_handoff,
+    link_account,
+    submit_reading,
 )
 from dialogs.forms import Flow
 
@@ -22,5 +26,9 @@ ALL_FLOWS: tuple[Flow, ...] = (
     *chitchat.FLOWS,
     *fallback.FLOWS,
     # --- accounts, readings, billing, handoff (dialog core) ---
+    *link_account.FLOWS,
+    *submit_reading.FLOWS,
+    *billing.FLOWS,
+    *human_handoff.FLOWS,
     # --- service flows (service-flows engineer): add one line per module ---
 )
