@@ -128,11 +128,12 @@ class DeliveryWorker:
 
     async def _loop(self) -> None:
         while not self._stopping:
+            # Cleared before the pass: a wake-up during it triggers another.
+            self._wake.clear()
             try:
                 await self.run_once()
             except Exception:
                 log.exception("delivery sweep failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.policy.sweep_interval_seconds)
 

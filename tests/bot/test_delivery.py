@@ -120,9 +120,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def make_worker(
-    session_factory: async_sessionmaker[AsyncSession], clock: Clock
-) -> WorkerFactory:
+def make_worker(session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> WorkerFactory:
     def make(adapter: ScriptedAdapter) -> DeliveryWorker:
         return DeliveryWorker(session_factory, {adapter.name: adapter}, POLICY, clock=clock)
 

@@ -1,0 +1,63 @@
+"""The ASGI app: the company's demo page, the widget, health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Response
+from fastapi.responses import FileResponse, JSONResponse
+
+from bot.container import Container
+from bot.metrics import CONTENT_TYPE
+from config import Settings
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    """The app for these settings; its lifespan starts and stops ``container``."""
+    c = container or Container(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await c.start()
+        try:
+            yield
+        finally:
+            await c.close()
+
+    app = FastAPI(
+        title=f"{settings.company_name}: чат-бот",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.container = c
+
+    @app.get("/", include_in_schema=False)
+    async def demo_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        """The database answers ``SELECT 1``; 503 otherwise."""
+        if await c.ping_database():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(c.metrics.render(), media_type=CONTENT_TYPE)
+
+    for adapter in c.channels.values():
+        router = adapter.router(c)
+        if router is not None:
+            app.include_router(router)
+    return app

@@ -1,0 +1,61 @@
+"""Channel adapters and the registry the composition root builds them from.
+
+A later channel (Telegram, WhatsApp) adds one entry to
+:data:`CHANNEL_FACTORIES`; the core never lists channels itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from bot.channels.base import ChannelAdapter, ChannelHost
+from bot.channels.webchat import WebchatAdapter
+from config import Settings
+
+# A factory returns None when its channel is off in these settings (no token...).
+ChannelFactory = Callable[[Settings], ChannelAdapter | None]
+
+CHANNEL_FACTORIES: Mapping[str, ChannelFactory] = {
+    "webchat": WebchatAdapter.from_settings,
+}
+
+
+class ChannelRegistry(Mapping[str, ChannelAdapter]):
+    """The adapters enabled by the settings, by channel name."""
+
+    def __init__(self, adapters: Mapping[str, ChannelAdapter]) -> None:
+        self._adapters = dict(adapters)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, factories: Mapping[str, ChannelFactory] = CHANNEL_FACTORIES
+    ) -> ChannelRegistry:
+        adapters: dict[str, ChannelAdapter] = {}
+        for name, factory in factories.items():
+            adapter = factory(settings)
+            if adapter is not None:
+                adapters[name] = adapter
+        return cls(adapters)
+
+    def __getitem__(self, name: str) -> ChannelAdapter:
+        return self._adapters[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._adapters)
+
+    def __len__(self) -> int:
+        return len(self._adapters)
+
+    async def close(self) -> None:
+        for adapter in self._adapters.values():
+            await adapter.close()
+
+
+__all__ = [
+    "CHANNEL_FACTORIES",
+    "ChannelAdapter",
+    "ChannelFactory",
+    "ChannelHost",
+    "ChannelRegistry",
+    "WebchatAdapter",
+]

@@ -1,0 +1,468 @@
+"""The web widget: signed sessions, a WebSocket protocol, a hub of live sockets.
+
+Protocol (JSON text frames)::
+
+    client -> {"type": "hello", "token": "..." | null}
+    server <- {"type": "session", "token": "..."}          new if missing/invalid/expired
+    server <- {"type": "history", "messages": [Frame...]}  the conversation so far
+    client -> {"type": "message", "text": "...", "client_id": "uuid"}
+    client -> {"type": "button", "title": "...", "payload": "...", "client_id": "uuid"}
+    server <- {"type": "message", "sender": "bot", "text": ..., "buttons": [...],
+               "id": 17, "at": "2026-11-27T10:00:00+00:00"}
+    server <- {"type": "ack", "client_id": "uuid", "duplicate": false}
+    server <- {"type": "error", "code": "too_long", "text": "...", "client_id": "uuid" | null}
+    client -> {"type": "ping"}  server <- {"type": "pong"}
+
+``client_id`` becomes the inbox's platform message id, so a message resent
+after a reconnect is answered once. Every tab of one session is a live socket
+of the same chat; each socket receives a given message id at most once
+(history and push are deduplicated per socket, and the client dedups by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from sqlalchemy import select
+from starlette.websockets import WebSocketState
+
+from bot import messages as say
+from bot.channels.base import ChannelAdapter, ChannelHost
+from bot.errors import RecipientOffline
+from config import Settings
+from dialogs.messages import InboundMessage, Reply
+from storage.models import Conversation, Message, Sender
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "webchat"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+MAX_FRAME_BYTES = 64 * 1024
+HISTORY_LIMIT = 200
+_SID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+Frame = dict[str, Any]
+
+
+# --------------------------------------------------------------------------
+# Sessions
+# --------------------------------------------------------------------------
+
+
+class WebchatSessions:
+    """Signed, expiring tokens that carry a random session id.
+
+    The session id is the chat id and the user id of the widget's customer.
+    """
+
+    def __init__(self, secret_key: str, max_age_days: int) -> None:
+        self._serializer = URLSafeTimedSerializer(secret_key, salt="webchat-session-v1")
+        self._max_age = max_age_days * 86400
+
+    def issue(self, sid: str | None = None) -> tuple[str, str]:
+        """A new token and its session id (a fresh one unless given)."""
+        sid = sid or secrets.token_urlsafe(18)
+        return self._serializer.dumps({"sid": sid}), sid
+
+    def verify(self, token: str | None) -> str | None:
+        """The session id of a valid token, or None (missing, forged, expired)."""
+        if not token or len(token) > 512:
+            return None
+        try:
+            data = self._serializer.loads(token, max_age=self._max_age)
+        except BadSignature:  # SignatureExpired is a subclass
+            return None
+        sid = data.get("sid") if isinstance(data, dict) else None
+        if isinstance(sid, str) and _SID.match(sid):
+            return sid
+        return None
+
+
+# --------------------------------------------------------------------------
+# Client frames
+# --------------------------------------------------------------------------
+
+
+class _ClientFrame(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class HelloFrame(_ClientFrame):
+    type: Literal["hello"]
+    token: str | None = None
+
+
+class TextFrame(_ClientFrame):
+    type: Literal["message"]
+    text: str
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+class ButtonFrame(_ClientFrame):
+    type: Literal["button"]
+    title: str = Field(max_length=200)
+    payload: str = Field(min_length=1, max_length=1000)
+    client_id: str = Field(min_length=1, max_length=64)
+
+
+class PingFrame(_ClientFrame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    HelloFrame | TextFrame | ButtonFrame | PingFrame, Field(discriminator="type")
+]
+_client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+def error_frame(code: str, text: str, client_id: str | None = None) -> Frame:
+    return {"type": "error", "code": code, "text": text, "client_id": client_id}
+
+
+def message_frame(sender: str, reply: Reply, message_id: int | None, at: datetime | None) -> Frame:
+    frame: Frame = {"type": "message", "sender": sender, **reply.to_json(), "id": message_id}
+    frame["at"] = at.isoformat() if at else None
+    return frame
+
+
+# --------------------------------------------------------------------------
+# Live sockets
+# --------------------------------------------------------------------------
+
+
+class LiveSocket:
+    """One open tab. Sends are serialised; each message id goes out once."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.lock = asyncio.Lock()
+        self.seen: set[int] = set()
+
+    async def send(self, frame: Frame) -> None:
+        await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
+
+    async def push(self, frame: Frame, message_id: int | None) -> None:
+        async with self.lock:
+            await self._push_locked(frame, message_id)
+
+    async def _push_locked(self, frame: Frame, message_id: int | None) -> None:
+        if message_id is not None and message_id in self.seen:
+            return
+        await self.send(frame)
+        if message_id is not None:
+            self.seen.add(message_id)
+
+
+class WebchatHub:
+    """The live sockets of each chat, in this process."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, set[LiveSocket]] = {}
+
+    def add(self, chat_id: str, sock: LiveSocket) -> None:
+        self._sockets.setdefault(chat_id, set()).add(sock)
+
+    def remove(self, chat_id: str, sock: LiveSocket) -> None:
+        live = self._sockets.get(chat_id)
+        if live is not None:
+            live.discard(sock)
+            if not live:
+                del self._sockets[chat_id]
+
+    def count(self, chat_id: str | None = None) -> int:
+        if chat_id is not None:
+            return len(self._sockets.get(chat_id, ()))
+        return sum(len(s) for s in self._sockets.values())
+
+    async def publish(
+        self,
+        chat_id: str,
+        frame: Frame,
+        message_id: int | None = None,
+        exclude: LiveSocket | None = None,
+    ) -> int:
+        """Send to every live socket of the chat; the number that got it."""
+        delivered = 0
+        for sock in list(self._sockets.get(chat_id, ())):
+            if sock is exclude:
+                continue
+            try:
+                await sock.push(frame, message_id)
+            except Exception:  # a tab closed under us: forget it
+                self.remove(chat_id, sock)
+            else:
+                delivered += 1
+        return delivered
+
+    async def close(self) -> None:
+        for chat_id, live in list(self._sockets.items()):
+            for sock in list(live):
+                with contextlib.suppress(Exception):
+                    await sock.ws.close(code=1001)
+                self.remove(chat_id, sock)
+
+
+# --------------------------------------------------------------------------
+# History
+# --------------------------------------------------------------------------
+
+
+def _buttons(payload: dict[str, Any] | None) -> list[dict[str, str]]:
+    raw = (payload or {}).get("buttons") or []
+    if not isinstance(raw, list):
+        return []
+    return [
+        {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
+        for b in raw
+        if isinstance(b, dict)
+    ]
+
+
+_SENDERS = {Sender.CUSTOMER: "customer", Sender.OPERATOR: "operator"}
+
+
+async def load_history(host: ChannelHost, chat_id: str, limit: int = HISTORY_LIMIT) -> list[Frame]:
+    """The last messages of this chat's conversation, oldest first."""
+    async with host.session_factory() as session:
+        conv_id = await session.scalar(
+            select(Conversation.id).where(
+                Conversation.channel == CHANNEL, Conversation.chat_id == chat_id
+            )
+        )
+        if conv_id is None:
+            return []
+        rows = (
+            await session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conv_id)
+                .order_by(Message.id.desc())
+                .limit(limit)
+            )
+        ).all()
+    return [
+        {
+            "type": "message",
+            "sender": _SENDERS.get(m.sender, "bot"),
+            "text": m.text,
+            "buttons": _buttons(m.payload) if m.sender != Sender.CUSTOMER else [],
+            "id": m.id,
+            "at": m.created_at.isoformat() if m.created_at else None,
+        }
+        for m in reversed(rows)
+    ]
+
+
+# --------------------------------------------------------------------------
+# The adapter
+# --------------------------------------------------------------------------
+
+
+class WebchatAdapter(ChannelAdapter):
+    name = CHANNEL
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sessions = WebchatSessions(
+            settings.secret_key.get_secret_value(), settings.widget_session_days
+        )
+        self.hub = WebchatHub()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebchatAdapter:
+        return cls(settings)  # the widget is always on
+
+    async def send(
+        self,
+        chat_id: str,
+        reply: Reply,
+        *,
+        message_id: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        frame = message_frame("bot", reply, message_id, at)
+        if await self.hub.publish(chat_id, frame, message_id) == 0:
+            raise RecipientOffline(f"no open widget for chat {chat_id[:6]}…")
+
+    async def close(self) -> None:
+        await self.hub.close()
+
+    def router(self, host: ChannelHost) -> APIRouter:
+        router = APIRouter(tags=["webchat"])
+
+        @router.get("/widget.js", include_in_schema=False)
+        async def widget_js() -> FileResponse:
+            return FileResponse(
+                STATIC_DIR / "widget.js",
+                media_type="text/javascript; charset=utf-8",
+                headers={"Cache-Control": "no-cache"},
+            )
+
+        @router.get("/widget.css", include_in_schema=False)
+        async def widget_css() -> FileResponse:
+            return FileResponse(
+                STATIC_DIR / "widget.css",
+                media_type="text/css; charset=utf-8",
+                headers={"Cache-Control": "no-cache"},
+            )
+
+        @router.websocket("/widget/ws")
+        async def widget_ws(ws: WebSocket) -> None:
+            await WebchatConnection(self, host, ws).run()
+
+        return router
+
+
+class WebchatConnection:
+    """One WebSocket from hello to close."""
+
+    def __init__(self, adapter: WebchatAdapter, host: ChannelHost, ws: WebSocket) -> None:
+        self.adapter = adapter
+        self.host = host
+        self.ws = ws
+        self.sock = LiveSocket(ws)
+        self.sid: str | None = None
+        self.max_chars = adapter.settings.max_message_chars
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        try:
+            hello = await self._hello()
+            if hello is None:
+                return
+            await self._open_session(hello.token)
+            while True:
+                raw = await self._receive()
+                if raw is None:
+                    return
+                await self._dispatch(raw)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if self.sid is not None:
+                self.adapter.hub.remove(self.sid, self.sock)
+            if self.ws.client_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await self.ws.close()
+
+    async def _receive(self) -> str | None:
+        """The next text frame; None once the client is gone."""
+        event = await self.ws.receive()
+        if event["type"] == "websocket.disconnect":
+            return None
+        text = event.get("text")
+        if text is None:
+            data = event.get("bytes") or b""
+            if len(data) > MAX_FRAME_BYTES:
+                return ""  # rejected as too big by _dispatch's size check
+            text = data.decode("utf-8", errors="replace")
+        return str(text)
+
+    async def _hello(self) -> HelloFrame | None:
+        raw = await self._receive()
+        if raw is None:
+            return None
+        frame = self._parse(raw)
+        if isinstance(frame, HelloFrame):
+            return frame
+        await self.sock.send(error_frame("bad_frame", say.WIDGET_BAD_FRAME))
+        await self.ws.close(code=1008)
+        return None
+
+    async def _open_session(self, token: str | None) -> None:
+        sid = self.adapter.sessions.verify(token)
+        if sid is None:
+            token, sid = self.adapter.sessions.issue()
+        self.sid = sid
+        # Registered and sent under the socket's lock: a reply pushed meanwhile
+        # waits, then sees its id already sent with the history.
+        async with self.sock.lock:
+            self.adapter.hub.add(sid, self.sock)
+            history = await load_history(self.host, sid)
+            await self.sock.send({"type": "session", "token": token})
+            await self.sock.send({"type": "history", "messages": history})
+            self.sock.seen.update(m["id"] for m in history)
+        shown = [m["id"] for m in history if m["sender"] != "customer"]
+        if shown:
+            await self.host.mark_delivered(CHANNEL, sid, shown)
+
+    def _parse(self, raw: str) -> ClientFrame | None:
+        try:
+            return _client_frame.validate_python(json.loads(raw))
+        except (ValueError, ValidationError):
+            return None
+
+    async def _dispatch(self, raw: str) -> None:
+        if raw == "" or (len(raw) > MAX_FRAME_BYTES // 4 and len(raw.encode()) > MAX_FRAME_BYTES):
+            await self.sock.push(error_frame("frame_too_big", say.WIDGET_FRAME_TOO_BIG), None)
+            return
+        frame = self._parse(raw)
+        if frame is None:
+            await self.sock.push(error_frame("bad_frame", say.WIDGET_BAD_FRAME), None)
+            return
+        if isinstance(frame, PingFrame):
+            await self.sock.push({"type": "pong"}, None)
+            return
+        if isinstance(frame, HelloFrame):
+            return  # a repeated hello changes nothing
+        await self._customer_message(frame)
+
+    async def _customer_message(self, frame: TextFrame | ButtonFrame) -> None:
+        assert self.sid is not None
+        text = frame.text if isinstance(frame, TextFrame) else frame.title
+        if len(text) > self.max_chars:
+            await self.sock.push(
+                error_frame(
+                    "too_long", say.WIDGET_TOO_LONG.format(limit=self.max_chars), frame.client_id
+                ),
+                None,
+            )
+            return
+        if not text.strip() and not isinstance(frame, ButtonFrame):
+            await self.sock.push(error_frame("empty", say.WIDGET_EMPTY, frame.client_id), None)
+            return
+        msg = InboundMessage(
+            channel=CHANNEL,
+            chat_id=self.sid,
+            user_id=self.sid,
+            text=text,
+            platform_message_id=f"{self.sid}:{frame.client_id}",
+            received_at=datetime.now(UTC),
+            payload=frame.payload if isinstance(frame, ButtonFrame) else None,
+        )
+        # Other tabs of this session show what the customer wrote here.
+        echo: Frame = {
+            "type": "message",
+            "sender": "customer",
+            "text": text,
+            "buttons": [],
+            "id": None,
+            "client_id": frame.client_id,
+            "at": msg.received_at.isoformat(),
+        }
+        await self.adapter.hub.publish(self.sid, echo, exclude=self.sock)
+        try:
+            result = await self.host.handle(msg)
+        except Exception:
+            # Either the inbox never took it (the client may send it again; a
+            # resend of an accepted one is dropped as a duplicate) or it did
+            # and the pipeline's replay answers it later: nothing is lost.
+            log.exception("webchat: handling a message failed")
+            await self.sock.push(
+                error_frame("unavailable", say.WIDGET_UNAVAILABLE, frame.client_id), None
+            )
+            return
+        await self.sock.push(
+            {"type": "ack", "client_id": frame.client_id, "duplicate": result.duplicate}, None
+        )

@@ -1,0 +1,192 @@
+"""``python -m bot``: serve, chat in a terminal, migrate, demo data, NLU tools.
+
+Settings are loaded once here and passed down; a configuration error prints
+what is wrong and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TextIO
+
+from bot import messages as say
+from config.settings import ConfigError, Settings, load_settings
+from dialogs.messages import Button, InboundMessage, Reply
+
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", description="Heatdesk: the contact-center bot."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="serve the app (default): widget, health, metrics")
+    chat = sub.add_parser("chat", help="talk to the bot in this terminal")
+    chat.add_argument(
+        "--chat-id", default=None, help="conversation to continue (default: per OS user)"
+    )
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations")
+    up.add_argument("revision", nargs="?", default="head")
+    sub.add_parser("demo-data", help="load the demo accounts (once)")
+    nlu = sub.add_parser(
+        "nlu",
+        help="train | parse TEXT | eval PATH [--report FILE]",
+        add_help=False,
+        prefix_chars="\0",  # everything after "nlu" belongs to nlu.cli
+    )
+    nlu.add_argument("nlu_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    command = args.command or "run"
+    if command == "run":
+        return run_server(settings)
+    if command == "chat":
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        chat_id = args.chat_id or f"local-{getpass.getuser()}"
+        return asyncio.run(chat(settings, chat_id, sys.stdin, sys.stdout))
+    if command == "db":
+        from storage.migrate import upgrade
+
+        upgrade(settings, args.revision)
+        print(f"database upgraded to {args.revision}")
+        return 0
+    if command == "demo-data":
+        return asyncio.run(demo_data(settings))
+    if command == "nlu":
+        from nlu.cli import main as nlu_main
+
+        return int(nlu_main(list(args.nlu_args), settings))
+    raise AssertionError(command)
+
+
+def run_server(settings: Settings) -> int:
+    import uvicorn
+
+    from bot.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        # Frames up to 1 MiB reach the app, which answers anything over its own
+        # 64 KiB limit with an error frame and keeps the socket open.
+        ws_max_size=1024 * 1024,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        lifespan="on",
+    )
+    return 0
+
+
+async def demo_data(settings: Settings) -> int:
+    from bot.container import Container
+
+    container = Container(settings)
+    try:
+        if settings.is_sqlite:
+            from storage.migrate import upgrade_async
+
+            await upgrade_async(settings)
+        loaded = await container.load_demo_data()
+    finally:
+        await container.close()
+    print("demo data loaded" if loaded else "demo data already present")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# The terminal chat
+# --------------------------------------------------------------------------
+
+
+def render_replies(replies: Sequence[Reply], out: TextIO) -> tuple[Button, ...]:
+    """Print replies with numbered buttons; the buttons of the last one that has any."""
+    buttons: tuple[Button, ...] = ()
+    for reply in replies:
+        lines = reply.text.splitlines() or [""]
+        out.write(f"{say.CLI_BOT}: {lines[0]}\n")
+        for line in lines[1:]:
+            out.write(f"     {line}\n")
+        for number, button in enumerate(reply.buttons, start=1):
+            out.write(f"  [{number}] {button.title}\n")
+        if reply.buttons:
+            buttons = reply.buttons
+    out.flush()
+    return buttons
+
+
+async def chat(settings: Settings, chat_id: str, stdin: TextIO, out: TextIO) -> int:
+    from bot.container import Container
+
+    container = Container(settings)
+    interactive = stdin.isatty()
+    try:
+        await container.start(worker=False)
+        out.write(say.CLI_WELCOME.format(company=settings.company_name) + "\n")
+        out.flush()
+        buttons: tuple[Button, ...] = ()
+        while True:
+            if interactive:
+                out.write(f"{say.CLI_YOU}: ")
+                out.flush()
+            line = await asyncio.to_thread(stdin.readline)
+            if not line:
+                break
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            payload: str | None = None
+            # A number presses that button; any other number (a reading) is text.
+            if text.strip().isdigit() and 1 <= int(text.strip()) <= len(buttons):
+                number = int(text.strip())
+                text, payload = buttons[number - 1].title, buttons[number - 1].payload
+                if not interactive:
+                    out.write(f"{say.CLI_YOU}: {text}\n")
+            msg = InboundMessage(
+                channel="cli",
+                chat_id=chat_id,
+                user_id=chat_id,
+                text=text,
+                platform_message_id=uuid.uuid4().hex,
+                received_at=datetime.now(UTC),
+                payload=payload,
+            )
+            try:
+                result = await container.handle(msg)
+            except Exception as exc:
+                out.write(say.CLI_ERROR.format(error=type(exc).__name__) + "\n")
+                out.flush()
+                continue
+            buttons = render_replies(result.replies, out) or ()
+        if interactive:
+            out.write("\n" + say.CLI_BYE + "\n")
+    except KeyboardInterrupt:
+        out.write("\n" + say.CLI_BYE + "\n")
+    finally:
+        await container.close()
+    return 0

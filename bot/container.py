@@ -1,0 +1,203 @@
+"""The composition root: every long-lived object, built once from Settings.
+
+Construction is cheap and synchronous (nothing connects yet);
+:meth:`Container.start` does the work of a start-up (migrations and demo data
+in embedded mode, the NLU model, replaying unprocessed inbox entries, the
+delivery worker) and :meth:`Container.close` undoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.channels import ChannelRegistry
+from bot.delivery import DeliveryPolicy, DeliveryWorker
+from bot.metrics import BotMetrics
+from bot.pipeline import HandleResult, Pipeline
+from config import Settings
+from dialogs.context import FlowContext
+from dialogs.engine import DialogEngine
+from dialogs.messages import InboundMessage, Turn
+from dialogs.state import DialogState
+from nlu.base import NluParser
+from nlu.types import ParseResult
+from storage.crypto import PersonalDataVault
+from storage.db import create_engine, create_session_factory
+from storage.keys import KeyBuilder
+from storage.locks import LockStore, MemoryLockStore, RedisLockStore
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+class MeteredDialogEngine(DialogEngine):
+    """The dialog engine, counting the hand-offs it decides."""
+
+    def __init__(self, settings: Settings, metrics: BotMetrics) -> None:
+        super().__init__(settings)
+        self._metrics = metrics
+
+    async def step(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Turn:
+        turn = await super().step(ctx, state, parse)
+        if turn.handoff is not None:
+            self._metrics.handoffs.labels(ctx.channel).inc()
+        return turn
+
+
+def build_locks(settings: Settings) -> LockStore:
+    if settings.redis_url is None:
+        return MemoryLockStore(wait_seconds=settings.lock_wait_seconds)
+    return RedisLockStore(
+        Redis.from_url(settings.redis_url),
+        KeyBuilder(settings.redis_key_prefix),
+        ttl_seconds=settings.lock_ttl_seconds,
+        wait_seconds=settings.lock_wait_seconds,
+    )
+
+
+async def build_nlu(settings: Settings) -> NluParser:
+    """The configured parser, trained first if the embedded model is missing."""
+    from nlu.factory import build_parser
+
+    # Loading or training the embedded model is CPU work: off the event loop.
+    parser = await asyncio.to_thread(build_parser, settings)
+    if inspect.isawaitable(parser):  # an async factory (the Rasa client, say)
+        parser = await parser
+    return parser  # type: ignore[no-any-return]
+
+
+class NotStarted(RuntimeError):
+    """The container is used before :meth:`Container.start`."""
+
+
+class Container:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        nlu: NluParser | None = None,
+        delivery_policy: DeliveryPolicy | None = None,
+        inline_channels: frozenset[str] = frozenset({"cli", "test"}),
+    ) -> None:
+        self.settings = settings
+        self.metrics = BotMetrics()
+        self.db: AsyncEngine = create_engine(settings)
+        self.session_factory: async_sessionmaker[AsyncSession] = create_session_factory(self.db)
+        self.vault = PersonalDataVault(settings.secret_key.get_secret_value())
+        self.locks = build_locks(settings)
+        self.engine = MeteredDialogEngine(settings, self.metrics)
+        self.channels = ChannelRegistry.from_settings(settings)
+        self.delivery = DeliveryWorker(
+            self.session_factory, self.channels, delivery_policy, metrics=self.metrics
+        )
+        self._inline_channels = inline_channels
+        self._nlu = nlu
+        self._owns_nlu = nlu is None
+        self._pipeline: Pipeline | None = None
+        self.replayed = 0
+
+    @property
+    def nlu(self) -> NluParser:
+        if self._nlu is None:
+            raise NotStarted("the NLU parser is built by Container.start()")
+        return self._nlu
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            raise NotStarted("the pipeline is built by Container.start()")
+        return self._pipeline
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def prepare_storage(self) -> None:
+        """Embedded mode (SQLite): migrate, and load the demo data once."""
+        if not self.settings.is_sqlite:
+            return  # PostgreSQL is migrated by a deploy step (python -m bot db upgrade)
+        from storage.migrate import upgrade_async
+
+        await upgrade_async(self.settings)
+        if self.settings.load_demo_data:
+            await self.load_demo_data()
+
+    async def load_demo_data(self) -> bool:
+        from storage.demo_data import load_demo_data
+
+        async with self.session_factory() as session:
+            loaded = await load_demo_data(session, self.vault, self.settings, datetime.now(UTC))
+            await session.commit()
+        log.info("demo data %s", "loaded" if loaded else "already present")
+        return bool(loaded)
+
+    async def start(self, *, worker: bool = True) -> None:
+        started = time.perf_counter()
+        await self.prepare_storage()
+        if self._nlu is None:
+            self._nlu = await build_nlu(self.settings)
+        self._pipeline = Pipeline(
+            self.settings,
+            self.session_factory,
+            self._nlu,
+            self.locks,
+            self.engine,
+            self.vault,
+            inline_channels=self._inline_channels,
+            on_committed=self.delivery.on_committed,
+        )
+        self.replayed = await self._pipeline.replay_unprocessed()
+        if worker:
+            await self.delivery.start()
+        log.info(
+            "started in %.2f s (channels: %s; replayed %d inbox entries)",
+            time.perf_counter() - started,
+            ", ".join(self.channels) or "none",
+            self.replayed,
+        )
+
+    async def close(self) -> None:
+        await self.delivery.stop()
+        await self.channels.close()
+        if self._nlu is not None and self._owns_nlu:
+            await self._nlu.close()
+        await self.locks.close()
+        await self.db.dispose()
+
+    # --- what channels call -------------------------------------------------
+
+    async def handle(self, msg: InboundMessage) -> HandleResult:
+        """Process one inbound message, measured."""
+        m = self.metrics
+        m.inbound.labels(msg.channel).inc()
+        started = time.perf_counter()
+        try:
+            result = await self.pipeline.handle(msg)
+        except Exception:
+            m.turn_errors.labels(msg.channel).inc()
+            raise
+        m.turn_seconds.labels(msg.channel).observe(time.perf_counter() - started)
+        if result.duplicate:
+            m.duplicates.labels(msg.channel).inc()
+        m.replies.labels(msg.channel).inc(len(result.replies))
+        return result
+
+    async def mark_delivered(self, channel: str, chat_id: str, message_ids: Sequence[int]) -> int:
+        return await self.delivery.mark_delivered(channel, chat_id, message_ids)
+
+    async def ping_database(self) -> bool:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS), self.db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("database not reachable: %s", type(exc).__name__)
+            return False
+        return True

@@ -1,0 +1,34 @@
+"""Everything the outer shell itself says to a customer, in one place.
+
+The dialog flows keep their own wording in ``dialogs/``; these are the
+transport-level answers (the widget's errors, the terminal chat).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- web widget ------------------------------------------------------------
+WIDGET_TOO_LONG: Final = (
+    "Сообщение слишком длинное: не больше {limit} символов. Сократите его или отправьте частями."
+)
+WIDGET_FRAME_TOO_BIG: Final = "Слишком большое сообщение, его не получилось принять."
+WIDGET_EMPTY: Final = "Сообщение пустое. Напишите, пожалуйста, что вас интересует."
+WIDGET_BAD_FRAME: Final = (
+    "Не получилось прочитать сообщение. Обновите страницу и попробуйте ещё раз."
+)
+WIDGET_UNAVAILABLE: Final = (
+    "Не получилось обработать сообщение: сервис временно недоступен. "
+    "Попробуйте отправить его ещё раз через минуту."
+)
+WIDGET_NOT_READY: Final = "Чат ещё запускается. Подождите несколько секунд и отправьте снова."
+
+# --- terminal chat ------------------------------------------------------------
+CLI_WELCOME: Final = (
+    "Чат с ботом «{company}». Напишите сообщение и нажмите Enter; "
+    "номер — нажать кнопку; Ctrl+D — выход."
+)
+CLI_BOT: Final = "Бот"
+CLI_YOU: Final = "Вы"
+CLI_ERROR: Final = "Не получилось обработать сообщение: {error}"
+CLI_BYE: Final = "До свидания!"
