@@ -10,13 +10,22 @@ the engine refuses duplicates at start-up.
 from __future__ import annotations
 
 from dialogs.flows import (
+    appeal_status,
     billing,
+    bonus_balance,
     chitchat,
+    connection_request,
+    contacts_hours,
     fallback,
+    file_appeal,
     greet,
     human_handoff,
     link_account,
+    office_appointment,
+    report_outage,
     submit_reading,
+    subscribe_news,
+    tariff_info,
 )
 from dialogs.forms import Flow
 
@@ -31,4 +40,13 @@ ALL_FLOWS: tuple[Flow, ...] = (
     *billing.FLOWS,
     *human_handoff.FLOWS,
     # --- service flows (service-flows engineer): add one line per module ---
+    *file_appeal.FLOWS,
+    *appeal_status.FLOWS,
+    *report_outage.FLOWS,
+    *connection_request.FLOWS,
+    *contacts_hours.FLOWS,
+    *tariff_info.FLOWS,
+    *bonus_balance.FLOWS,
+    *subscribe_news.FLOWS,
+    *office_appointment.FLOWS,
 )

@@ -1,0 +1,62 @@
+"""bonus_balance: EnergoBonus points of the linked account."""
+
+from __future__ import annotations
+
+from dialogs.context import FlowContext
+from dialogs.flows.service_format import full_date, plural
+from dialogs.forms import Flow, Outcome, answer, reply
+from dialogs.state import DialogState
+from handlers.bonus import bonus_summary
+from nlu.types import ParseResult
+
+
+class Texts:
+    balance = "На счёте {account} {points} {word} ЭнергоБонус."
+    zero = "На счёте {account} пока нет баллов ЭнергоБонус."
+    how_to_earn = "Условия программы ЭнергоБонус подскажут на горячей линии: {phone}."
+    last = "Последние операции:"
+    entry = "• {date}: {sign}{points} — {reason}"
+
+
+def points_word(n: int) -> str:
+    return plural(n, "балл", "балла", "баллов")
+
+
+class BonusBalance(Flow):
+    name = "bonus_balance"
+    intents = frozenset({"bonus_balance"})
+    requires_account = True
+
+    async def run(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Outcome:
+        account = await ctx.current_account()
+        assert account is not None  # requires_account
+        summary = await bonus_summary(ctx.session, account.id)
+        if summary.balance == 0 and not summary.last_entries:
+            return answer(
+                reply(
+                    f"{Texts.zero.format(account=account.number)}\n{Texts.how_to_earn.format(phone=ctx.settings.hotline_phone)}"
+                )
+            )
+        lines = [
+            Texts.balance.format(
+                account=account.number,
+                points=summary.balance,
+                word=points_word(summary.balance),
+            )
+        ]
+        if summary.last_entries:
+            lines.append(Texts.last)
+            lines.extend(
+                Texts.entry.format(
+                    date=full_date(e.created_at, ctx.settings.tz),
+                    sign="+" if e.points > 0 else "",
+                    points=e.points,
+                    reason=e.reason,
+                )
+                for e in summary.last_entries
+            )
+        lines.append(Texts.how_to_earn.format(phone=ctx.settings.hotline_phone))
+        return answer(reply("\n".join(lines)))
+
+
+FLOWS = (BonusBalance(),)

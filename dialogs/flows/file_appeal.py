@@ -1,0 +1,209 @@
+"""file_appeal: category, description, optional contact phone, confirmation;
+then the number and the two deadlines in Moscow time."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dialogs.context import FlowContext
+from dialogs.flows.service_format import day_month_time, full_date
+from dialogs.forms import (
+    Form,
+    Outcome,
+    Slot,
+    SlotCheck,
+    answer,
+    invalid,
+    payload,
+    reply,
+    valid,
+    yes_no,
+)
+from dialogs.messages import Button, Reply
+from dialogs.state import FormState
+from handlers.appeals import MAX_DESCRIPTION_CHARS, InvalidAppeal, NewAppeal, create_appeal
+from handlers.contacts import InvalidPhone, normalize_phone
+from storage.crypto import mask_phone
+from storage.models import AppealCategory
+
+SKIP = "skip"
+MIN_DESCRIPTION_CHARS = 5
+
+
+class Texts:
+    ask_category = "Подам обращение. Выберите тему:"
+    ask_description = (
+        "Опишите, пожалуйста, суть обращения одним сообщением: что случилось, "
+        "с какого времени, за какой период."
+    )
+    ask_phone = (
+        "Оставьте номер телефона, если удобно, чтобы специалист мог перезвонить. "
+        "Или нажмите «Без телефона»."
+    )
+    skip_phone = "Без телефона"
+    bad_category = "Выберите тему кнопкой, пожалуйста."
+    too_short = "Опишите чуть подробнее, пожалуйста: хотя бы пару слов."
+    too_long = "Слишком длинный текст: уложитесь, пожалуйста, в {limit} символов."
+    bad_phone = (
+        "Не похоже на номер телефона. Напишите его так: +7 910 123-45-67, "
+        "или нажмите «Без телефона»."
+    )
+    confirm = (
+        "Проверьте обращение:\nТема: {category}\nСуть: {description}\nТелефон: {phone}\n\n"
+        "Отправляем?"
+    )
+    no_phone = "не указан"
+    done = (
+        "Обращение зарегистрировано, номер {number}.{account}\n"
+        "Предварительное рассмотрение — до {review}, решение — до {decision} (по Москве).\n"
+        "Статус можно узнать здесь же: напишите номер обращения."
+    )
+    done_account = " Лицевой счёт {account}."
+    status_button = "Статус обращения"
+    failed = "Не удалось зарегистрировать обращение: {reason}. Попробуйте ещё раз."
+    cancelled = "Хорошо, обращение не отправляю. Чем ещё могу помочь?"
+    resume = "Продолжим оформление обращения?"
+
+
+# The five topics a customer chooses from (emergencies and call-backs are
+# registered by other flows).
+CATEGORY_TITLES: dict[AppealCategory, str] = {
+    AppealCategory.CHARGES: "Начисления и перерасчёт",
+    AppealCategory.HEATING_QUALITY: "Качество отопления",
+    AppealCategory.HOT_WATER_QUALITY: "Качество горячей воды",
+    AppealCategory.METER: "Счётчик",
+    AppealCategory.OTHER: "Другое",
+}
+_CATEGORY_WORDS: tuple[tuple[str, AppealCategory], ...] = (
+    (r"начисл|перерас|квитанц|оплат|сумм|долг", AppealCategory.CHARGES),
+    (r"горяч|гвс|вод", AppealCategory.HOT_WATER_QUALITY),
+    (r"отопл|батаре|радиатор|тепл", AppealCategory.HEATING_QUALITY),
+    (r"сч[её]тчик|прибор", AppealCategory.METER),
+    (r"друго|ино[ей]", AppealCategory.OTHER),
+)
+_SKIP_WORDS = re.compile(r"без\s+телефона|не\s+надо|не\s+нужно|пропуст|нет\b|не\s+хочу", re.I)
+
+
+def category_from_text(text: str) -> str | None:
+    if text.startswith("/"):
+        return None
+    lowered = text.lower()
+    for pattern, category in _CATEGORY_WORDS:
+        if re.search(pattern, lowered):
+            return category.value
+    return None
+
+
+def phone_from_text(text: str) -> str | None:
+    if text.startswith("/"):
+        return None
+    if _SKIP_WORDS.search(text):
+        return SKIP
+    # Anything with digits is checked by validate() (which explains a bad one).
+    return text if re.search(r"\d", text) else None
+
+
+class FileAppeal(Form):
+    name = "file_appeal"
+    intents = frozenset({"file_appeal"})
+    confirm = True
+    resume_question = Texts.resume
+    cancelled_text = Texts.cancelled
+    slots = (
+        Slot(
+            "category",
+            Texts.ask_category,
+            buttons=tuple(
+                Button(title, payload("file_appeal", category=cat.value))
+                for cat, title in CATEGORY_TITLES.items()
+            ),
+            from_text=category_from_text,
+        ),
+        Slot("description", Texts.ask_description, free_text=True),
+        Slot(
+            "contact_phone",
+            Texts.ask_phone,
+            buttons=(Button(Texts.skip_phone, payload("file_appeal", phone=SKIP)),),
+            entity="phone",
+            from_text=phone_from_text,
+        ),
+    )
+
+    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
+        if slot == "category":
+            try:
+                category = AppealCategory(str(value))
+            except ValueError:
+                return invalid(Texts.bad_category, reprompt=True)
+            if category not in CATEGORY_TITLES:
+                return invalid(Texts.bad_category, reprompt=True)
+            return valid(category.value)
+        if slot == "description":
+            text = str(value).strip()
+            if len(text) < MIN_DESCRIPTION_CHARS:
+                return invalid(Texts.too_short)
+            if len(text) > MAX_DESCRIPTION_CHARS:
+                return invalid(Texts.too_long.format(limit=MAX_DESCRIPTION_CHARS))
+            return valid(text)
+        if slot == "contact_phone":
+            if value == SKIP:
+                # Filled, but empty: no phone.
+                return valid("", phone_masked="")
+            try:
+                phone = normalize_phone(str(value))
+            except InvalidPhone:
+                return invalid(Texts.bad_phone)
+            # Never in the clear in the dialog state.
+            return valid(ctx.vault.encrypt(phone), phone_masked=mask_phone(phone))
+        return valid(value)
+
+    async def confirmation(self, ctx: FlowContext, form: FormState) -> Reply:
+        description = str(form.slots["description"])
+        if len(description) > 300:
+            description = description[:300] + "…"
+        return yes_no(
+            Texts.confirm.format(
+                category=CATEGORY_TITLES[AppealCategory(form.slots["category"])],
+                description=description,
+                phone=form.slots.get("phone_masked") or Texts.no_phone,
+            )
+        )
+
+    async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
+        account = await ctx.current_account()
+        encrypted = form.slots.get("contact_phone") or ""
+        try:
+            info = await create_appeal(
+                ctx.session,
+                ctx.vault,
+                ctx.settings,
+                NewAppeal(
+                    category=AppealCategory(form.slots["category"]),
+                    description=str(form.slots["description"]),
+                    account_id=account.id if account else None,
+                    conversation_id=ctx.conversation.id,
+                    channel=ctx.channel,
+                    address=account.address if account else None,
+                    contact_phone=ctx.vault.decrypt(encrypted) if encrypted else None,
+                ),
+                ctx.now,
+            )
+        except InvalidAppeal as exc:
+            return answer(reply(Texts.failed.format(reason=exc)))
+        tz = ctx.settings.tz
+        text = Texts.done.format(
+            number=info.number,
+            account=Texts.done_account.format(account=account.number) if account else "",
+            review=day_month_time(info.review_due_at, tz),
+            decision=full_date(info.decision_due_at, tz),
+        )
+        return answer(
+            reply(
+                text,
+                Button(Texts.status_button, payload("appeal_status", appeal_number=info.number)),
+            )
+        )
+
+
+FLOWS = (FileAppeal(),)
