@@ -3,6 +3,7 @@ open appeals with status and due date."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -75,16 +76,28 @@ def number_from_text(text: str) -> str | None:
         return None
 
 
+def attempted_number(text: str) -> str | None:
+    """When asked for the number, anything with digits is an attempt at it:
+    validate() explains the format rather than the bot wandering off."""
+    if text.startswith("/"):
+        return None
+    return number_in_text(text) or (text.strip() if re.search(r"\d", text) else None)
+
+
+def number_in_text(text: str) -> str | None:
+    for candidate in (text, *text.replace(",", " ").split()):
+        number = number_from_text(candidate.strip(".?!№#"))
+        if number:
+            return number
+    return None
+
+
 def number_in(parse: ParseResult) -> str | None:
     """An appeal number in the message: the NLU entity, the text or a word of it."""
     entity = parse.entity("appeal_number")
     if entity is not None and entity.value:
         return str(entity.value)
-    for candidate in (parse.text, *parse.text.replace(",", " ").split()):
-        number = number_from_text(candidate.strip(".?!№#"))
-        if number:
-            return number
-    return None
+    return number_in_text(parse.text)
 
 
 async def _account_ids(ctx: FlowContext) -> list[int]:
@@ -127,7 +140,7 @@ class AppealStatusForm(Form):
             "appeal_number",
             Texts.ask_number,
             buttons=(Button(Texts.link_button, payload("link_account")),),
-            from_text=number_from_text,
+            from_text=attempted_number,
         ),
     )
 

@@ -109,7 +109,11 @@ def kind_from_text(text: str) -> str | None:
 def address_from_text(text: str) -> str | None:
     if text.startswith("/"):
         return None
-    return text.strip() if parse_address(text) is not None else None
+    if parse_address(text) is not None:
+        return text.strip()
+    # A bare house number ("10") is an attempt at an address: validate()
+    # asks for the street instead of the bot taking it for a reading.
+    return text.strip() if re.fullmatch(r"[\d\s/\-.,]{1,12}", text.strip()) else None
 
 
 def load_from_text(text: str) -> str | None:

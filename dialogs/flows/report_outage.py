@@ -73,7 +73,11 @@ def service_from_text(text: str) -> Service | None:
 def address_from_text(text: str) -> str | None:
     if text.startswith("/"):
         return None
-    return text.strip() if parse_address(text) is not None else None
+    if parse_address(text) is not None:
+        return text.strip()
+    # A bare house number ("10") is an attempt at an address: validate()
+    # asks for the street instead of the bot taking it for a reading.
+    return text.strip() if re.fullmatch(r"[\d\s/\-.,]{1,12}", text.strip()) else None
 
 
 def describe_outage(outage: OutageInfo, address: str, ctx: FlowContext) -> str:
