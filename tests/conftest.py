@@ -116,6 +116,10 @@ def pg_database() -> Iterator[str]:
     name = f"heatdesk_test_{uuid.uuid4().hex[:10]}"
     try:
         run_in_thread(lambda: asyncio.run(pg_admin(f'CREATE DATABASE "{name}"')))
+        # Test data need no durability: commits stop waiting for the WAL flush.
+        run_in_thread(
+            lambda: asyncio.run(pg_admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
+        )
     except (OSError, asyncpg.PostgresError) as exc:
         service_missing("PostgreSQL", exc)
     yield pg_url(name)
