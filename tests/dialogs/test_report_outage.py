@@ -1,0 +1,78 @@
+"""report_outage: a known outage explains itself; otherwise an emergency appeal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from storage.models import Appeal, AppealCategory, Priority, Task, TaskKind
+from tests.harness import DEFAULT_NOW, DEMO_ACCOUNT_2, DEMO_SNILS_2, ChatClient
+
+DEMO_APPEALS = ("A-2026-000001", "A-2026-000002")
+
+
+async def _emergencies(chat: ChatClient) -> list[tuple[Appeal, Task]]:
+    async with chat.session() as s:
+        rows = await s.execute(
+            select(Appeal, Task)
+            .join(Task, Task.appeal_id == Appeal.id)
+            .where(Appeal.number.not_in(DEMO_APPEALS))
+            .order_by(Appeal.id)
+        )
+        return [(a, t) for a, t in rows]
+
+
+async def test_planned_outage_at_the_linked_address(chat: ChatClient) -> None:
+    # Account 1002003002 is on Радищева 3, under the planned hot-water outage.
+    await chat.link(DEMO_ACCOUNT_2, DEMO_SNILS_2)
+    await chat.say("нет горячей воды")
+    until = (DEFAULT_NOW + timedelta(days=9)).strftime("%d.%m")
+    assert "сейчас отключено горячее водоснабжение" in chat.last_text
+    assert "плановые гидравлические испытания тепловых сетей" in chat.last_text
+    assert f"восстановят до {until} 10:00 (по Москве)" in chat.last_text
+    assert chat.button_titles == ["Сообщить об аварии"]
+    assert await _emergencies(chat) == []
+
+    # Something else is wrong: the button registers an emergency all the same.
+    await chat.press("Сообщить об аварии")
+    assert "Зарегистрировал аварийную заявку A-2026-000003" in chat.last_text
+    ((appeal, task),) = await _emergencies(chat)
+    assert appeal.priority is Priority.HIGH
+    assert task.kind is TaskKind.EMERGENCY_DISPATCH
+
+
+async def test_asked_address_with_an_outage(chat: ChatClient) -> None:
+    await chat.say("когда дадут горячую воду")
+    assert "адрес" in chat.last_text
+    await chat.say("ул. Радищева, д. 5")
+    assert "отключено горячее водоснабжение" in chat.last_text
+
+
+async def test_no_outage_registers_an_emergency_at_night(chat: ChatClient) -> None:
+    await chat.link()  # Ленина 10: no outage there
+    # Sunday 29.11, 03:00 Moscow: the contact center is closed, emergencies are not.
+    chat.clock.set(DEFAULT_NOW + timedelta(days=4, hours=17))
+    await chat.say("батареи холодные, отопления нет")
+    assert "Плановых отключений по адресу г. Курск, ул. Ленина, д. 10, кв. 5 нет" in chat.last_text
+    assert "аварийную заявку A-2026-000003" in chat.last_text
+    assert "8 800 100-19-00" in chat.last_text
+    ((appeal, task),) = await _emergencies(chat)
+    assert (appeal.category, appeal.priority) == (AppealCategory.EMERGENCY, Priority.HIGH)
+    assert appeal.description == "батареи холодные, отопления нет"
+    assert appeal.address == "г. Курск, ул. Ленина, д. 10, кв. 5"
+    assert appeal.account_id is not None
+    assert task.account_id == appeal.account_id
+
+
+async def test_unparseable_address_is_asked_again(chat: ChatClient) -> None:
+    await chat.say("прорвало трубу в подвале")
+    await chat.say("10")
+    assert "Не получилось разобрать адрес" in chat.last_text
+    await chat.say("Ленина")
+    assert "номер дома" in chat.last_text
+    await chat.say("Ленина 12")
+    assert "аварийную заявку A-2026-000003" in chat.last_text
+    ((appeal, _),) = await _emergencies(chat)
+    assert appeal.account_id is None
+    assert appeal.address == "Ленина 12"
