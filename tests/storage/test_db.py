@@ -1,0 +1,139 @@
+"""The engine and column types behave the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+
+import asyncpg
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.db import create_engine, create_session_factory
+from storage.models import (
+    ChannelIdentity,
+    Conversation,
+    Direction,
+    Message,
+    Outage,
+    OutageKind,
+    Sender,
+    Service,
+)
+from tests.conftest import PG_ADMIN_DSN, make_settings
+
+MSK = timezone(timedelta(hours=3))
+
+
+async def test_datetimes_come_back_aware_utc(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    moscow_noon = datetime(2026, 11, 27, 12, 0, tzinfo=MSK)
+    async with session_factory() as s:
+        s.add_all(
+            [
+                Outage(kind=OutageKind.PLANNED, service=Service.HEATING, street="ул. А",
+                       reason="a", starts_at=moscow_noon, ends_at=moscow_noon),
+                # Naive values are taken as UTC, as PostgreSQL does.
+                Outage(kind=OutageKind.PLANNED, service=Service.HEATING, street="ул. Б",
+                       reason="b", starts_at=datetime(2026, 11, 27, 10, 0),
+                       ends_at=datetime(2026, 11, 27, 10, 0)),
+            ]
+        )  # fmt: skip
+        await s.commit()
+    async with session_factory() as s:
+        rows = (await s.execute(select(Outage).order_by(Outage.street))).scalars().all()
+        earlier = (
+            (
+                await s.execute(
+                    select(Outage.street).where(
+                        Outage.starts_at < datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert rows[0].starts_at == datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    assert rows[0].starts_at.utcoffset() == timedelta(0)
+    assert rows[1].starts_at == datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    assert earlier == ["ул. А"]
+
+
+async def test_json_none_is_sql_null(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    async with session_factory() as s:
+        identity = ChannelIdentity(channel="widget", user_id="u1")
+        s.add(identity)
+        await s.flush()
+        state = {"flow": "submit_reading", "slots": {"value": "1234,5"}}
+        conv = Conversation(channel="widget", chat_id="c1", identity_id=identity.id, state=state)
+        s.add(conv)
+        await s.flush()
+        now = datetime.now(UTC)
+        s.add_all(
+            [
+                Message(conversation_id=conv.id, direction=Direction.IN, sender=Sender.CUSTOMER,
+                        text="привет", payload=None, created_at=now),
+                Message(conversation_id=conv.id, direction=Direction.OUT, sender=Sender.BOT,
+                        text="Здравствуйте!", payload={"buttons": ["Показания"]}, created_at=now),
+            ]
+        )  # fmt: skip
+        await s.commit()
+    async with session_factory() as s:
+        plain = (await s.execute(select(Message.text).where(Message.payload.is_(None)))).all()
+        state = (await s.execute(select(Conversation.state))).scalar_one()
+        # DISTINCT over a JSON column: fails on PostgreSQL's plain json type.
+        distinct = (await s.execute(select(Message).distinct())).scalars().all()
+    assert [t for (t,) in plain] == ["привет"]
+    assert state == {"flow": "submit_reading", "slots": {"value": "1234,5"}}
+    assert len(distinct) == 2
+
+
+async def _terminate(pid: int) -> None:
+    admin = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(200):  # until the backend is really gone
+            if not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
+            ):
+                return
+            await asyncio.sleep(0.01)
+        pytest.fail(f"backend {pid} still alive")
+    finally:
+        await admin.close()
+
+
+@pytest.mark.postgres
+async def test_a_dropped_idle_connection_is_replaced(pg_database: str) -> None:
+    engine = create_engine(make_settings(pg_database))
+    factory = create_session_factory(engine)
+    try:
+        async with factory() as s:
+            pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await _terminate(pid)  # the pooled connection is now dead
+        async with factory() as s:
+            new_pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert new_pid != pid
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_connection_dropped_mid_session_fails_cleanly(pg_database: str) -> None:
+    engine = create_engine(make_settings(pg_database))
+    factory = create_session_factory(engine)
+    try:
+        async with factory() as s:
+            pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await _terminate(pid)
+            with pytest.raises(DBAPIError) as caught:
+                await s.execute(text("SELECT 1"))
+            assert caught.value.connection_invalidated
+            await s.rollback()
+        async with factory() as s:
+            assert (await s.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
