@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dialogs.context import FlowContext
 from dialogs.flows.service_format import full_date, plural
-from dialogs.forms import Flow, Outcome, answer, reply
-from dialogs.state import DialogState
+from dialogs.forms import Form, Outcome, answer, reply
+from dialogs.state import FormState
 from handlers.bonus import bonus_summary
-from nlu.types import ParseResult
 
 
 class Texts:
@@ -22,12 +21,15 @@ def points_word(n: int) -> str:
     return plural(n, "балл", "балла", "баллов")
 
 
-class BonusBalance(Flow):
+class BonusBalance(Form):
+    """A form without slots, so that it resumes after link_account runs first."""
+
     name = "bonus_balance"
     intents = frozenset({"bonus_balance"})
     requires_account = True
+    resume_question = "Вернёмся к баллам ЭнергоБонус?"
 
-    async def run(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Outcome:
+    async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
         account = await ctx.current_account()
         assert account is not None  # requires_account
         summary = await bonus_summary(ctx.session, account.id)
