@@ -90,7 +90,13 @@
   // --- DOM (in a shadow root: the host page's styles do not leak in) -------
   var host = el("div", { id: "heatdesk-widget", "data-testid": "heatdesk-widget" });
   var root = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
-  root.appendChild(el("link", { rel: "stylesheet", href: cssUrl }));
+  // Hidden until its stylesheet is in: no flash of an unstyled widget, and
+  // scroll positions are measured on the styled layout.
+  host.style.display = "none";
+  var sheet = el("link", { rel: "stylesheet", href: cssUrl });
+  sheet.addEventListener("load", function () { host.style.display = ""; scrollDown(); });
+  sheet.addEventListener("error", function () { host.style.display = ""; });
+  root.appendChild(sheet);
 
   var launcher = el("button", {
     type: "button", id: "hd-launcher", "class": "hd-launcher", "data-testid": "chat-launcher",
@@ -152,7 +158,11 @@
   var waiting = 0;            // sent messages still waiting for an answer
   var started = false;
 
-  function scrollDown() { log.scrollTop = log.scrollHeight; }
+  function scrollDown() {
+    log.scrollTop = log.scrollHeight;
+    // Again once the new content is laid out.
+    window.requestAnimationFrame(function () { log.scrollTop = log.scrollHeight; });
+  }
 
   function setTyping(on) {
     if (on) typing.removeAttribute("hidden"); else typing.setAttribute("hidden", "");

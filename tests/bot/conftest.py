@@ -25,18 +25,24 @@ from tests.conftest import make_settings, run_in_thread
 Frame = dict[str, Any]
 
 
+_trained: list[Path] = []  # shared by the directories that import the fixture
+
+
 @pytest.fixture(scope="session")
 def nlu_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained embedded model, once per session (the developer's copy in var/
     is reused when it is current; load_or_train retrains a stale one)."""
     from nlu.embedded import load_or_train
 
+    if _trained:
+        return _trained[0]
     path = tmp_path_factory.mktemp("nlu") / "nlu-model.pkl"
     local = PROJECT_ROOT / "var" / "nlu-model.pkl"
     if local.exists():
         shutil.copyfile(local, path)
     settings = make_settings("sqlite+aiosqlite:///:memory:", nlu_model_path=path)
     run_in_thread(lambda: load_or_train(settings))
+    _trained.append(path)
     return path
 
 

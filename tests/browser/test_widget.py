@@ -1,0 +1,162 @@
+"""The widget in a real Chromium against a real server: link an account,
+submit a reading, reload and keep the conversation."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from config.settings import PROJECT_ROOT
+from tests.browser.conftest import Server
+from tests.conftest import IN_CI
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = PROJECT_ROOT / "var" / "widget.png"
+WAIT_MS = 20_000
+
+
+def need(condition: bool, why: str) -> None:
+    if not condition:
+        if IN_CI:
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+@pytest.fixture
+def chromium() -> Path:
+    need(shutil.which(str(CHROMIUM)) is not None, f"{CHROMIUM} is missing")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def page(tmp_path: Path, chromium: Path) -> AsyncIterator[object]:
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError as exc:  # pragma: no cover - a dev dependency
+        need(False, f"playwright is not installed: {exc}")
+        raise
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),  # a fresh user data dir
+            executable_path=str(chromium),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            locale="ru-RU",
+            timezone_id="Europe/Moscow",
+            viewport={"width": 1280, "height": 800},
+        )
+        try:
+            yield await context.new_page()
+        finally:
+            await context.close()
+
+
+async def test_link_account_submit_reading_and_keep_history(page: object, server: Server) -> None:
+    from playwright.async_api import Page, expect
+
+    assert isinstance(page, Page)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+    await page.goto(f"{server.base_url}/")
+    await expect(page.get_by_role("heading", name="Оплата и показания")).to_be_visible()
+
+    launcher = page.get_by_test_id("chat-launcher")
+    await expect(launcher).to_have_attribute("aria-label", "Открыть чат с Курской генерацией")
+    await launcher.click()
+    panel = page.get_by_test_id("chat-panel")
+    await expect(panel).to_be_visible()
+    await expect(panel.get_by_text("Чат с Курской генерацией")).to_be_visible()
+    log = page.get_by_test_id("chat-log")
+    box = page.get_by_test_id("chat-input")
+    await expect(box).to_have_attribute("placeholder", "Напишите сообщение…")
+    await expect(page.get_by_test_id("chat-status")).to_have_text(
+        "На связи круглосуточно", timeout=WAIT_MS
+    )
+
+    typing = page.get_by_test_id("chat-typing")
+
+    def bot_says(text: str) -> object:
+        return expect(log.locator('[data-sender="bot"]').filter(has_text=text).last).to_be_visible(
+            timeout=WAIT_MS
+        )
+
+    def choices(title: str) -> object:
+        return log.locator('[data-testid="chat-button"]:not([disabled])').filter(has_text=title)
+
+    async def answered() -> None:
+        # The typing indicator goes once the server acknowledged the message,
+        # and it does so after pushing every reply of the turn.
+        await expect(typing).to_be_hidden(timeout=WAIT_MS)
+
+    async def press(title: str) -> None:
+        await choices(title).last.click()  # type: ignore[attr-defined]
+        await expect(
+            log.locator('[data-sender="customer"]').filter(has_text=title).last
+        ).to_be_visible()
+        await answered()
+
+    # Ask for a reading: the bot links the account first.
+    await box.fill("Хочу передать показания")
+    await box.press("Enter")  # Enter sends
+    await answered()
+    await bot_says("привяж")
+    await box.fill("1002003001 112-233-445 95")
+    await page.get_by_test_id("chat-send").click()
+    await answered()
+    await bot_says("1002003001")
+
+    # Two meters: the bot asks which; buttons render as buttons.
+    if await choices("Отопление").count():  # type: ignore[attr-defined]
+        await press("Отопление")
+    await bot_says("148,620")  # the last reading is shown
+    await box.fill("150")
+    await box.press("Enter")
+    await answered()
+    await bot_says("150,000")
+    await press("Да")
+    await bot_says("принято")
+    before = await log.locator('[data-testid="chat-message"]').all_inner_texts()
+
+    # A reload keeps the conversation (the token lives in localStorage).
+    await page.reload()
+    await expect(panel).to_be_visible()
+    await expect(log.locator('[data-sender="bot"]').filter(has_text="принято")).to_be_visible(
+        timeout=WAIT_MS
+    )
+    after = await log.locator('[data-testid="chat-message"]').all_inner_texts()
+    assert len(after) == len(before)  # nothing lost, nothing doubled
+    assert [a.split("\n")[0] for a in after][-1] == [b.split("\n")[0] for b in before][-1]
+    await expect(log.locator('[data-sender="customer"]').filter(has_text="150")).to_be_visible()
+    await expect(log.locator('[data-testid="chat-button"]:not([disabled])')).to_have_count(
+        0
+    )  # old choices are not offered again
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOT))
+
+    # Markup is shown as text, never run.
+    await box.fill('<img src=x onerror="window.__pwned=1"><b>жирный</b>')
+    await box.press("Enter")
+    mine = log.locator('[data-sender="customer"]').last
+    await expect(mine).to_contain_text("<b>жирный</b>")
+    await answered()
+    assert await log.locator("b, img").count() == 0
+    assert await page.evaluate("window.__pwned === undefined")
+    assert errors == []
