@@ -95,9 +95,15 @@ async def test_upgrade_from_empty_down_to_base_and_up_again(empty_db: Settings) 
     assert await schema_diff(empty_db) == []
 
 
+REGENERATE = (
+    "storage/models.py and the migrations differ: while nothing is deployed run "
+    "`.venv/bin/python -m storage.migrate regenerate-initial` (see storage/migrate.py)"
+)
+
+
 async def test_the_test_schema_is_at_head_and_matches_the_models(db_settings: Settings) -> None:
     assert await current_revision(db_settings) == head_revision()
-    assert await schema_diff(db_settings) == []
+    assert await schema_diff(db_settings) == [], REGENERATE
 
 
 async def test_the_comparison_sees_a_schema_that_drifted(db_engine: AsyncEngine) -> None:
