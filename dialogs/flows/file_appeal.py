@@ -24,11 +24,14 @@ from dialogs.messages import Button, Reply
 from dialogs.state import FormState
 from handlers.appeals import MAX_DESCRIPTION_CHARS, InvalidAppeal, NewAppeal, create_appeal
 from handlers.contacts import InvalidPhone, normalize_phone
+from nlu.types import ParseResult
 from storage.crypto import mask_phone
 from storage.models import AppealCategory
 
 SKIP = "skip"
 MIN_DESCRIPTION_CHARS = 5
+SHORT_ANSWER_WORDS = 3
+OTHER_INTENT_CONFIDENCE = 0.6
 
 
 class Texts:
@@ -129,6 +132,23 @@ class FileAppeal(Form):
             from_text=phone_from_text,
         ),
     )
+
+    async def extract(
+        self, ctx: FlowContext, form: FormState, parse: ParseResult
+    ) -> dict[str, Any]:
+        found = await super().extract(ctx, form, parse)
+        # A typed topic is a short answer ("по счётчику"); a longer message
+        # that the NLU confidently reads as another question ("какой тариф на
+        # горячую воду") is that question, not a topic.
+        if (
+            form.requested_slot == "category"
+            and parse.entity("category") is None
+            and len(parse.text.split()) > SHORT_ANSWER_WORDS
+            and parse.intent.name not in self.intents
+            and parse.intent.confidence >= OTHER_INTENT_CONFIDENCE
+        ):
+            found.pop("category", None)
+        return found
 
     async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
         if slot == "category":

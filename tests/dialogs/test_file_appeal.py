@@ -178,3 +178,19 @@ async def test_deadlines_skip_weekends_and_holidays(chat: ChatClient) -> None:
     assert "до 01.11 18:00, решение — до 16.11.2026" in chat.last_text
     (appeal,) = await _appeals(chat)
     assert appeal.review_due_at - appeal.created_at == timedelta(hours=48)
+
+
+async def test_a_question_mid_form_then_continue(chat: ChatClient) -> None:
+    await chat.say("хочу подать обращение")
+    await chat.say("какой тариф на горячую воду")
+    assert "Горячая вода: 261,48 ₽ за м³" in chat.last_text
+    assert chat.texts[-1] == "Продолжим оформление обращения?"
+    await chat.press("Да")
+    assert "Выберите тему" in chat.last_text
+    await chat.press("Качество отопления")
+    await chat.say("В спальне батарея чуть тёплая 😡")
+    await chat.press("Без телефона")
+    await chat.press("Да")
+    (appeal,) = await _appeals(chat)
+    assert appeal.category is AppealCategory.HEATING_QUALITY
+    assert appeal.description == "В спальне батарея чуть тёплая 😡"
