@@ -19,7 +19,9 @@ before they are stored, and the inbox keeps the text encrypted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +62,7 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 ERROR_REASON: Final = "error"
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 ERROR_PRIORITY: Final = 1
 
 
@@ -139,6 +142,10 @@ class Pipeline:
 
     async def handle(self, msg: InboundMessage) -> HandleResult:
         """Process one inbound message exactly once (see the module docstring)."""
+        clean = _CONTROL.sub("", msg.text)
+        if clean != msg.text:
+            # NUL and other control characters: PostgreSQL refuses NUL in text.
+            msg = dataclasses.replace(msg, text=clean)
         try:
             entry_id = await self._record(msg)
         except Exception as exc:

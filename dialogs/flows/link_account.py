@@ -120,6 +120,10 @@ class LinkAccount(Form):
                 break
         if "snils" not in found and entity is not None and len(_digits(entity.value)) == 11:
             found["snils"] = _digits(entity.value)
+        if "snils" not in found and form.requested_slot == "snils" and _digits(text):
+            # A mistyped SNILS (too short or too long): say so, not "not understood".
+            found["snils"] = _digits(text)
+            return found
         # The account number: a payload/NLU entity, else 8-12 digits elsewhere.
         acc_entity = parse.entity("account_number")
         if acc_entity is not None and _digits(acc_entity.value) != found.get("snils"):

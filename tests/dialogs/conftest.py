@@ -4,25 +4,26 @@ loaded at a fixed moment (tests.harness.DEFAULT_NOW)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.pipeline import Pipeline
-from config import Settings
+from config import Settings, load_settings
 from dialogs.engine import DialogEngine
+from nlu.base import NluParser
 from nlu.embedded import EmbeddedNluParser, train_model
 from storage.crypto import PersonalDataVault
 from storage.demo_data import load_demo_data
-from storage.locks import MemoryLockStore
+from storage.locks import LockStore, MemoryLockStore
 from tests.harness import DEFAULT_NOW, ChatClient, Clock
+
+PipelineFactory = Callable[..., Pipeline]
 
 
 @pytest.fixture(scope="session")
 def nlu_parser() -> EmbeddedNluParser:
-    from config import load_settings
-
     return EmbeddedNluParser(train_model(), load_settings().nlu_fallback_threshold)
 
 
@@ -32,26 +33,40 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def pipeline(
+async def make_pipeline(
     db_settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
     vault: PersonalDataVault,
     nlu_parser: EmbeddedNluParser,
     clock: Clock,
-) -> AsyncIterator[Pipeline]:
+) -> PipelineFactory:
+    """Demo data loaded; builds Pipelines (a custom engine, NLU or locks if given)."""
     async with session_factory() as session:
         assert await load_demo_data(session, vault, db_settings, DEFAULT_NOW)
-    locks = MemoryLockStore()
-    yield Pipeline(
-        db_settings,
-        session_factory,
-        nlu_parser,
-        locks,
-        DialogEngine(db_settings),
-        vault,
-        clock=clock,
-    )
-    await locks.close()
+
+    def build(
+        engine: DialogEngine | None = None,
+        nlu: NluParser | None = None,
+        locks: LockStore | None = None,
+        **kwargs: object,
+    ) -> Pipeline:
+        return Pipeline(
+            db_settings,
+            session_factory,
+            nlu or nlu_parser,
+            locks or MemoryLockStore(),
+            engine or DialogEngine(db_settings),
+            vault,
+            clock=clock,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    return build
+
+
+@pytest.fixture
+def pipeline(make_pipeline: PipelineFactory) -> Pipeline:
+    return make_pipeline()
 
 
 @pytest.fixture

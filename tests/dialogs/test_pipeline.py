@@ -1,0 +1,273 @@
+"""The path of one message: inbox dedup, validation, lock, errors, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sqlite3
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.pipeline import Pipeline, StorageUnavailable
+from config import Settings
+from dialogs.context import FlowContext
+from dialogs.engine import DialogEngine
+from dialogs.flows import ALL_FLOWS
+from dialogs.forms import Flow, Outcome
+from dialogs.messages import Attachment, Turn
+from dialogs.state import DialogState
+from nlu.base import NluParser, NluUnavailable
+from nlu.types import ParseResult
+from storage.models import (
+    Account,
+    Conversation,
+    ConversationStatus,
+    DeliveryStatus,
+    Direction,
+    HandoffQueueEntry,
+    InboxEntry,
+    Message,
+    OutboxEntry,
+)
+from tests.dialogs.conftest import PipelineFactory
+from tests.harness import ChatClient, Clock
+
+
+async def _count(sf: async_sessionmaker[AsyncSession], direction: Direction | None = None) -> int:
+    query = select(func.count()).select_from(Message)
+    if direction is not None:
+        query = query.where(Message.direction == direction)
+    async with sf() as s:
+        return int(await s.scalar(query) or 0)
+
+
+async def test_a_duplicate_delivery_is_answered_once(chat: ChatClient) -> None:
+    msg = chat.message("привет")
+    first = await chat.pipeline.handle(msg)
+    again = await chat.pipeline.handle(msg)
+    assert first.duplicate is False
+    assert first.replies
+    assert again.duplicate is True
+    assert again.replies == ()
+    assert await _count(chat.sessions, Direction.IN) == 1
+
+
+async def test_replies_are_stored_with_outbox_rows(chat: ChatClient) -> None:
+    await chat.say("привет")
+    async with chat.sessions() as s:
+        rows = (await s.scalars(select(OutboxEntry))).all()
+        conv = await s.scalar(select(Conversation))
+        inbox = (await s.scalars(select(InboxEntry))).all()
+    assert [r.status for r in rows] == [DeliveryStatus.SENT]
+    assert rows[0].body["buttons"]
+    assert conv is not None
+    assert conv.state["recent_intents"] == ["greet"]
+    assert all(e.processed_at is not None for e in inbox)
+
+
+async def test_other_channels_leave_delivery_pending(
+    make_pipeline: PipelineFactory, session_factory: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    committed: list[int] = []
+
+    async def on_committed(conversation_id: int) -> None:
+        committed.append(conversation_id)
+
+    chat = ChatClient(make_pipeline(on_committed=on_committed), session_factory, clock, "webchat")
+    await chat.say("привет")
+    async with session_factory() as s:
+        statuses = (await s.scalars(select(OutboxEntry.status))).all()
+    assert statuses == [DeliveryStatus.PENDING]
+    assert committed == [chat.last_result.conversation_id] if chat.last_result else False
+
+
+async def test_empty_and_attachment_only_messages(chat: ChatClient) -> None:
+    await chat.say("   ")
+    assert chat.texts == [
+        "Напишите, пожалуйста, вопрос текстом: картинки и пустые сообщения я пока не понимаю."
+    ]
+    photo = dataclasses.replace(chat.message(""), attachments=(Attachment(kind="photo"),))
+    await chat.send(photo)
+    assert "текстом" in chat.last_text
+
+
+async def test_an_oversized_message_is_refused_clearly(chat: ChatClient) -> None:
+    await chat.say("а" * 4097)
+    assert chat.texts == [
+        "Сообщение слишком длинное: я читаю до 4096 символов. "
+        "Напишите, пожалуйста, короче, в чём вопрос."
+    ]
+    await chat.say("а" * 4096 + "")
+    assert "слишком длинное" not in chat.last_text
+
+
+@pytest.mark.parametrize(
+    "line", ["<script>alert(1)</script>", "'; DROP TABLE accounts; --", "😀😀😀", "\x00\u202e"]
+)
+async def test_markup_sql_and_emoji_are_just_text(chat: ChatClient, line: str) -> None:
+    await chat.say(line)
+    assert chat.texts  # some answer, no crash
+    async with chat.sessions() as s:
+        accounts = await s.scalar(select(func.count()).select_from(Account))
+        stored = await s.scalar(select(Message.text).where(Message.direction == Direction.IN))
+    assert accounts == 3
+    assert stored == line.replace("\x00", "")
+
+
+class _SlowProbe(DialogEngine):
+    """The real engine, recording how many steps run at once."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.running = 0
+        self.peak = 0
+
+    async def step(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Turn:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(0.05)
+            return await super().step(ctx, state, parse)
+        finally:
+            self.running -= 1
+
+
+async def test_the_lock_serialises_two_messages_of_one_chat(
+    make_pipeline: PipelineFactory,
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    db_settings: Settings,
+) -> None:
+    engine = _SlowProbe(db_settings)
+    chat = ChatClient(make_pipeline(engine=engine), session_factory, clock)
+    results = await asyncio.gather(
+        chat.pipeline.handle(chat.message("привет")),
+        chat.pipeline.handle(chat.message("спасибо")),
+    )
+    assert engine.peak == 1
+    assert all(r.replies for r in results)
+    async with session_factory() as s:
+        conv = await s.scalar(select(Conversation))
+    assert conv is not None
+    assert sorted(conv.state["recent_intents"]) == ["greet", "thanks"]
+
+    # Two different chats do run side by side.
+    other = ChatClient(chat.pipeline, session_factory, clock, chat_id="chat-2", user_id="u2")
+    engine.peak = 0
+    await asyncio.gather(chat.say("привет"), other.say("привет"))
+    assert engine.peak == 2
+
+
+class _Boom(Flow):
+    name = "boom"
+    intents = frozenset({"greet"})
+
+    async def run(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Outcome:
+        ctx.session.add(
+            HandoffQueueEntry(
+                conversation_id=ctx.conversation.id,
+                reason="x",
+                summary="must be rolled back",
+                created_at=ctx.now,
+            )
+        )
+        raise RuntimeError("a bug in a flow")
+
+
+def _engine_with(settings: Settings, flow: Flow) -> DialogEngine:
+    others = [f for f in ALL_FLOWS if not f.intents & flow.intents]
+    return DialogEngine(settings, [*others, flow])
+
+
+async def test_an_engine_error_becomes_an_apology_and_a_handoff(
+    make_pipeline: PipelineFactory,
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    db_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    chat = ChatClient(
+        make_pipeline(engine=_engine_with(db_settings, _Boom())), session_factory, clock
+    )
+    with caplog.at_level(logging.INFO):
+        await chat.say("добрый день, я Иван Петров")
+    assert chat.texts == [
+        "Извините, у меня что-то пошло не так. Я передал разговор оператору, "
+        "он ответит здесь же, в этом чате."
+    ]
+    assert "RuntimeError" in caplog.text
+    assert "Петров" not in caplog.text
+    async with session_factory() as s:
+        entries = (await s.scalars(select(HandoffQueueEntry))).all()
+        conv = await s.scalar(select(Conversation))
+        inbox = await s.scalar(select(InboxEntry))
+        stored = (await s.scalars(select(Message.text).order_by(Message.id))).all()
+    assert [e.reason for e in entries] == ["error"]
+    assert "must be rolled back" not in entries[0].summary
+    assert conv is not None
+    assert conv.status is ConversationStatus.QUEUED
+    assert inbox is not None
+    assert inbox.processed_at is not None
+    assert inbox.error == "RuntimeError"
+    assert stored[0] == "добрый день, я Иван Петров"
+
+
+class _RasaDown(NluParser):
+    """The NLU backend at the network edge, timing out."""
+
+    async def parse(self, text: str) -> ParseResult:
+        raise NluUnavailable("timeout")
+
+
+async def test_nlu_unavailable_is_a_fallback_with_an_apology(
+    make_pipeline: PipelineFactory, session_factory: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    chat = ChatClient(make_pipeline(nlu=_RasaDown()), session_factory, clock)
+    await chat.say("сколько я должен")
+    assert chat.texts[0].startswith("Извините, сейчас я плохо понимаю свободный текст")
+    assert "Баланс и начисления" in chat.button_titles
+    # Buttons still work without the NLU.
+    await chat.press("Баланс и начисления")
+    assert "привяжем лицевой счёт" in chat.last_text
+
+
+class _DropConnection(Flow):
+    """Loses the database connection in the middle of a turn."""
+
+    name = "drop"
+    intents = frozenset({"greet"})
+
+    async def run(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Outcome:
+        if ctx.settings.is_sqlite:
+            raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error"))
+        await ctx.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        await ctx.session.execute(text("SELECT 1"))
+        return Outcome()
+
+
+async def test_a_dropped_connection_keeps_the_message_for_replay(
+    make_pipeline: PipelineFactory,
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    db_settings: Settings,
+) -> None:
+    broken = make_pipeline(engine=_engine_with(db_settings, _DropConnection()))
+    chat = ChatClient(broken, session_factory, clock)
+    with pytest.raises(StorageUnavailable):
+        await chat.say("привет")
+    async with session_factory() as s:
+        inbox = (await s.scalars(select(InboxEntry))).all()
+    assert [e.processed_at for e in inbox] == [None]
+    assert await _count(session_factory) == 0
+
+    healthy: Pipeline = make_pipeline()
+    assert await healthy.replay_unprocessed() == 1
+    assert await healthy.replay_unprocessed() == 0
+    async with session_factory() as s:
+        texts = (await s.scalars(select(Message.text).order_by(Message.id))).all()
+    assert texts[0] == "привет"
+    assert texts[1].startswith("Здравствуйте!")
