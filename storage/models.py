@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import JSONB
@@ -331,7 +332,9 @@ class Appeal(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)  # A-2026-000123
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
-    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id"), index=True
+    )
     channel: Mapped[str | None] = mapped_column(String(20))
     category: Mapped[AppealCategory] = mapped_column(_enum(AppealCategory))
     description: Mapped[str] = mapped_column(Text)
@@ -552,7 +555,17 @@ class InboxEntry(Base):
     """Every accepted inbound delivery, unique per platform message id."""
 
     __tablename__ = "inbox"
-    __table_args__ = (UniqueConstraint("channel", "platform_message_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "platform_message_id"),
+        # Replay after a crash reads the unprocessed entries: a partial index
+        # keeps that cheap however long the inbox grows.
+        Index(
+            "ix_inbox_unprocessed",
+            "id",
+            postgresql_where=text("processed_at IS NULL"),
+            sqlite_where=text("processed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 09:22:46.121080+00:00
+Create Date: 2026-11-27 09:36:30.460702+00:00
 
 """
 
@@ -43,6 +43,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_inbox')),
     sa.UniqueConstraint('channel', 'platform_message_id', name=op.f('uq_inbox_channel_platform_message_id'))
     )
+    op.create_index('ix_inbox_unprocessed', 'inbox', ['id'], unique=False, postgresql_where=sa.text('processed_at IS NULL'), sqlite_where=sa.text('processed_at IS NULL'))
     op.create_table('network_zones',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -275,6 +276,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('number', name=op.f('uq_appeals_number'))
     )
     op.create_index(op.f('ix_appeals_account_id'), 'appeals', ['account_id'], unique=False)
+    op.create_index(op.f('ix_appeals_conversation_id'), 'appeals', ['conversation_id'], unique=False)
     op.create_table('handoff_queue',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('conversation_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -363,6 +365,7 @@ def downgrade() -> None:
     op.drop_table('messages')
     op.drop_index(op.f('ix_handoff_queue_conversation_id'), table_name='handoff_queue')
     op.drop_table('handoff_queue')
+    op.drop_index(op.f('ix_appeals_conversation_id'), table_name='appeals')
     op.drop_index(op.f('ix_appeals_account_id'), table_name='appeals')
     op.drop_table('appeals')
     op.drop_index('ix_readings_meter_taken', table_name='readings')
@@ -391,6 +394,7 @@ def downgrade() -> None:
     op.drop_table('offices')
     op.drop_table('number_sequences')
     op.drop_table('network_zones')
+    op.drop_index('ix_inbox_unprocessed', table_name='inbox', postgresql_where=sa.text('processed_at IS NULL'), sqlite_where=sa.text('processed_at IS NULL'))
     op.drop_table('inbox')
     op.drop_index(op.f('ix_customers_snils_hash'), table_name='customers')
     op.drop_table('customers')
