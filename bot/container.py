@@ -73,7 +73,7 @@ async def build_nlu(settings: Settings) -> NluParser:
     parser = await asyncio.to_thread(build_parser, settings)
     if inspect.isawaitable(parser):  # an async factory (the Rasa client, say)
         parser = await parser
-    return parser  # type: ignore[no-any-return]
+    return parser
 
 
 class NotStarted(RuntimeError):

@@ -291,13 +291,12 @@ async def test_background_loop_sends_on_wake(
         async with session_factory() as s:
             assert (await s.scalars(select(OutboxEntry))).all() == []
         ids = await add_replies(session_factory, ["Ответ"])
-        # Rows are due "now" per the real clock only if created in the past.
-        worker.wake()
-        for _ in range(200):
-            if adapter.sent:
+        worker.wake()  # the rows are due: created at T0, in the past
+        for _ in range(500):
+            if (await entry(session_factory, ids[0])).status is DeliveryStatus.SENT:
                 break
             await asyncio.sleep(0.01)
-        assert [r.text for _, r, _ in adapter.sent] == ["Ответ"]
         assert (await entry(session_factory, ids[0])).status is DeliveryStatus.SENT
+        assert [r.text for _, r, _ in adapter.sent] == ["Ответ"]
     finally:
         await worker.stop()

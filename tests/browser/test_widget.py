@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Locator, Page, async_playwright, expect
 
 from config.settings import PROJECT_ROOT
 from tests.browser.conftest import Server
@@ -44,12 +45,7 @@ def chromium() -> Path:
 
 
 @pytest.fixture
-async def page(tmp_path: Path, chromium: Path) -> AsyncIterator[object]:
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError as exc:  # pragma: no cover - a dev dependency
-        need(False, f"playwright is not installed: {exc}")
-        raise
+async def page(tmp_path: Path, chromium: Path) -> AsyncIterator[Page]:
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
             str(tmp_path / "profile"),  # a fresh user data dir
@@ -66,10 +62,7 @@ async def page(tmp_path: Path, chromium: Path) -> AsyncIterator[object]:
             await context.close()
 
 
-async def test_link_account_submit_reading_and_keep_history(page: object, server: Server) -> None:
-    from playwright.async_api import Page, expect
-
-    assert isinstance(page, Page)
+async def test_link_account_submit_reading_and_keep_history(page: Page, server: Server) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -92,12 +85,12 @@ async def test_link_account_submit_reading_and_keep_history(page: object, server
 
     typing = page.get_by_test_id("chat-typing")
 
-    def bot_says(text: str) -> object:
-        return expect(log.locator('[data-sender="bot"]').filter(has_text=text).last).to_be_visible(
+    async def bot_says(text: str) -> None:
+        await expect(log.locator('[data-sender="bot"]').filter(has_text=text).last).to_be_visible(
             timeout=WAIT_MS
         )
 
-    def choices(title: str) -> object:
+    def choices(title: str) -> Locator:
         return log.locator('[data-testid="chat-button"]:not([disabled])').filter(has_text=title)
 
     async def answered() -> None:
@@ -106,7 +99,7 @@ async def test_link_account_submit_reading_and_keep_history(page: object, server
         await expect(typing).to_be_hidden(timeout=WAIT_MS)
 
     async def press(title: str) -> None:
-        await choices(title).last.click()  # type: ignore[attr-defined]
+        await choices(title).last.click()
         await expect(
             log.locator('[data-sender="customer"]').filter(has_text=title).last
         ).to_be_visible()
@@ -123,7 +116,7 @@ async def test_link_account_submit_reading_and_keep_history(page: object, server
     await bot_says("1002003001")
 
     # Two meters: the bot asks which; buttons render as buttons.
-    if await choices("Отопление").count():  # type: ignore[attr-defined]
+    if await choices("Отопление").count():
         await press("Отопление")
     await bot_says("148,620")  # the last reading is shown
     await box.fill("150")
