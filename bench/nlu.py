@@ -43,8 +43,7 @@ def entity_scores(parser: EmbeddedNluParser, examples: list[Example]) -> tuple[f
     for i, ex in enumerate(examples):
         gold |= {(i, e.entity, e.start, e.end, str(e.value)) for e in ex.entities}
         found |= {
-            (i, e.entity, e.start, e.end, str(e.value))
-            for e in parser.extractor.extract(ex.text)
+            (i, e.entity, e.start, e.end, str(e.value)) for e in parser.extractor.extract(ex.text)
         }
     hits = len(gold & found)
     precision = hits / len(found) if found else 1.0
@@ -67,8 +66,10 @@ async def run(parses: int) -> None:
         save_model(model, path)
         t0 = time.perf_counter()
         parser = EmbeddedNluParser(load_model(path), THRESHOLD)
-        print(f"model load               {time.perf_counter() - t0:8.3f} s "
-              f"({path.stat().st_size / 1e6:.1f} MB)")
+        print(
+            f"model load               {time.perf_counter() - t0:8.3f} s "
+            f"({path.stat().st_size / 1e6:.1f} MB)"
+        )
 
     examples = load_training_data(HELD_OUT).examples
     texts = [ex.text for ex in examples]
@@ -88,13 +89,17 @@ async def run(parses: int) -> None:
     report = await evaluate(parser, examples)
     precision, recall, gold = entity_scores(parser, examples)
     print(f"held-out {HELD_OUT.relative_to(ROOT)}: {len(examples)} examples")
-    print(f"entities (exact span and value): precision {precision:.3f} recall {recall:.3f} "
-          f"over {gold} annotated")
+    print(
+        f"entities (exact span and value): precision {precision:.3f} recall {recall:.3f} "
+        f"over {gold} annotated"
+    )
     fallbacks = sum(p.predicted == "nlu_fallback" for p in report.predictions)
     print(f"fallbacks at threshold {THRESHOLD}: {fallbacks}")
     for p in report.errors():
-        print(f"  miss: {p.example.intent:>18} -> {p.predicted:<18} "
-              f"{p.result.intent_ranking[0].confidence:.2f} {p.example.text}")
+        print(
+            f"  miss: {p.example.intent:>18} -> {p.predicted:<18} "
+            f"{p.result.intent_ranking[0].confidence:.2f} {p.example.text}"
+        )
     print(f"{report.summary_line()}   target macro_f1 >= 0.92")
 
 

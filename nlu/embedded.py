@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import tempfile
 import time
 from collections.abc import Sequence
@@ -16,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import sklearn
-from scipy.sparse import hstack
+from scipy.sparse import hstack  # type: ignore[import-untyped,unused-ignore]
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import SGDClassifier
 
 from config import Settings
 from nlu.base import ModelNotTrained, NluParser
@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # Bump whenever features, extraction or the classifier change: it is part of
 # the model fingerprint, so a stale pickled model is retrained.
-CODE_VERSION = "embedded-2"
+CODE_VERSION = "embedded-3"
 RANKING_LENGTH = 10
 WORD_FEATURE_WEIGHT = 0.8
+SGD_ALPHA = 2e-5
+SGD_MAX_ITER = 200
 
 
 @dataclass
@@ -99,7 +101,12 @@ def train_model(data_dir: Path = DATA_DIR) -> EmbeddedModel:
             word_vectorizer.fit_transform(words) * WORD_FEATURE_WEIGHT,
         ]
     ).tocsr()
-    classifier = LogisticRegression(C=25.0, max_iter=3000)
+    # Log-loss SGD: a logistic regression that trains in a fraction of a second
+    # with sharper probabilities than lbfgs at comparable regularisation (chosen
+    # by 5-fold cross-validation on the training data, not on the held-out set).
+    classifier = SGDClassifier(
+        loss="log_loss", alpha=SGD_ALPHA, max_iter=SGD_MAX_ITER, tol=1e-4, random_state=0
+    )
     classifier.fit(features, labels)
     return EmbeddedModel(
         fingerprint=data_fingerprint(data_dir),
@@ -120,7 +127,8 @@ def save_model(model: EmbeddedModel, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        joblib.dump(model, tmp)
+        with open(tmp, "wb") as f:
+            pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -131,12 +139,66 @@ def load_model(path: Path) -> EmbeddedModel:
     if not path.exists():
         raise ModelNotTrained(f"no NLU model at {path}")
     try:
-        model = joblib.load(path)
+        with path.open("rb") as f:
+            model = pickle.load(f)  # our own file under var/, written by save_model
     except Exception as exc:  # a truncated or foreign file
         raise ModelNotTrained(f"cannot read the NLU model at {path}: {exc}") from exc
     if not isinstance(model, EmbeddedModel):
         raise ModelNotTrained(f"{path} does not hold an embedded NLU model")
     return model
+
+
+class _LinearScorer:
+    """Scores one text straight from the vocabularies, idf and coefficients.
+
+    Equivalent to ``classifier.predict_proba(hstack([tfidf_char, tfidf_word * w]))``
+    (a test checks it) but without sklearn's per-call validation and sparse
+    matrix building, which cost several milliseconds per message.
+    """
+
+    def __init__(self, model: EmbeddedModel) -> None:
+        self._char_analyzer = model.char_vectorizer.build_analyzer()
+        self._word_analyzer = model.word_vectorizer.build_analyzer()
+        self._char_vocab: dict[str, int] = model.char_vectorizer.vocabulary_
+        self._word_vocab: dict[str, int] = model.word_vectorizer.vocabulary_
+        self._char_idf = np.asarray(model.char_vectorizer.idf_)
+        self._word_idf = np.asarray(model.word_vectorizer.idf_)
+        coef = np.asarray(model.classifier.coef_)
+        n_char = len(self._char_idf)
+        self._char_coef = np.ascontiguousarray(coef[:, :n_char].T)
+        self._word_coef = np.ascontiguousarray(coef[:, n_char:].T)
+        self._intercept = np.asarray(model.classifier.intercept_)
+
+    @staticmethod
+    def _part(tokens: list[str], vocab: dict[str, int], idf: Any, coef: Any) -> Any:
+        counts: dict[int, int] = {}
+        for token in tokens:
+            index = vocab.get(token)
+            if index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        if not counts:
+            return 0.0
+        indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+        weights = tf * idf[indices]
+        weights /= np.sqrt(weights @ weights)
+        return weights @ coef[indices]
+
+    def probabilities(self, char_text: str, word_text: str) -> Any:
+        decision = (
+            self._intercept
+            + self._part(
+                self._char_analyzer(char_text), self._char_vocab, self._char_idf, self._char_coef
+            )
+            + WORD_FEATURE_WEIGHT
+            * self._part(
+                self._word_analyzer(word_text), self._word_vocab, self._word_idf, self._word_coef
+            )
+        )
+        # SGDClassifier(loss="log_loss") is one-vs-rest: sigmoid, then normalise.
+        prob = 1.0 / (1.0 + np.exp(-decision))
+        total = prob.sum()
+        return prob / total if total > 0 else np.full_like(prob, 1.0 / len(prob))
 
 
 class EmbeddedNluParser(NluParser):
@@ -146,6 +208,7 @@ class EmbeddedNluParser(NluParser):
         self.model = model
         self.fallback_threshold = fallback_threshold
         self.extractor = EntityExtractor(streets=model.streets, synonyms=model.synonyms)
+        self._scorer = _LinearScorer(model)
 
     async def parse(self, text: str) -> ParseResult:
         return self.parse_sync(text)
@@ -159,7 +222,8 @@ class EmbeddedNluParser(NluParser):
             return ParseResult(
                 text=text, intent=Intent(name=FALLBACK_INTENT, confidence=0.0), entities=()
             )
-        ranking = self.rank([(text, entities)])[0]
+        char_text, word_text = prepare(text, entities)
+        ranking = self._ranking(self._scorer.probabilities(char_text, word_text))
         top = ranking[0]
         intent = top
         if top.confidence < self.fallback_threshold:
@@ -181,14 +245,12 @@ class EmbeddedNluParser(NluParser):
                 * WORD_FEATURE_WEIGHT,
             ]
         ).tocsr()
-        probabilities = self.model.classifier.predict_proba(features)
-        result: list[list[Intent]] = []
-        for row in probabilities:
-            order = np.argsort(-row)
-            result.append(
-                [Intent(name=self.model.labels[i], confidence=float(row[i])) for i in order]
-            )
-        return result
+        return [self._ranking(row) for row in self.model.classifier.predict_proba(features)]
+
+    def _ranking(self, probabilities: Any) -> list[Intent]:
+        order = np.argsort(-probabilities, kind="stable")
+        labels = self.model.labels
+        return [Intent(name=labels[i], confidence=float(probabilities[i])) for i in order]
 
 
 def load_or_train(settings: Settings, data_dir: Path = DATA_DIR) -> EmbeddedNluParser:

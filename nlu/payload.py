@@ -36,8 +36,7 @@ def parse_payload(payload: str) -> ParseResult | None:
         for name, value in data.items():
             values = value if isinstance(value, list) else [value]
             entities.extend(
-                Entity(entity=str(name), start=0, end=0, value=v, extractor=None)
-                for v in values
+                Entity(entity=str(name), start=0, end=0, value=v, extractor=None) for v in values
             )
     intent = Intent(name=match.group("intent"), confidence=1.0)
     return ParseResult(

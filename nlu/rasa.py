@@ -50,9 +50,7 @@ class RasaNluParser(NluParser):
         except httpx.TimeoutException as exc:
             raise NluUnavailable(f"Rasa did not answer in time: {exc!r}") from exc
         except httpx.HTTPStatusError as exc:
-            raise NluUnavailable(
-                f"Rasa answered HTTP {exc.response.status_code}"
-            ) from exc
+            raise NluUnavailable(f"Rasa answered HTTP {exc.response.status_code}") from exc
         except (httpx.HTTPError, ValueError) as exc:
             raise NluUnavailable(f"Rasa is unreachable or answered garbage: {exc!r}") from exc
         try:
