@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -63,7 +64,29 @@ class Outcome(StrEnum):
     RATE_LIMITED = "rate_limited"
     OFFLINE = "offline"
     FAILED = "failed"
-    SKIPPED = "skipped"  # claimed by someone else
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A leased outbox row, detached from any session."""
+
+    id: int
+    conversation_id: int
+    message_id: int
+    channel: str
+    chat_id: str
+    body: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    row: _Claimed
+    outcome: Outcome
+    attempts: int
+    delay: float  # seconds until the next try, when it stays pending
+    error: str | None
 
 
 @dataclass(slots=True)
@@ -141,112 +164,140 @@ class DeliveryWorker:
 
     async def run_once(self, conversation_id: int | None = None) -> PassStats:
         """Try every due row (of one conversation, if given) once."""
-        now = self._clock()
-        query = (
-            select(OutboxEntry)
-            .where(
-                OutboxEntry.status == DeliveryStatus.PENDING,
-                OutboxEntry.next_attempt_at <= now,
-            )
-            .order_by(OutboxEntry.id)
-            .limit(self.policy.batch_size)
-        )
-        if conversation_id is not None:
-            query = query.where(OutboxEntry.conversation_id == conversation_id)
-        async with self._sf() as session:
-            entries = (await session.scalars(query)).all()
+        claimed = await self._claim_due(conversation_id)
         stats = PassStats()
-        held_back: set[int] = set()
-        for entry in entries:
-            if entry.conversation_id in held_back:
-                continue
-            outcome = await self._deliver(entry)
-            stats.add(outcome)
-            if outcome is not Outcome.SENT:
-                held_back.add(entry.conversation_id)
+        by_conversation: dict[int, list[_Claimed]] = {}
+        for row in claimed:
+            by_conversation.setdefault(row.conversation_id, []).append(row)
+        for rows in by_conversation.values():
+            results: list[_Result] = []
+            for row in rows:
+                result = await self._send(row)
+                results.append(result)
+                stats.add(result.outcome)
+                if result.outcome is not Outcome.SENT:
+                    break  # the later rows of this conversation wait their turn
+            released = [r.id for r in rows[len(results) :]]
+            await self._record(results, released)
         return stats
 
-    async def _claim(self, entry_id: int) -> bool:
+    async def _claim_due(self, conversation_id: int | None) -> list[_Claimed]:
+        """Lease the due rows in one statement; rows another worker holds are
+        not due any more, so each row is claimed by one worker only."""
         now = self._clock()
+        due = select(OutboxEntry.id).where(
+            OutboxEntry.status == DeliveryStatus.PENDING,
+            OutboxEntry.next_attempt_at <= now,
+        )
+        if conversation_id is not None:
+            due = due.where(OutboxEntry.conversation_id == conversation_id)
+        due = due.order_by(OutboxEntry.id).limit(self.policy.batch_size)
         lease = now + timedelta(seconds=self.policy.lease_seconds)
         async with self._sf.begin() as session:
-            result = await session.execute(
-                update(OutboxEntry)
-                .where(
-                    OutboxEntry.id == entry_id,
-                    OutboxEntry.status == DeliveryStatus.PENDING,
-                    OutboxEntry.next_attempt_at <= now,
+            rows = (
+                await session.execute(
+                    update(OutboxEntry)
+                    .where(
+                        OutboxEntry.id.in_(due.scalar_subquery()),
+                        # Re-checked on the row itself: a concurrent claim wins once.
+                        OutboxEntry.status == DeliveryStatus.PENDING,
+                        OutboxEntry.next_attempt_at <= now,
+                    )
+                    .values(next_attempt_at=lease)
+                    .returning(
+                        OutboxEntry.id,
+                        OutboxEntry.conversation_id,
+                        OutboxEntry.message_id,
+                        OutboxEntry.channel,
+                        OutboxEntry.chat_id,
+                        OutboxEntry.body,
+                        OutboxEntry.attempts,
+                        OutboxEntry.created_at,
+                    )
+                    .execution_options(synchronize_session=False)
                 )
-                .values(next_attempt_at=lease)
-                .execution_options(synchronize_session=False)
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            ).all()
+        return sorted((_Claimed(*row) for row in rows), key=lambda r: r.id)
 
-    async def _deliver(self, entry: OutboxEntry) -> Outcome:
-        if not await self._claim(entry.id):
-            return Outcome.SKIPPED
+    async def _send(self, row: _Claimed) -> _Result:
         policy = self.policy
-        outcome: Outcome
-        error: str | None = None
-        delay = 0.0
-        attempts = entry.attempts
+        attempts = row.attempts
         try:
-            adapter = self._adapters.get(entry.channel)
+            adapter = self._adapters.get(row.channel)
             if adapter is None:
-                raise UnknownChannel(f"no adapter for channel {entry.channel!r}")
+                raise UnknownChannel(f"no adapter for channel {row.channel!r}")
             await adapter.send(
-                entry.chat_id,
-                Reply.from_json(entry.body),
-                message_id=entry.message_id,
-                at=entry.created_at,
+                row.chat_id,
+                Reply.from_json(row.body),
+                message_id=row.message_id,
+                at=row.created_at,
             )
         except RecipientOffline as exc:
-            outcome, error, delay = Outcome.OFFLINE, str(exc), policy.offline_park_seconds
+            result = _Result(row, Outcome.OFFLINE, attempts, policy.offline_park_seconds, str(exc))
         except RetryAfter as exc:
             attempts += 1
-            outcome, error, delay = Outcome.RATE_LIMITED, str(exc), exc.retry_after
+            result = _Result(row, Outcome.RATE_LIMITED, attempts, exc.retry_after, str(exc))
         except PermanentDeliveryError as exc:
-            attempts += 1
-            outcome, error = Outcome.FAILED, str(exc)
+            result = _Result(row, Outcome.FAILED, attempts + 1, 0.0, str(exc))
         except Exception as exc:  # DeliveryError, or an adapter that leaked one
             attempts += 1
-            outcome, error, delay = Outcome.RETRY, f"{type(exc).__name__}: {exc}", 0.0
-            delay = policy.backoff(attempts)
+            error = f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, UnknownChannel):
                 log.warning(
-                    "delivery of outbox %s failed (attempt %s): %s", entry.id, attempts, error
+                    "delivery of outbox %s failed (attempt %s): %s", row.id, attempts, error
                 )
+            result = _Result(row, Outcome.RETRY, attempts, policy.backoff(attempts), error)
         else:
-            outcome = Outcome.SENT
-        if outcome in (Outcome.RETRY, Outcome.RATE_LIMITED) and attempts >= policy.max_attempts:
-            outcome = Outcome.FAILED
-        await self._record(entry.id, outcome, attempts, delay, error)
+            result = _Result(row, Outcome.SENT, attempts, 0.0, None)
+        if (
+            result.outcome in (Outcome.RETRY, Outcome.RATE_LIMITED)
+            and attempts >= policy.max_attempts
+        ):
+            result = _Result(row, Outcome.FAILED, attempts, 0.0, result.error)
         if self._metrics is not None:
-            self._metrics.deliveries.labels(entry.channel, outcome.value).inc()
-        return outcome
+            self._metrics.deliveries.labels(row.channel, result.outcome.value).inc()
+        return result
 
-    async def _record(
-        self, entry_id: int, outcome: Outcome, attempts: int, delay: float, error: str | None
-    ) -> None:
+    async def _record(self, results: Sequence[_Result], released: Sequence[int]) -> None:
+        """Store the outcomes of a conversation's rows in one transaction;
+        rows held back behind a failure lose their lease (due again now)."""
         now = self._clock()
-        values: dict[str, object]
-        if outcome is Outcome.SENT:
-            values = {"status": DeliveryStatus.SENT, "sent_at": now}
-        elif outcome is Outcome.FAILED:
-            values = {"status": DeliveryStatus.FAILED, "attempts": attempts, "last_error": error}
-        else:
-            values = {
-                "attempts": attempts,
-                "last_error": error,
-                "next_attempt_at": now + timedelta(seconds=delay),
-            }
         async with self._sf.begin() as session:
-            await session.execute(
-                update(OutboxEntry)
-                .where(OutboxEntry.id == entry_id, OutboxEntry.status == DeliveryStatus.PENDING)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+            for r in results:
+                values: dict[str, object]
+                if r.outcome is Outcome.SENT:
+                    values = {"status": DeliveryStatus.SENT, "sent_at": now}
+                elif r.outcome is Outcome.FAILED:
+                    values = {
+                        "status": DeliveryStatus.FAILED,
+                        "attempts": r.attempts,
+                        "last_error": r.error,
+                    }
+                else:
+                    values = {
+                        "attempts": r.attempts,
+                        "last_error": r.error,
+                        "next_attempt_at": now + timedelta(seconds=r.delay),
+                    }
+                await session.execute(
+                    update(OutboxEntry)
+                    .where(
+                        OutboxEntry.id == r.row.id,
+                        OutboxEntry.status == DeliveryStatus.PENDING,
+                    )
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
+            if released:
+                await session.execute(
+                    update(OutboxEntry)
+                    .where(
+                        OutboxEntry.id.in_(list(released)),
+                        OutboxEntry.status == DeliveryStatus.PENDING,
+                    )
+                    .values(next_attempt_at=now)
+                    .execution_options(synchronize_session=False)
+                )
 
     async def mark_delivered(self, channel: str, chat_id: str, message_ids: Sequence[int]) -> int:
         """Mark pending rows of these messages sent: the customer saw them
