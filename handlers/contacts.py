@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
 from handlers.errors import HandlerError
+from handlers.hours import is_open, next_opening
 from storage.models import Office
 
 _NON_DIGITS = re.compile(r"\D+")
@@ -61,6 +62,7 @@ class ContactInfo:
     days: tuple[int, ...]
     timezone: str
     is_open_now: bool
+    next_open_at: datetime  # ``now`` itself when open
     offices: tuple[OfficeInfo, ...]
 
 
@@ -79,14 +81,6 @@ async def list_offices(session: AsyncSession) -> list[OfficeInfo]:
     return [office_info(o) for o in rows]
 
 
-def contact_center_open(settings: Settings, now: datetime) -> bool:
-    local = now.astimezone(settings.tz)
-    return (
-        local.isoweekday() in settings.contact_center_days
-        and settings.contact_center_open_hour <= local.hour < settings.contact_center_close_hour
-    )
-
-
 async def contact_info(session: AsyncSession, settings: Settings, now: datetime) -> ContactInfo:
     return ContactInfo(
         company_name=settings.company_name,
@@ -95,6 +89,7 @@ async def contact_info(session: AsyncSession, settings: Settings, now: datetime)
         close_hour=settings.contact_center_close_hour,
         days=settings.contact_center_days,
         timezone=settings.timezone,
-        is_open_now=contact_center_open(settings, now),
+        is_open_now=is_open(settings, now),
+        next_open_at=next_opening(settings, now),
         offices=tuple(await list_offices(session)),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_format import weekday_range
+from dialogs.flows.service_format import slot_label, weekday_range
 from dialogs.forms import Flow, Outcome, answer, payload, reply
 from dialogs.messages import Button
 from dialogs.state import DialogState
@@ -15,7 +15,7 @@ class Texts:
     hotline = "Горячая линия: {phone}."
     hours = "Контакт-центр работает {days} с {open}:00 до {close}:00 по Москве{now}."
     open_now = ", сейчас открыт"
-    closed_now = ", сейчас закрыт, но я отвечу на всё, что смогу"
+    closed_now = ", сейчас закрыт (откроется {when}), а я отвечу на всё, что смогу"
     offices = "Офисы обслуживания:"
     office = "• {name}: {address}, тел. {phone}, {hours}"
     chat = "Здесь, в чате, я на связи круглосуточно."
@@ -34,7 +34,9 @@ class ContactsHours(Flow):
                 days=weekday_range(info.days),
                 open=info.open_hour,
                 close=info.close_hour,
-                now=Texts.open_now if info.is_open_now else Texts.closed_now,
+                now=Texts.open_now
+                if info.is_open_now
+                else Texts.closed_now.format(when=slot_label(info.next_open_at, ctx.settings.tz)),
             ),
         ]
         if info.offices:

@@ -22,5 +22,5 @@ async def test_contacts_in_working_hours(chat: ChatClient) -> None:
 async def test_contacts_on_sunday(chat: ChatClient) -> None:
     chat.clock.advance(timedelta(days=5))  # Sunday
     await chat.say("где ваш офис")
-    assert "сейчас закрыт" in chat.last_text
+    assert "сейчас закрыт (откроется пн 30.11 в 08:00)" in chat.last_text
     assert "ул. Ленина, д. 69" in chat.last_text

@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,10 @@ async def test_contact_info(db_session: AsyncSession, db_settings: Settings) -> 
     assert (info.open_hour, info.close_hour) == (8, 20)
     assert info.is_open_now
     assert [o.address for o in info.offices] == ["ул. Ленина, 69"]
+    assert info.next_open_at == NOW
     sunday = NOW + timedelta(days=2)
-    assert not (await contact_info(db_session, db_settings, sunday)).is_open_now
+    on_sunday = await contact_info(db_session, db_settings, sunday)
+    assert not on_sunday.is_open_now
+    assert on_sunday.next_open_at == datetime(2026, 11, 30, 5, 0, tzinfo=UTC)  # 8:00 Moscow
     friday_night = NOW + timedelta(hours=10)  # 20:15 Moscow
     assert not (await contact_info(db_session, db_settings, friday_night)).is_open_now
