@@ -9,6 +9,7 @@ delivery worker) and :meth:`Container.close` undoes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -38,6 +39,8 @@ from storage.locks import LockStore, MemoryLockStore, RedisLockStore
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
+REPLAY_FIRST_DELAY_SECONDS = 2.0
+REPLAY_MAX_DELAY_SECONDS = 60.0
 
 
 class MeteredDialogEngine(DialogEngine):
@@ -105,6 +108,10 @@ class Container:
         self._owns_nlu = nlu is None
         self._pipeline: Pipeline | None = None
         self.replayed = 0
+        # Set when a turn failed: its inbox entry may be accepted but not
+        # answered; a background replay answers it once storage is back.
+        self._replay_wanted = asyncio.Event()
+        self._replayer: asyncio.Task[None] | None = None
 
     @property
     def nlu(self) -> NluParser:
@@ -157,6 +164,7 @@ class Container:
         self.replayed = await self._pipeline.replay_unprocessed()
         if worker:
             await self.delivery.start()
+            self._replayer = asyncio.create_task(self._replay_loop(), name="inbox-replay")
         log.info(
             "started in %.2f s (channels: %s; replayed %d inbox entries)",
             time.perf_counter() - started,
@@ -165,6 +173,11 @@ class Container:
         )
 
     async def close(self) -> None:
+        if self._replayer is not None:
+            self._replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replayer
+            self._replayer = None
         await self.delivery.stop()
         await self.channels.close()
         if self._nlu is not None and self._owns_nlu:
@@ -183,12 +196,30 @@ class Container:
             result = await self.pipeline.handle(msg)
         except Exception:
             m.turn_errors.labels(msg.channel).inc()
+            self._replay_wanted.set()
             raise
         m.turn_seconds.labels(msg.channel).observe(time.perf_counter() - started)
         if result.duplicate:
             m.duplicates.labels(msg.channel).inc()
         m.replies.labels(msg.channel).inc(len(result.replies))
         return result
+
+    async def _replay_loop(self) -> None:
+        delay = REPLAY_FIRST_DELAY_SECONDS
+        while True:
+            await self._replay_wanted.wait()
+            await asyncio.sleep(delay)
+            self._replay_wanted.clear()
+            try:
+                done = await self.pipeline.replay_unprocessed()
+            except Exception as exc:
+                log.warning("inbox replay failed (%s); retrying", type(exc).__name__)
+                self._replay_wanted.set()
+                delay = min(delay * 2, REPLAY_MAX_DELAY_SECONDS)
+                continue
+            delay = REPLAY_FIRST_DELAY_SECONDS
+            if done:
+                log.info("replayed %d unanswered inbox entries", done)
 
     async def mark_delivered(self, channel: str, chat_id: str, message_ids: Sequence[int]) -> int:
         return await self.delivery.mark_delivered(channel, chat_id, message_ids)

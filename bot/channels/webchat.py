@@ -41,6 +41,7 @@ from starlette.websockets import WebSocketState
 from bot import messages as say
 from bot.channels.base import ChannelAdapter, ChannelHost
 from bot.errors import RecipientOffline
+from bot.pipeline import StorageUnavailable
 from config import Settings
 from dialogs.messages import InboundMessage, Reply
 from storage.models import Conversation, Message, Sender
@@ -454,11 +455,14 @@ class WebchatConnection:
         await self.adapter.hub.publish(self.sid, echo, exclude=self.sock)
         try:
             result = await self.host.handle(msg)
-        except Exception:
+        except Exception as exc:
             # Either the inbox never took it (the client may send it again; a
             # resend of an accepted one is dropped as a duplicate) or it did
-            # and the pipeline's replay answers it later: nothing is lost.
-            log.exception("webchat: handling a message failed")
+            # and the container's replay answers it later: nothing is lost.
+            if isinstance(exc, StorageUnavailable):
+                log.warning("webchat: storage unavailable; answered with an error frame")
+            else:
+                log.exception("webchat: handling a message failed")
             await self.sock.push(
                 error_frame("unavailable", say.WIDGET_UNAVAILABLE, frame.client_id), None
             )
