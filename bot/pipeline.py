@@ -19,6 +19,8 @@ before they are stored, and the inbox keeps the text encrypted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError
 from sqlalchemy.exc import OperationalError as SAOperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -110,6 +112,9 @@ def _is_storage_failure(exc: BaseException) -> bool:
     )
 
 
+_NO_GATE: Final = contextlib.nullcontext()
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -137,6 +142,7 @@ class Pipeline:
         self._on_committed = on_committed
         self._clock = clock
         self._keys = KeyBuilder(settings.redis_key_prefix)
+        self._sqlite_writes: asyncio.Lock | None = asyncio.Lock() if settings.is_sqlite else None
 
     # ------------------------------------------------------------------ API
 
@@ -214,8 +220,22 @@ class Pipeline:
             display_name=self._vault.decrypt(name) if name else None,
         )
 
+    async def _mark_processed(
+        self, session: AsyncSession, entry_id: int, now: datetime, error: str | None = None
+    ) -> bool:
+        result = await session.execute(
+            update(InboxEntry)
+            .where(InboxEntry.id == entry_id, InboxEntry.processed_at.is_(None))
+            .values(processed_at=now, error=error)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    def _write_gate(self) -> contextlib.AbstractAsyncContextManager[None]:
+        # SQLite has one writer: queueing here beats its busy-timeout polling.
+        return self._sqlite_writes if self._sqlite_writes is not None else _NO_GATE
+
     async def _record(self, msg: InboundMessage) -> int | None:
-        async with self._sessions() as session:
+        async with self._write_gate(), self._sessions() as session:
             entry = InboxEntry(
                 channel=msg.channel,
                 platform_message_id=msg.platform_message_id,
@@ -267,10 +287,7 @@ class Pipeline:
 
     async def _turn(self, entry_id: int, msg: InboundMessage) -> HandleResult:
         now = self._clock()
-        async with self._sessions() as session:
-            entry = await session.get(InboxEntry, entry_id)
-            if entry is None or entry.processed_at is not None:
-                return HandleResult(duplicate=True, replies=(), conversation_id=None)
+        async with self._write_gate(), self._sessions() as session:
             identity, conv = await self._identity_and_conversation(session, msg)
             state = DialogState.load(conv.state)
             replies: list[Reply] = []
@@ -319,7 +336,10 @@ class Pipeline:
 
             await self._store(session, conv, msg, intent, replies, now)
             conv.state = new_state
-            entry.processed_at = now
+            if not await self._mark_processed(session, entry_id, now):
+                # Processed meanwhile (a replay): nothing of this run is kept.
+                await session.rollback()
+                return HandleResult(duplicate=True, replies=(), conversation_id=None)
             await session.commit()
             log.info(
                 "turn done: conversation=%s intent=%s replies=%d", conv.id, intent, len(replies)
@@ -344,10 +364,7 @@ class Pipeline:
         self, entry_id: int, msg: InboundMessage, exc: BaseException
     ) -> HandleResult:
         now = self._clock()
-        async with self._sessions() as session:
-            entry = await session.get(InboxEntry, entry_id)
-            if entry is None or entry.processed_at is not None:
-                return HandleResult(duplicate=True, replies=(), conversation_id=None)
+        async with self._write_gate(), self._sessions() as session:
             identity, conv = await self._identity_and_conversation(session, msg)
             state = DialogState.load(conv.state)
             state.clear_forms()
@@ -371,8 +388,9 @@ class Pipeline:
             await self._store(session, conv, msg, None, replies, now)
             state.queued_notice_sent = False
             conv.state = state.dump()
-            entry.processed_at = now
-            entry.error = type(exc).__name__
+            if not await self._mark_processed(session, entry_id, now, type(exc).__name__):
+                await session.rollback()
+                return HandleResult(duplicate=True, replies=(), conversation_id=None)
             await session.commit()
             return HandleResult(duplicate=False, replies=tuple(replies), conversation_id=conv.id)
 
@@ -381,6 +399,19 @@ class Pipeline:
     async def _identity_and_conversation(
         self, session: AsyncSession, msg: InboundMessage
     ) -> tuple[ChannelIdentity, Conversation]:
+        row = (
+            await session.execute(
+                select(Conversation, ChannelIdentity)
+                .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+                .where(Conversation.channel == msg.channel, Conversation.chat_id == msg.chat_id)
+            )
+        ).first()
+        if row is not None and row[1].user_id == msg.user_id:
+            # The usual case, one round trip: a returning customer in their chat.
+            found_conv, found_identity = row
+            if found_conv.status is ConversationStatus.CLOSED:
+                found_conv.status = ConversationStatus.BOT
+            return found_identity, found_conv
         identity = await session.scalar(
             select(ChannelIdentity).where(
                 ChannelIdentity.channel == msg.channel, ChannelIdentity.user_id == msg.user_id
@@ -452,8 +483,8 @@ class Pipeline:
         )
         conv.last_customer_message_at = msg.received_at
         inline = msg.channel in self._inline
-        for reply in replies:
-            out = Message(
+        outs = [
+            Message(
                 conversation_id=conv.id,
                 direction=Direction.OUT,
                 sender=Sender.BOT,
@@ -461,8 +492,12 @@ class Pipeline:
                 payload=reply.to_json() if reply.buttons else None,
                 created_at=now,
             )
-            session.add(out)
-            await session.flush()
+            for reply in replies
+        ]
+        session.add_all(outs)
+        # One INSERT for all the messages (their ids are needed below).
+        await session.flush()
+        for reply, out in zip(replies, outs, strict=True):
             session.add(
                 OutboxEntry(
                     conversation_id=conv.id,

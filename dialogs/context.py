@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +29,9 @@ class FlowContext:
     identity: ChannelIdentity
     conversation: Conversation
     channel: str
+    # Per-turn scratch space for flows to avoid repeating a query within one
+    # turn (say, the account's meters); never carried to the next turn.
+    memo: dict[str, Any] = field(default_factory=dict)
 
     async def current_account(self) -> Account | None:
         """The account this chat works with now (linking may change it)."""

@@ -110,7 +110,11 @@ class SubmitReading(Form):
         account = await ctx.current_account()
         if account is None:
             return []
-        return await readings.account_meters(ctx.session, account.id, ctx.now)
+        key = f"meters:{account.id}"
+        if key not in ctx.memo:
+            ctx.memo[key] = await readings.account_meters(ctx.session, account.id, ctx.now)
+        meters: list[MeterInfo] = ctx.memo[key]
+        return meters
 
     async def _meter(self, ctx: FlowContext, form: FormState) -> MeterInfo | None:
         wanted = form.slots.get("meter")

@@ -155,6 +155,8 @@ async def test_the_lock_serialises_two_messages_of_one_chat(
     assert conv is not None
     assert sorted(conv.state["recent_intents"]) == ["greet", "thanks"]
 
+    if db_settings.is_sqlite:
+        return  # one SQLite writer: the pipeline queues all turns on purpose
     # Two different chats do run side by side.
     other = ChatClient(chat.pipeline, session_factory, clock, chat_id="chat-2", user_id="u2")
     engine.peak = 0
