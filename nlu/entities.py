@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from nlu.types import Entity
 
 EXTRACTOR = "RegexEntityExtractor"
+# A customer message never holds more; a flood of numbers is noise, and
+# capping keeps a 4096-character message of digits cheap to parse.
+MAX_ENTITIES = 32
 
 MONTH_STEMS: tuple[tuple[str, int], ...] = (
     ("январ", 1),
@@ -75,7 +78,8 @@ _PHONE = re.compile(
 _PHONE_LOCAL = re.compile(r"(?<![\d\-])\d{2}-\d{2}-\d{2}(?![\d\-])")
 _BARE_DIGITS = re.compile(r"(?<![\w.,\-])\d{8,12}(?![\w\-]|[.,]\d)")
 _READING = re.compile(
-    r"(?<![\w.,:\-/])(?:\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)(?:[.,]\d+)?(?![\w:\-/]|[.,]\d)"
+    r"(?<![\w.,:\-/(])(?:\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)(?:[.,]\d+)?"
+    r"(?![\w:\-/)]|[.,]\d)"
 )
 _NOT_A_READING_AFTER = re.compile(
     r"\s*(?:руб|р\.|р(?!\w)|₽|коп|балл|бонус|%|гкал\s*/\s*ч|гкал\s+в\s+час|год|лет|г\.|г(?!\w)"
@@ -233,9 +237,11 @@ class EntityExtractor:
         candidates = list(self._candidates(text))
         candidates.sort(key=lambda c: (c.priority, -(c.end - c.start), c.start))
         chosen: list[_Candidate] = []
+        taken = bytearray(len(text))  # linear in the text, whatever the candidate count
         for cand in candidates:
-            if all(cand.end <= c.start or cand.start >= c.end for c in chosen):
+            if not any(taken[cand.start : cand.end]):
                 chosen.append(cand)
+                taken[cand.start : cand.end] = b"\x01" * (cand.end - cand.start)
         chosen.sort(key=lambda c: c.start)
         return [
             Entity(
@@ -246,7 +252,7 @@ class EntityExtractor:
                 extractor=EXTRACTOR,
                 confidence_entity=1.0,
             )
-            for c in chosen
+            for c in chosen[:MAX_ENTITIES]
         ]
 
     # --- candidates -------------------------------------------------------

@@ -117,3 +117,15 @@ def test_entities_carry_rasa_fields(extractor: EntityExtractor) -> None:
 )
 def test_resolve_date(value: str, today: dt.date, expected: dt.date) -> None:
     assert resolve_date(value, today) == expected
+
+
+def test_markup_numbers_are_not_readings(extractor: EntityExtractor) -> None:
+    assert found(extractor, "<script>alert(1)</script>; DROP TABLE users; --") == []
+
+
+def test_a_flood_of_numbers_is_capped(extractor: EntityExtractor) -> None:
+    from nlu.entities import MAX_ENTITIES
+
+    entities = extractor.extract("1 " * 2048)
+    assert len(entities) == MAX_ENTITIES
+    assert [e.start for e in entities] == sorted(e.start for e in entities)
