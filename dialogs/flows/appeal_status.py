@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_format import day_month_time, full_date
+from dialogs.flows.service_common import day_month_time, full_date
 from dialogs.forms import Form, Outcome, Slot, SlotCheck, answer, invalid, payload, reply, valid
 from dialogs.messages import Button
 from dialogs.state import FormState

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_format import full_date, plural
+from dialogs.flows.service_common import full_date, plural
 from dialogs.forms import Form, Outcome, answer, reply
 from dialogs.state import FormState
 from handlers.bonus import bonus_summary

@@ -9,7 +9,7 @@ from typing import Any
 
 from dialogs.context import FlowContext
 from dialogs.flows.file_appeal import phone_from_text
-from dialogs.flows.service_format import decimal_ru
+from dialogs.flows.service_common import decimal_ru, is_other_question
 from dialogs.forms import (
     Form,
     Outcome,
@@ -37,6 +37,7 @@ from handlers.connection import (
 )
 from handlers.contacts import InvalidPhone, normalize_phone
 from handlers.outages import parse_address
+from nlu.types import ParseResult
 from storage.crypto import mask_phone
 
 
@@ -143,6 +144,18 @@ class ConnectionRequest(Form):
         Slot("heat_load", Texts.ask_load, from_text=load_from_text),
         Slot("contact_phone", Texts.ask_phone, entity="phone", from_text=phone_from_text),
     )
+
+    async def extract(
+        self, ctx: FlowContext, form: FormState, parse: ParseResult
+    ) -> dict[str, Any]:
+        found = await super().extract(ctx, form, parse)
+        # Loose text matches (a building word, any number) yield to a
+        # confident other question, which then interrupts the form.
+        if form.requested_slot in {"building_kind", "heat_load", "contact_phone"} and (
+            is_other_question(parse, self.intents)
+        ):
+            found.pop(form.requested_slot, None)
+        return found
 
     async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
         if slot == "address":

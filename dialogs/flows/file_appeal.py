@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_format import day_month_time, full_date
+from dialogs.flows.service_common import day_month_time, full_date, is_other_question
 from dialogs.forms import (
     Form,
     Outcome,
@@ -30,8 +30,6 @@ from storage.models import AppealCategory
 
 SKIP = "skip"
 MIN_DESCRIPTION_CHARS = 5
-SHORT_ANSWER_WORDS = 3
-OTHER_INTENT_CONFIDENCE = 0.6
 
 
 class Texts:
@@ -137,17 +135,12 @@ class FileAppeal(Form):
         self, ctx: FlowContext, form: FormState, parse: ParseResult
     ) -> dict[str, Any]:
         found = await super().extract(ctx, form, parse)
-        # A typed topic is a short answer ("по счётчику"); a longer message
-        # that the NLU confidently reads as another question ("какой тариф на
-        # горячую воду") is that question, not a topic.
-        if (
-            form.requested_slot == "category"
-            and parse.entity("category") is None
-            and len(parse.text.split()) > SHORT_ANSWER_WORDS
-            and parse.intent.name not in self.intents
-            and parse.intent.confidence >= OTHER_INTENT_CONFIDENCE
+        # "какой тариф на горячую воду" is a question, not the topic "горячая
+        # вода" nor a phone number: the engine lets it interrupt the form.
+        if form.requested_slot in {"category", "contact_phone"} and is_other_question(
+            parse, self.intents
         ):
-            found.pop("category", None)
+            found.pop(form.requested_slot, None)
         return found
 
     async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_format import slot_label
+from dialogs.flows.service_common import slot_label
 from dialogs.forms import (
     Form,
     Outcome,

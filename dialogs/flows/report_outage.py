@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_format import day_month_time
+from dialogs.flows.service_common import day_month_time
 from dialogs.forms import Form, Outcome, Slot, SlotCheck, answer, invalid, payload, reply, valid
 from dialogs.messages import Button
 from dialogs.state import FormState

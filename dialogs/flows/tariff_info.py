@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_format import decimal_ru, full_date, roubles
+from dialogs.flows.service_common import decimal_ru, full_date, roubles
 from dialogs.forms import Flow, Outcome, answer, reply
 from dialogs.state import DialogState
 from handlers.tariffs import ServiceTariffs, tariff_overview

@@ -85,3 +85,16 @@ async def test_declined(chat: ChatClient) -> None:
     await chat.press("Нет")
     assert "заявку не отправляю" in chat.last_text
     assert await _applications(chat) == []
+
+
+async def test_a_question_at_the_load_prompt_then_continue(chat: ChatClient) -> None:
+    await chat.say("хочу подключить дом к теплосети")
+    await chat.say("Дзержинского 7")
+    await chat.press("Частный дом")
+    await chat.say("а какой сейчас тариф на отопление за 1 гкал")
+    assert "Отопление: 2 588,37 ₽ за Гкал" in chat.last_text
+    assert chat.texts[-1] == "Продолжим заявку на подключение?"
+    await chat.press("Да")
+    assert "Гкал/ч" in chat.last_text
+    await chat.say("0,04")
+    assert "телефон" in chat.last_text

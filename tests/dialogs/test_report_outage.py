@@ -76,3 +76,10 @@ async def test_unparseable_address_is_asked_again(chat: ChatClient) -> None:
     ((appeal, _),) = await _emergencies(chat)
     assert appeal.account_id is None
     assert appeal.address == "Ленина 12"
+
+
+async def test_a_hot_water_outage_does_not_explain_cold_radiators(chat: ChatClient) -> None:
+    await chat.link(DEMO_ACCOUNT_2, DEMO_SNILS_2)  # Радищева 3: hot water is off
+    await chat.say("батареи холодные")
+    assert "горячее водоснабжение" not in chat.last_text
+    assert "аварийную заявку A-2026-000003" in chat.last_text

@@ -1,11 +1,13 @@
-"""Formatting shared by the service flows: Moscow dates and times, roubles,
-Russian plurals. No flow logic here."""
+"""Shared by the service flows: Moscow dates and times, roubles, Russian
+plurals, and telling a short answer from another question."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
+
+from nlu.types import ParseResult
 
 WEEKDAYS = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
 _NBSP = "\u00a0"
@@ -60,3 +62,22 @@ def weekday_range(days: tuple[int, ...]) -> str:
     if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 2:
         return f"{WEEKDAYS[ordered[0] - 1]}–{WEEKDAYS[ordered[-1] - 1]}"
     return ", ".join(WEEKDAYS[d - 1] for d in ordered)
+
+
+# A typed answer to a prompt is short ("по счётчику", "0,15"); a longer
+# message the NLU confidently reads as another intent is another question.
+SHORT_ANSWER_WORDS = 3
+OTHER_INTENT_CONFIDENCE = 0.6
+
+
+def is_other_question(parse: ParseResult, own_intents: frozenset[str]) -> bool:
+    """True when a loose text match must not fill the slot: the message is
+    long and the NLU is sure it is about something else (it then interrupts
+    the form, and the form is offered to continue)."""
+    if parse.text.startswith("/") or parse.intent.name in own_intents:
+        return False
+    return (
+        len(parse.text.split()) > SHORT_ANSWER_WORDS
+        and parse.intent.confidence >= OTHER_INTENT_CONFIDENCE
+        and parse.intent.name not in {"affirm", "deny", "nlu_fallback"}
+    )
