@@ -213,6 +213,19 @@ class DialogEngine:
 
     async def _interrupt(self, ctx: FlowContext, st: DialogState, parse: ParseResult) -> Outcome:
         assert st.active is not None
+        flow = self._by_intent[parse.intent.name]
+        if (
+            st.active.name == LINK_FLOW
+            and flow.requires_account
+            and await ctx.current_account() is None
+        ):
+            # "сколько я должен" while linking: finish linking, then answer it.
+            target = FormState(name=flow.name)
+            if isinstance(flow, Form):
+                target.pending = await flow.extract(ctx, target, parse)
+            st.resume_after_link = target
+            again = await self._form(LINK_FLOW).reprompt(ctx, st.active)
+            return Outcome(replies=(reply(EngineTexts.link_first), *again.replies), keep=again.keep)
         st.suspended = [*st.suspended, st.active][-MAX_SUSPENDED:]
         st.active = None
         return await self._dispatch(ctx, st, parse)

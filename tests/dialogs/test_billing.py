@@ -50,3 +50,13 @@ async def test_pay_without_debt_links_a_zero_amount(chat: ChatClient) -> None:
     await chat.say("ссылка на оплату")
     assert "Задолженности по счёту 1002003002 нет" in chat.last_text
     assert "?account=1002003002&amount=0.00" in chat.last_text
+
+
+async def test_asking_for_the_balance_while_linking_answers_after_linking(chat: ChatClient) -> None:
+    await chat.say("хочу привязать лицевой счет")
+    await chat.say("сколько я должен")
+    assert "Сначала привяжем лицевой счёт" in chat.texts[0]
+    await chat.say(f"1002003001 {DEMO_SNILS}")
+    assert "привязан" in chat.texts[0]
+    assert "задолженность 3 456,78 ₽" in chat.last_text
+    assert "Продолжим" not in chat.last_text
