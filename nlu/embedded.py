@@ -74,10 +74,19 @@ def make_extractor(data: TrainingData) -> EntityExtractor:
 
 
 def train_model(data_dir: Path = DATA_DIR) -> EmbeddedModel:
+    """Train on the Rasa-format data under ``data_dir``."""
     started = time.perf_counter()
     data = load_training_data(data_dir)
     if not data.examples:
         raise ModelNotTrained(f"no training examples under {data_dir}")
+    model = fit_model(data, data_fingerprint(data_dir))
+    model.trained_seconds = time.perf_counter() - started
+    return model
+
+
+def fit_model(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
+    """Train on already loaded data (cross-validation uses it on folds)."""
+    started = time.perf_counter()
     extractor = make_extractor(data)
     prepared = [prepare(ex.text, extractor.extract(ex.text)) for ex in data.examples]
     chars = [p[0] for p in prepared]
@@ -109,7 +118,7 @@ def train_model(data_dir: Path = DATA_DIR) -> EmbeddedModel:
     )
     classifier.fit(features, labels)
     return EmbeddedModel(
-        fingerprint=data_fingerprint(data_dir),
+        fingerprint=fingerprint,
         labels=[str(c) for c in classifier.classes_],
         char_vectorizer=char_vectorizer,
         word_vectorizer=word_vectorizer,
