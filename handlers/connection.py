@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config import Settings
 from handlers.errors import HandlerError
 from handlers.numbering import next_number
-from handlers.outages import parse_address
+from handlers.outages import parse_address, street_key
 from storage.crypto import PersonalDataVault, mask_phone
 from storage.models import ConnectionApplication, NetworkZone
 
@@ -101,11 +101,8 @@ async def check_feasibility(session: AsyncSession, address: str, load: Decimal) 
     if parsed is None:
         raise InvalidAddress("no street")
     zones = (await session.execute(select(NetworkZone).order_by(NetworkZone.id))).scalars()
-    serving = [
-        z
-        for z in zones
-        if parsed.street in {s.strip().lower().replace("ё", "е") for s in z.streets.split(",")}
-    ]
+    key = street_key(parsed.street)
+    serving = [z for z in zones if key in {street_key(s) for s in z.streets.split(",")}]
     if not serving:
         return Feasibility(Verdict.NO_NETWORK, None, None, None)
     # Several zones may reach a street: the one with the most spare capacity.

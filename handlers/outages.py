@@ -36,14 +36,30 @@ _HOUSE = re.compile(
 )
 _FLAT = re.compile(r"\b(?:кв|квартира|оф|офис)\.?\s*\d+\w*", re.IGNORECASE)
 _STREET_TYPE = re.compile(rf"(?<![а-я])(?:{_STREET_WORDS})(?![а-я])\.?", re.IGNORECASE)
+_LEADING_WORDS = frozenset({"на", "по", "в", "во", "у", "около", "возле", "адрес", "адресу"})
 _SPACES = re.compile(r"[\s,.;:\"«»()]+")
 
 
 def normalize_street(street: str) -> str:
     """``ул. Карла Маркса`` / ``Карла-Маркса улица`` / ``КАРЛА МАРКСА`` -> ``карла маркса``."""
     text = _STREET_TYPE.sub(" ", street.lower().replace("ё", "е"))
-    text = text.replace("-", " ")
-    return _SPACES.sub(" ", text).strip()
+    words = _SPACES.sub(" ", text.replace("-", " ")).split()
+    # "на Сумской", "по адресу Ленина": leading words that are not the name.
+    while words and words[0] in _LEADING_WORDS:
+        words.pop(0)
+    return " ".join(words)
+
+
+# Adjective endings of street names in any case ("на Сумской", "по Сумскую"):
+# feminine (улица), masculine (переулок, проезд) and plural forms.
+_ADJECTIVE_ENDING = re.compile(r"(?:ого|его|ому|ему|ая|яя|ой|ей|ую|юю|ый|ий|ом|ем|ых|их)$")
+
+
+def street_key(street: str) -> str:
+    """A comparison key that survives Russian case endings:
+    ``Сумская`` / ``на Сумской`` / ``сумскую`` -> ``сумск``."""
+    words = normalize_street(street).split()
+    return " ".join(_ADJECTIVE_ENDING.sub("", w) if len(w) >= 6 else w for w in words)
 
 
 def normalize_house(house: str) -> str:
@@ -99,7 +115,7 @@ def _houses(raw: str) -> tuple[str, ...]:
 
 
 def _covers(outage: Outage, address: ParsedAddress) -> bool:
-    if normalize_street(outage.street) != address.street:
+    if street_key(outage.street) != street_key(address.street):
         return False
     houses = _houses(outage.houses)
     if not houses:

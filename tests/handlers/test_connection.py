@@ -76,6 +76,10 @@ def test_bad_loads(text: str, problem: LoadProblem) -> None:
     [
         ("ул. Карла Маркса, д. 70", "0.5", Verdict.FEASIBLE, "ТЭЦ-1, центр"),
         ("Сумская 12", "0.8", Verdict.FEASIBLE, "ТЭЦ Северо-Западная"),
+        # Inflected as customers write it: "дом на Сумской", "на Студенческой".
+        ("на Сумской 12", "0.5", Verdict.FEASIBLE, "ТЭЦ Северо-Западная"),
+        ("ул. Студенческой, 3", "0.5", Verdict.FEASIBLE, "ТЭЦ Северо-Западная"),
+        ("Литовской 1", "0.01", Verdict.NOT_ENOUGH_CAPACITY, "Котельная Промышленная"),
         ("Сумская 12", "1.2", Verdict.NOT_ENOUGH_CAPACITY, "ТЭЦ Северо-Западная"),
         ("Союзная 3", "0.01", Verdict.NOT_ENOUGH_CAPACITY, "Котельная Промышленная"),
         ("ул. Неизвестная, 1", "0.1", Verdict.NO_NETWORK, None),

@@ -12,6 +12,7 @@ from handlers.outages import (
     normalize_street,
     parse_address,
     register_emergency,
+    street_key,
 )
 from storage.models import (
     Appeal,
@@ -52,6 +53,14 @@ def test_no_street_is_none(text: str) -> None:
 def test_street_normalisation() -> None:
     assert normalize_street("УЛ. РАДИЩЕВА") == normalize_street("радищева улица") == "радищева"
     assert normalize_street("Семёновская") == "семеновская"
+    assert normalize_street("по адресу ул. Ленина") == "ленина"
+
+
+def test_street_key_survives_case_endings() -> None:
+    assert street_key("Сумская") == street_key("на Сумской") == street_key("сумскую")
+    assert street_key("Садовый пер.") == street_key("на Садовом")
+    assert street_key("Радищева") == "радищева"
+    assert street_key("Сумская") != street_key("Союзная")
 
 
 async def _outages(session: AsyncSession) -> None:
@@ -112,6 +121,9 @@ async def test_upcoming_whole_street_outage_and_finished_ones(db_session: AsyncS
         (OutageKind.EMERGENCY, False, "порыв на магистрали")
     ]
     assert await find_outages(db_session, ParsedAddress("ленина", "10"), NOW) == []
+    on_sumskaya = parse_address("на Сумской, 40")
+    assert on_sumskaya is not None
+    assert len(await find_outages(db_session, on_sumskaya, NOW)) == 1
 
 
 def _no() -> ParsedAddress:
