@@ -194,3 +194,12 @@ async def test_a_question_mid_form_then_continue(chat: ChatClient) -> None:
     (appeal,) = await _appeals(chat)
     assert appeal.category is AppealCategory.HEATING_QUALITY
     assert appeal.description == "В спальне батарея чуть тёплая 😡"
+
+
+async def test_an_overlong_description_is_refused_and_asked_again(chat: ChatClient) -> None:
+    await chat.say("хочу подать обращение")
+    await chat.press("Другое")
+    await chat.say("очень длинно " * 310)  # about 4 030 characters, under the chat limit
+    assert "Слишком длинный текст: уложитесь, пожалуйста, в 4000 символов." in chat.last_text
+    await chat.say("Коротко: прошу проверить начисления за октябрь")
+    assert "телефон" in chat.last_text
