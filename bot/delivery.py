@@ -50,6 +50,10 @@ class DeliveryPolicy:
     # customer's return marks the row sent anyway.
     offline_park_seconds: float = 300.0
     sweep_interval_seconds: float = 5.0
+    # The sweep leaves rows this young to the turn's own on_committed pass,
+    # so a customer's replies go out before the turn returns (the widget's
+    # ack follows its replies) and are not raced for.
+    sweep_min_age_seconds: float = 5.0
     batch_size: int = 100
 
     def backoff(self, attempts: int) -> float:
@@ -154,7 +158,7 @@ class DeliveryWorker:
             # Cleared before the pass: a wake-up during it triggers another.
             self._wake.clear()
             try:
-                await self.run_once()
+                await self.run_once(min_age_seconds=self.policy.sweep_min_age_seconds)
             except Exception:
                 log.exception("delivery sweep failed")
             with contextlib.suppress(TimeoutError):
@@ -162,9 +166,12 @@ class DeliveryWorker:
 
     # --- one pass -------------------------------------------------------------
 
-    async def run_once(self, conversation_id: int | None = None) -> PassStats:
-        """Try every due row (of one conversation, if given) once."""
-        claimed = await self._claim_due(conversation_id)
+    async def run_once(
+        self, conversation_id: int | None = None, *, min_age_seconds: float = 0.0
+    ) -> PassStats:
+        """Try every due row (of one conversation, if given; created at least
+        ``min_age_seconds`` ago) once."""
+        claimed = await self._claim_due(conversation_id, min_age_seconds)
         stats = PassStats()
         by_conversation: dict[int, list[_Claimed]] = {}
         for row in claimed:
@@ -181,7 +188,9 @@ class DeliveryWorker:
             await self._record(results, released)
         return stats
 
-    async def _claim_due(self, conversation_id: int | None) -> list[_Claimed]:
+    async def _claim_due(
+        self, conversation_id: int | None, min_age_seconds: float
+    ) -> list[_Claimed]:
         """Lease the due rows in one statement; rows another worker holds are
         not due any more, so each row is claimed by one worker only."""
         now = self._clock()
@@ -191,6 +200,8 @@ class DeliveryWorker:
         )
         if conversation_id is not None:
             due = due.where(OutboxEntry.conversation_id == conversation_id)
+        if min_age_seconds > 0:
+            due = due.where(OutboxEntry.created_at <= now - timedelta(seconds=min_age_seconds))
         due = due.order_by(OutboxEntry.id).limit(self.policy.batch_size)
         lease = now + timedelta(seconds=self.policy.lease_seconds)
         async with self._sf.begin() as session:

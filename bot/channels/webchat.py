@@ -36,7 +36,7 @@ from fastapi.responses import FileResponse
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import select
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnected, WebSocketState
 
 from bot import messages as say
 from bot.channels.base import ChannelAdapter, ChannelHost
@@ -348,8 +348,8 @@ class WebchatConnection:
                 if raw is None:
                     return
                 await self._dispatch(raw)
-        except WebSocketDisconnect:
-            pass
+        except (WebSocketDisconnect, WebSocketDisconnected):
+            pass  # the tab went away, possibly while we were answering
         finally:
             if self.sid is not None:
                 self.adapter.hub.remove(self.sid, self.sock)

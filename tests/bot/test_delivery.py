@@ -300,3 +300,15 @@ async def test_background_loop_sends_on_wake(
         assert [r.text for _, r, _ in adapter.sent] == ["Ответ"]
     finally:
         await worker.stop()
+
+
+async def test_the_sweep_leaves_fresh_rows_to_their_turn(
+    session_factory: async_sessionmaker[AsyncSession], make_worker: WorkerFactory, clock: Clock
+) -> None:
+    [eid] = await add_replies(session_factory, ["Ответ"])  # created at T0 == now
+    adapter = ScriptedAdapter()
+    worker = make_worker(adapter)
+    assert (await worker.run_once(min_age_seconds=5)).outcomes == {}
+    clock.advance(5)
+    assert (await worker.run_once(min_age_seconds=5))[Outcome.SENT] == 1
+    assert (await entry(session_factory, eid)).status is DeliveryStatus.SENT
