@@ -342,7 +342,8 @@ class WebchatConnection:
             hello = await self._hello()
             if hello is None:
                 return
-            await self._open_session(hello.token)
+            if not await self._open_session(hello.token):
+                return
             while True:
                 raw = await self._receive()
                 if raw is None:
@@ -363,11 +364,8 @@ class WebchatConnection:
         if event["type"] == "websocket.disconnect":
             return None
         text = event.get("text")
-        if text is None:
-            data = event.get("bytes") or b""
-            if len(data) > MAX_FRAME_BYTES:
-                return ""  # rejected as too big by _dispatch's size check
-            text = data.decode("utf-8", errors="replace")
+        if text is None:  # a binary frame: read as UTF-8 like a text one
+            text = (event.get("bytes") or b"").decode("utf-8", errors="replace")
         return str(text)
 
     async def _hello(self) -> HelloFrame | None:
@@ -381,22 +379,32 @@ class WebchatConnection:
         await self.ws.close(code=1008)
         return None
 
-    async def _open_session(self, token: str | None) -> None:
-        sid = self.adapter.sessions.verify(token)
-        if sid is None:
-            token, sid = self.adapter.sessions.issue()
-        self.sid = sid
+    async def _open_session(self, token: str | None) -> bool:
+        """Session and history sent; False if storage is down (socket closed)."""
+        # A fresh token for the same session on every visit: the expiry slides.
+        token, sid = self.adapter.sessions.issue(self.adapter.sessions.verify(token))
         # Registered and sent under the socket's lock: a reply pushed meanwhile
         # waits, then sees its id already sent with the history.
         async with self.sock.lock:
-            self.adapter.hub.add(sid, self.sock)
-            history = await load_history(self.host, sid)
+            self.sid = sid
+            self.adapter.hub.add(sid, self.sock)  # before the history is read
+            try:
+                history = await load_history(self.host, sid)
+            except Exception as exc:
+                log.warning("webchat: history unavailable (%s)", type(exc).__name__)
+                await self.sock.send(error_frame("unavailable", say.WIDGET_UNAVAILABLE))
+                await self.ws.close(code=1013)  # try again later: the widget reconnects
+                return False
             await self.sock.send({"type": "session", "token": token})
             await self.sock.send({"type": "history", "messages": history})
             self.sock.seen.update(m["id"] for m in history)
         shown = [m["id"] for m in history if m["sender"] != "customer"]
         if shown:
-            await self.host.mark_delivered(CHANNEL, sid, shown)
+            try:
+                await self.host.mark_delivered(CHANNEL, sid, shown)
+            except Exception as exc:  # the worker sends them again; the client dedups
+                log.warning("webchat: could not mark history delivered (%s)", type(exc).__name__)
+        return True
 
     def _parse(self, raw: str) -> ClientFrame | None:
         try:
@@ -405,7 +413,7 @@ class WebchatConnection:
             return None
 
     async def _dispatch(self, raw: str) -> None:
-        if raw == "" or (len(raw) > MAX_FRAME_BYTES // 4 and len(raw.encode()) > MAX_FRAME_BYTES):
+        if len(raw) > MAX_FRAME_BYTES // 4 and len(raw.encode()) > MAX_FRAME_BYTES:
             await self.sock.push(error_frame("frame_too_big", say.WIDGET_FRAME_TOO_BIG), None)
             return
         frame = self._parse(raw)

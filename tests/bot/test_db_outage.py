@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from bot.app import create_app
 from config import Settings
@@ -69,6 +70,13 @@ def test_database_outage_is_answered_and_nothing_accepted_is_lost(
             assert "попробуйте" in err["text"].lower()
             ws.send_json({"type": "ping"})  # the socket is still there
             assert ws.receive_json() == {"type": "pong"}
+            # A tab opened now cannot read its history: told so, asked to come back.
+            with client.websocket_connect("/widget/ws") as late:
+                late.send_json({"type": "hello", "token": tab.token})
+                assert late.receive_json()["code"] == "unavailable"
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    late.receive_json()
+                assert closed.value.code == 1013
 
             admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
             assert client.get("/readyz").status_code == 200
