@@ -15,7 +15,7 @@ from storage.models import NumberSequence
 
 async def next_value(session: AsyncSession, name: str) -> int:
     """Increment the counter ``name`` (created at 1) and return its new value."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = (
         insert(NumberSequence)
