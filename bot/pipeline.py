@@ -38,8 +38,10 @@ from config import Settings
 from dialogs import format as fmt
 from dialogs.context import FlowContext
 from dialogs.engine import DialogEngine
+from dialogs.forms import is_cancel
 from dialogs.messages import Attachment, InboundMessage, Reply
 from dialogs.state import DialogState
+from dialogs.texts import MENU
 from handlers import handoff
 from handlers.snils import redact_snils
 from nlu.base import NluParser, NluUnavailable
@@ -85,7 +87,10 @@ class Texts:
         "Извините, у меня что-то пошло не так. Я передал разговор оператору: "
         "сейчас контакт-центр закрыт, оператор ответит {when}."
     )
-    queued_notice = "Вы в очереди, оператор скоро ответит здесь же."
+    queued_notice = (
+        "Вы в очереди, оператор скоро ответит здесь же. Если вопрос уже решён, напишите «отмена»."
+    )
+    queue_left = "Хорошо, вызов оператора отменил. Чем могу помочь?"
 
 
 class PipelineError(Exception):
@@ -293,8 +298,13 @@ class Pipeline:
             replies: list[Reply] = []
             intent: str | None = None
 
-            if conv.status in (ConversationStatus.OPERATOR, ConversationStatus.QUEUED):
-                if conv.status is ConversationStatus.QUEUED and not state.queued_notice_sent:
+            queued = conv.status is ConversationStatus.QUEUED
+            if queued and is_cancel(msg.text) and await handoff.cancel_waiting(session, conv, now):
+                replies.append(Reply(Texts.queue_left, buttons=MENU))
+                state.queued_notice_sent = False
+                new_state = state.dump()
+            elif conv.status in (ConversationStatus.OPERATOR, ConversationStatus.QUEUED):
+                if queued and not state.queued_notice_sent:
                     replies.append(Reply(Texts.queued_notice))
                     state.queued_notice_sent = True
                 new_state = state.dump()

@@ -92,3 +92,23 @@ async def enqueue(
     conversation.status = ConversationStatus.QUEUED
     await session.flush()
     return QueuedInfo(entry.id, out_of_hours, opening, already_queued=False)
+
+
+async def cancel_waiting(session: AsyncSession, conversation: Conversation, now: datetime) -> bool:
+    """The customer no longer waits: close a WAITING entry, the bot answers again.
+
+    An entry an operator has already taken is left alone (False).
+    """
+    entry = await session.scalar(
+        select(HandoffQueueEntry).where(
+            HandoffQueueEntry.conversation_id == conversation.id,
+            HandoffQueueEntry.status == HandoffStatus.WAITING,
+        )
+    )
+    if entry is None or conversation.status is not ConversationStatus.QUEUED:
+        return False
+    entry.status = HandoffStatus.CLOSED
+    entry.closed_at = now
+    conversation.status = ConversationStatus.BOT
+    await session.flush()
+    return True

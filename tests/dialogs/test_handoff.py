@@ -12,6 +12,7 @@ from storage.models import (
     Conversation,
     ConversationStatus,
     HandoffQueueEntry,
+    HandoffStatus,
     Message,
 )
 from tests.harness import ChatClient
@@ -50,7 +51,9 @@ async def test_in_hours_the_chat_is_queued_with_a_summary(chat: ChatClient) -> N
 async def test_a_queued_chat_gets_one_short_notice_then_silence(chat: ChatClient) -> None:
     await chat.say("соедините с живым человеком")
     await chat.say("алло")
-    assert chat.texts == ["Вы в очереди, оператор скоро ответит здесь же."]
+    assert chat.texts == [
+        "Вы в очереди, оператор скоро ответит здесь же. Если вопрос уже решён, напишите «отмена»."
+    ]
     await chat.say("ну где вы")
     assert chat.texts == []
     async with chat.session() as s:
@@ -113,3 +116,29 @@ async def test_handoff_mid_form_drops_the_form(chat: ChatClient) -> None:
     assert "Продолжим" not in chat.last_text
     conv = await _conversation(chat)
     assert conv.state["active"] is None
+
+
+async def test_a_waiting_customer_can_leave_the_queue(chat: ChatClient) -> None:
+    await chat.say("позовите оператора")
+    await chat.say("отмена")
+    assert chat.texts == ["Хорошо, вызов оператора отменил. Чем могу помочь?"]
+    assert "Передать показания" in chat.button_titles
+    [entry] = await _queue(chat)
+    assert entry.status is HandoffStatus.CLOSED
+    assert (await _conversation(chat)).status is ConversationStatus.BOT
+    await chat.say("привет")
+    assert chat.last_text.startswith("Здравствуйте")
+
+
+async def test_a_taken_chat_stays_with_the_operator(chat: ChatClient) -> None:
+    await chat.say("позовите оператора")
+    async with chat.session() as s:
+        conv = await s.scalar(select(Conversation))
+        entry = await s.scalar(select(HandoffQueueEntry))
+        assert conv is not None
+        assert entry is not None
+        conv.status = ConversationStatus.OPERATOR
+        entry.status = HandoffStatus.TAKEN
+        await s.commit()
+    await chat.say("отмена")
+    assert chat.texts == []
