@@ -26,7 +26,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import select, update
@@ -66,6 +66,9 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 ERROR_REASON: Final = "error"
+# A form left unanswered this long is forgotten: a customer coming back days
+# later starts afresh instead of being asked "Передать показание ...?".
+FORM_TIMEOUT: Final = timedelta(hours=12)
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 ERROR_PRIORITY: Final = 1
 
@@ -295,6 +298,9 @@ class Pipeline:
         async with self._write_gate(), self._sessions() as session:
             identity, conv = await self._identity_and_conversation(session, msg)
             state = DialogState.load(conv.state)
+            last = conv.last_customer_message_at
+            if last is not None and msg.received_at - last > FORM_TIMEOUT:
+                state.clear_forms()
             replies: list[Reply] = []
             intent: str | None = None
 

@@ -70,7 +70,7 @@ class DialogEngine:
         return self._by_name[name]
 
     async def step(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Turn:
-        st = state.model_copy(deep=True)
+        st = self._known_forms_only(state.model_copy(deep=True))
         st.remember_intent(parse.intent.name)
         outcome = await self._step(ctx, st, parse)
         return Turn(
@@ -254,6 +254,20 @@ class DialogEngine:
         return Outcome(
             replies=tuple(replies), handoff=handoff, keep=st.active, events=tuple(events)
         )
+
+    def _known_forms_only(self, st: DialogState) -> DialogState:
+        """Drop forms this engine no longer has (a state saved by an older release)."""
+
+        def known(fs: FormState | None) -> bool:
+            return fs is not None and isinstance(self._by_name.get(fs.name), Form)
+
+        if st.active is not None and not known(st.active):
+            st.active = None
+        st.suspended = [fs for fs in st.suspended if known(fs)]
+        if st.resume_after_link is not None and not known(st.resume_after_link):
+            st.resume_after_link = None
+        st.offered_resume = st.offered_resume and bool(st.suspended)
+        return st
 
     def _form(self, name: str) -> Form:
         flow = self._by_name[name]

@@ -147,3 +147,20 @@ async def test_state_round_trips_as_json() -> None:
     again = DialogState.load(json.loads(json.dumps(st.dump())))
     assert again == st
     assert DialogState.load({"active": "garbage"}) == DialogState()
+
+
+async def test_forms_of_an_older_release_are_dropped(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    await d.start()
+    d.state = DialogState(
+        active=FormState(name="gone_form", requested_slot="x"),
+        suspended=[FormState(name="also_gone")],
+        offered_resume=True,
+    )
+    assert await d.say(parse("спасибо", "thanks", 0.95)) == [
+        "Пожалуйста! Обращайтесь, если будут вопросы."
+    ]
+    assert d.state.active is None
+    assert d.state.suspended == []

@@ -183,3 +183,12 @@ async def test_old_reading_window_still_counts(chat: ChatClient) -> None:
     await chat.link()
     await chat.say("передать показания отопления 148,5")
     assert "меньше предыдущего: 148,620 Гкал" in chat.last_text
+
+
+async def test_a_form_left_for_a_day_is_forgotten(chat: ChatClient) -> None:
+    await chat.link()
+    await chat.say("передать показания отопления 149,8")
+    chat.clock.advance(timedelta(days=1))
+    await chat.say("да")
+    assert "принято" not in chat.last_text
+    assert len(await _readings(chat, MeterType.HEATING)) == 12
