@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bot.cli import main
 from config.settings import PROJECT_ROOT
 
 
@@ -71,27 +74,33 @@ def test_chat_answers_in_the_terminal_and_buttons_are_numbers(
     assert after[0].startswith("Бот: ")
 
 
-def test_db_upgrade_and_demo_data_once(tmp_path: Path) -> None:
-    up = run_bot(tmp_path, "db", "upgrade")
-    assert up.returncode == 0, up.stderr
-    first = run_bot(tmp_path, "demo-data")
-    assert (first.returncode, first.stdout.strip()) == (0, "demo data loaded")
-    second = run_bot(tmp_path, "demo-data")
-    assert (second.returncode, second.stdout.strip()) == (0, "demo data already present")
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The environment ``python -m bot`` reads, for in-process runs of its main()."""
+    monkeypatch.chdir(tmp_path)  # no developer's .env
+    for name in ("REDIS_URL", "NLU_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENVIRONMENT", "test")
+    monkeypatch.setenv("SECRET_KEY", "cli-test-secret")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}")
+    return tmp_path
 
 
-def test_unsafe_production_settings_exit_2(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k.upper() != "SECRET_KEY"}
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "db", "upgrade"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(PROJECT_ROOT), "ENVIRONMENT": "production"},
-        check=False,
-    )
-    assert done.returncode == 2
-    assert "configuration error" in done.stderr
-    assert "SECRET_KEY" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_db_upgrade_and_demo_data_once(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.strip() == "database upgraded to head"
+    assert main(["demo-data"]) == 0
+    assert capsys.readouterr().out.strip() == "demo data loaded"
+    assert main(["demo-data"]) == 0
+    assert capsys.readouterr().out.strip() == "demo data already present"
+
+
+def test_unsafe_production_settings_exit_2(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.delenv("SECRET_KEY")
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err
+    assert "SECRET_KEY" in err
