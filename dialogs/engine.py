@@ -15,6 +15,7 @@ Order of decisions in one step (the first that applies wins):
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -36,6 +37,11 @@ FALLBACK_FLOW: Final = "nlu_fallback"
 INTERRUPT_CONFIDENCE: Final = 0.6
 # At most this many interrupted forms are remembered.
 MAX_SUSPENDED: Final = 3
+# Words besides the entities that still make a message "just the answer"
+# ("показание 149,8"); a very confident other intent needs fewer.
+ANSWER_EXTRA_WORDS: Final = 2
+SURE_CONFIDENCE: Final = 0.9
+_WORD = re.compile(r"\w+")
 # Prompts without progress before a form offers to start over or an operator.
 MAX_MISSES: Final = 3
 
@@ -135,6 +141,15 @@ class DialogEngine:
             return Outcome(replies=(reply(EngineTexts.confirm_hint), again), keep=fs)
 
         values = await form.extract(ctx, fs, parse)
+        if (
+            values
+            and self._interrupts(form, fs, parse)
+            and not _parsed_from_text(form, fs, parse, values)
+            and not _mostly_values(parse)
+        ):
+            # "сколько я должен за отопление" at "Какой счётчик?": a question
+            # that merely mentions a slot value is a question.
+            return await self._interrupt(ctx, st, parse)
         if not values:
             if self._interrupts(form, fs, parse):
                 return await self._interrupt(ctx, st, parse)
@@ -274,3 +289,25 @@ class DialogEngine:
         if not isinstance(flow, Form):
             raise FlowRegistryError(f"{name!r} is not a form")
         return flow
+
+
+def _mostly_values(parse: ParseResult) -> bool:
+    """The message is little more than the entities in it (an answer, not a question)."""
+    text = parse.text
+    for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
+        if 0 <= entity.start < entity.end <= len(text):
+            text = text[: entity.start] + " " + text[entity.end :]
+    extra = len(_WORD.findall(text))
+    if parse.intent.confidence >= SURE_CONFIDENCE:
+        return extra == 0
+    return extra <= ANSWER_EXTRA_WORDS
+
+
+def _parsed_from_text(
+    form: Form, fs: FormState, parse: ParseResult, values: dict[str, object]
+) -> bool:
+    """The form read the asked-for slot from the text itself: it is an answer."""
+    asked = fs.requested_slot
+    if asked is None or asked not in values or not form.has_slot(asked):
+        return False
+    return parse.entity(form.slot(asked).entity_name) is None

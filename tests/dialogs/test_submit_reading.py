@@ -192,3 +192,15 @@ async def test_a_form_left_for_a_day_is_forgotten(chat: ChatClient) -> None:
     await chat.say("да")
     assert "принято" not in chat.last_text
     assert len(await _readings(chat, MeterType.HEATING)) == 12
+
+
+async def test_a_question_mentioning_a_meter_is_a_question(chat: ChatClient) -> None:
+    await chat.link()
+    await chat.say("передать показания")
+    await chat.say("сколько я должен за отопление")
+    assert "задолженность 3 456,78 ₽" in chat.last_text
+    assert chat.texts[-1] == "Продолжим передачу показаний?"
+    await chat.press("Да")
+    # A bare answer is still an answer.
+    await chat.say("горячая вода")
+    assert "счётчика горячей воды" in chat.last_text
