@@ -1,4 +1,5 @@
-"""``python -m bot`` driven as a customer or an admin would: a subprocess."""
+"""``python -m bot`` as a customer or an admin uses it: the chat and nlu parse
+as subprocesses, the admin commands through main() in-process."""
 
 from __future__ import annotations
 

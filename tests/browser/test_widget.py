@@ -153,3 +153,32 @@ async def test_link_account_submit_reading_and_keep_history(page: Page, server: 
     assert await log.locator("b, img").count() == 0
     assert await page.evaluate("window.__pwned === undefined")
     assert errors == []
+
+    # The same tag on another company's site: the widget finds its server
+    # from its own src and starts a session of that site's own.
+    host_page = (
+        '<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Партнёр</title>'
+        "</head><body><h1>Сайт партнёра</h1>"
+        f'<script src="{server.base_url}/widget.js"></script></body></html>'
+    )
+    # Another origin (localhost vs 127.0.0.1), served by the test itself. Both
+    # are loopback here, so Chromium's local-network-access check applies
+    # (it would not between two public sites): the permission is granted.
+    origin = server.base_url.replace("127.0.0.1", "localhost")
+    partner = f"{origin}/partner.html"
+    await page.context.grant_permissions(["local-network-access"], origin=origin)
+    await page.route(
+        partner,
+        lambda route: route.fulfill(body=host_page, content_type="text/html; charset=utf-8"),
+    )
+    await page.goto(partner)
+    await page.get_by_test_id("chat-launcher").click()
+    await expect(page.get_by_test_id("chat-status")).to_have_text(
+        "На связи круглосуточно", timeout=WAIT_MS
+    )
+    assert await log.locator('[data-testid="chat-message"]').count() == 0  # a new session
+    await box.fill("Здравствуйте")
+    await box.press("Enter")
+    await answered()
+    await expect(log.locator('[data-sender="bot"]').first).to_be_visible()
+    assert errors == []
