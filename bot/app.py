@@ -22,11 +22,11 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await c.start()
         try:
+            await c.start()
             yield
         finally:
-            await c.close()
+            await c.close()  # also after a failed start: no pool or task left behind
 
     app = FastAPI(
         title=f"{settings.company_name}: чат-бот",
