@@ -82,9 +82,7 @@ def test_metrics_count_messages_replies_and_latency(client: TestClient) -> None:
     assert sample(client, "heatdesk_replies_total", channel="webchat") >= replies + 1
     assert sample(client, "heatdesk_turn_seconds_count", channel="webchat") == turns + 1
     assert sample(client, "heatdesk_deliveries_total", channel="webchat", outcome="sent") >= 1
-    body = client.get("/metrics")
-    assert body.headers["content-type"].startswith("text/plain")
-    assert "heatdesk_handoffs_total" in body.text or "heatdesk_handoffs" in body.text
+    assert client.get("/metrics").headers["content-type"].startswith("text/plain")
 
 
 def test_metrics_count_handoffs(client: TestClient) -> None:
