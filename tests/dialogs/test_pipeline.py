@@ -82,7 +82,8 @@ async def test_other_channels_leave_delivery_pending(
     async with session_factory() as s:
         statuses = (await s.scalars(select(OutboxEntry.status))).all()
     assert statuses == [DeliveryStatus.PENDING]
-    assert committed == [chat.last_result.conversation_id] if chat.last_result else False
+    assert chat.last_result is not None
+    assert committed == [chat.last_result.conversation_id]
 
 
 async def test_empty_and_attachment_only_messages(chat: ChatClient) -> None:
