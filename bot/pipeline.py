@@ -43,6 +43,7 @@ from dialogs.messages import Attachment, InboundMessage, Reply
 from dialogs.state import DialogState
 from dialogs.texts import MENU
 from handlers import handoff
+from handlers.appeals import NewAppeal, create_appeal
 from handlers.snils import redact_snils
 from nlu.base import NluParser, NluUnavailable
 from nlu.payload import parse_payload
@@ -52,6 +53,7 @@ from storage.keys import KeyBuilder
 from storage.locks import LockStore
 from storage.models import (
     Account,
+    AppealCategory,
     ChannelIdentity,
     Conversation,
     ConversationStatus,
@@ -90,6 +92,8 @@ class Texts:
         "Извините, у меня что-то пошло не так. Я передал разговор оператору: "
         "сейчас контакт-центр закрыт, оператор ответит {when}."
     )
+    callback = "Заявка на обратный звонок: {number}."
+    callback_description = "Сбой бота, клиент ждёт ответа оператора.\n{summary}"
     queued_notice = (
         "Вы в очереди, оператор скоро ответит здесь же. Если вопрос уже решён, напишите «отмена»."
     )
@@ -398,6 +402,9 @@ class Pipeline:
             if queued.out_of_hours:
                 when = fmt.when(queued.next_opening, now, self._settings.tz)
                 text = Texts.apology_closed.format(when=when)
+                number = await self._callback_request(session, conv, account, summary, now)
+                if number is not None:
+                    text += " " + Texts.callback.format(number=number)
             else:
                 text = Texts.apology
             replies = [Reply(text)]
@@ -409,6 +416,33 @@ class Pipeline:
                 return HandleResult(duplicate=True, replies=(), conversation_id=None)
             await session.commit()
             return HandleResult(duplicate=False, replies=tuple(replies), conversation_id=conv.id)
+
+    async def _callback_request(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        account_id: int | None,
+        summary: str,
+        now: datetime,
+    ) -> str | None:
+        """Out of hours an escalation also registers a call-back request."""
+        new = NewAppeal(
+            category=AppealCategory.CALLBACK,
+            description=Texts.callback_description.format(summary=summary),
+            account_id=account_id,
+            conversation_id=conv.id,
+            channel=conv.channel,
+        )
+        try:
+            async with session.begin_nested():
+                info = await create_appeal(session, self._vault, self._settings, new, now)
+        except Exception as exc:
+            if _is_storage_failure(exc):
+                raise
+            # The queue entry is what matters; the appeal is a courtesy.
+            log.exception("call-back request failed: %s", type(exc).__name__)
+            return None
+        return info.number
 
     # -------------------------------------------------------------- storage
 

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select, text
@@ -24,6 +25,8 @@ from nlu.base import NluParser, NluUnavailable
 from nlu.types import ParseResult
 from storage.models import (
     Account,
+    Appeal,
+    AppealCategory,
     Conversation,
     ConversationStatus,
     DeliveryStatus,
@@ -274,3 +277,21 @@ async def test_a_dropped_connection_keeps_the_message_for_replay(
         texts = (await s.scalars(select(Message.text).order_by(Message.id))).all()
     assert texts[0] == "привет"
     assert texts[1].startswith("Здравствуйте!")
+
+
+async def test_an_error_out_of_hours_also_registers_a_callback(
+    make_pipeline: PipelineFactory,
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    db_settings: Settings,
+) -> None:
+    clock.set(datetime(2026, 11, 29, 9, 0, tzinfo=UTC))  # Sunday noon
+    pipeline = make_pipeline(engine=_engine_with(db_settings, _Boom()))
+    chat = ChatClient(pipeline, session_factory, clock)
+    await chat.say("привет")
+    assert "оператор ответит завтра в 8:00" in chat.last_text
+    assert "Заявка на обратный звонок: A-2026-000003." in chat.last_text
+    async with session_factory() as s:
+        appeal = await s.scalar(select(Appeal).where(Appeal.number == "A-2026-000003"))
+    assert appeal is not None
+    assert appeal.category is AppealCategory.CALLBACK
