@@ -33,8 +33,9 @@ AFFIRM: Final = "affirm"
 DENY: Final = "deny"
 LINK_FLOW: Final = "link_account"
 FALLBACK_FLOW: Final = "nlu_fallback"
-# A different intent interrupts a form only when the NLU is this sure of it.
-INTERRUPT_CONFIDENCE: Final = 0.6
+# A different intent interrupts a form only when the NLU is this sure of it:
+# a wrong interruption costs the customer more than one more prompt.
+INTERRUPT_CONFIDENCE: Final = 0.7
 # At most this many interrupted forms are remembered.
 MAX_SUSPENDED: Final = 3
 # Words besides the entities that still make a message "just the answer"
@@ -254,8 +255,10 @@ class DialogEngine:
         if st.active is None and handoff is None and st.resume_after_link is not None:
             target = st.resume_after_link
             st.resume_after_link = None
+            form = self._form(target.name)
             if await ctx.current_account() is not None:
-                resumed = await self._form(target.name).advance(ctx, target, {})
+                refusal = await form.precondition(ctx, target)
+                resumed = refusal or await form.advance(ctx, target, {})
                 st.active = resumed.keep
                 replies.extend(resumed.replies)
                 handoff = resumed.handoff

@@ -160,6 +160,11 @@ class Form(Flow):
         """Called once when the form starts; return an Outcome to refuse it."""
         return None
 
+    async def precondition(self, ctx: FlowContext, form: FormState) -> Outcome | None:
+        """Checked when the form starts and when it resumes after link_account
+        (say, an account without meters); return an Outcome to refuse."""
+        return None
+
     async def required_slots(self, ctx: FlowContext, form: FormState) -> list[str]:
         """The slots still to fill, in order (override for conditional slots)."""
         return [s.name for s in self.slots]
@@ -210,7 +215,7 @@ class Form(Flow):
 
     async def run(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Outcome:
         form = FormState(name=self.name)
-        refusal = await self.on_start(ctx, form, parse)
+        refusal = await self.on_start(ctx, form, parse) or await self.precondition(ctx, form)
         if refusal is not None:
             return refusal
         return await self.advance(ctx, form, await self.extract(ctx, form, parse))

@@ -120,7 +120,7 @@ class SubmitReading(Form):
         wanted = form.slots.get("meter")
         return next((m for m in await self._meters(ctx) if m.meter_type.value == wanted), None)
 
-    async def on_start(self, ctx: FlowContext, form: FormState, parse: Any) -> Outcome | None:
+    async def precondition(self, ctx: FlowContext, form: FormState) -> Outcome | None:
         if not await self._meters(ctx):
             account = await ctx.current_account()
             number = account.number if account else ""

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from storage.models import Meter, MeterType, Reading, Task, TaskKind
+from storage.models import Account, Meter, MeterType, Reading, Task, TaskKind
 from tests.harness import DEMO_ACCOUNT_2, DEMO_SNILS, DEMO_SNILS_2, ChatClient
 
 
@@ -204,3 +204,21 @@ async def test_a_question_mentioning_a_meter_is_a_question(chat: ChatClient) -> 
     # A bare answer is still an answer.
     await chat.say("горячая вода")
     assert "счётчика горячей воды" in chat.last_text
+
+
+async def test_an_account_without_meters_is_told_so_after_linking(chat: ChatClient) -> None:
+    async with chat.session() as s:
+        meters = await s.scalars(
+            select(Meter)
+            .join(Account, Account.id == Meter.account_id)
+            .where(Account.number == DEMO_ACCOUNT_2)
+        )
+        for meter in meters:
+            meter.active = False
+        await s.commit()
+    await chat.say("передать показания")
+    await chat.say(f"{DEMO_ACCOUNT_2} {DEMO_SNILS_2}")
+    assert "привязан" in chat.texts[0]
+    assert "К счёту 1002003002 не подключены счётчики" in chat.texts[1]
+    await chat.say("отопление 100")
+    assert "Передать показание" not in chat.last_text
