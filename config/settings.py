@@ -80,9 +80,7 @@ class Settings(BaseSettings):
     reading_jump_factor: Decimal = Decimal(3)
     appeal_review_hours: int = 48
     appeal_decision_working_days: int = 10
-    payment_url_template: str = (
-        "https://pay.kursk-gen.example/?account={account}&amount={amount}"
-    )
+    payment_url_template: str = "https://pay.kursk-gen.example/?account={account}&amount={amount}"
     bank_details: str = (
         "Получатель: ООО «Курская генерация», ИНН 4632000000, КПП 463201001, "
         "р/с 40702810000000000000 в Отделении Курск ПАО Сбербанк, "

@@ -34,9 +34,7 @@ class MemoryLockStore(LockStore):
     """In-process locks for embedded mode (one process)."""
 
     def __init__(self, wait_seconds: float = 20.0) -> None:
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._wait = wait_seconds
 
     @contextlib.asynccontextmanager

@@ -96,25 +96,25 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
+    type_annotation_map = {  # noqa: RUF012 - read once by SQLAlchemy's declarative setup
         datetime: UTCDateTime(),
         dict[str, Any]: JsonDoc,
         Decimal: Money,
     }
 
 
-class MeterType(str, enum.Enum):
+class MeterType(enum.StrEnum):
     HEATING = "heating"
     HOT_WATER = "hot_water"
 
 
-class Service(str, enum.Enum):
+class Service(enum.StrEnum):
     HEATING = "heating"
     HOT_WATER = "hot_water"
     OTHER = "other"
 
 
-class AppealCategory(str, enum.Enum):
+class AppealCategory(enum.StrEnum):
     CHARGES = "charges"  # charges and recalculation
     HEATING_QUALITY = "heating_quality"
     HOT_WATER_QUALITY = "hot_water_quality"
@@ -124,7 +124,7 @@ class AppealCategory(str, enum.Enum):
     OTHER = "other"
 
 
-class AppealStatus(str, enum.Enum):
+class AppealStatus(enum.StrEnum):
     REGISTERED = "registered"
     IN_REVIEW = "in_review"
     ANSWERED = "answered"
@@ -137,60 +137,60 @@ class AppealStatus(str, enum.Enum):
         return self in {AppealStatus.REGISTERED, AppealStatus.IN_REVIEW}
 
 
-class Priority(str, enum.Enum):
+class Priority(enum.StrEnum):
     NORMAL = "normal"
     HIGH = "high"
 
 
-class TaskKind(str, enum.Enum):
+class TaskKind(enum.StrEnum):
     METER_CHECK = "meter_check"
     EMERGENCY_DISPATCH = "emergency_dispatch"
     CALLBACK = "callback"
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     OPEN = "open"
     DONE = "done"
     CANCELLED = "cancelled"
 
 
-class OutageKind(str, enum.Enum):
+class OutageKind(enum.StrEnum):
     PLANNED = "planned"
     EMERGENCY = "emergency"
 
 
-class ConversationStatus(str, enum.Enum):
+class ConversationStatus(enum.StrEnum):
     BOT = "bot"  # the bot answers
     QUEUED = "queued"  # waiting in the operators' queue
     OPERATOR = "operator"  # an operator owns it
     CLOSED = "closed"
 
 
-class Direction(str, enum.Enum):
+class Direction(enum.StrEnum):
     IN = "in"
     OUT = "out"
 
 
-class Sender(str, enum.Enum):
+class Sender(enum.StrEnum):
     CUSTOMER = "customer"
     BOT = "bot"
     OPERATOR = "operator"
     SYSTEM = "system"
 
 
-class DeliveryStatus(str, enum.Enum):
+class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
 
 
-class HandoffStatus(str, enum.Enum):
+class HandoffStatus(enum.StrEnum):
     WAITING = "waiting"
     TAKEN = "taken"
     CLOSED = "closed"
 
 
-class BookingStatus(str, enum.Enum):
+class BookingStatus(enum.StrEnum):
     BOOKED = "booked"
     CANCELLED = "cancelled"
 
@@ -332,9 +332,7 @@ class Appeal(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)  # A-2026-000123
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
-    conversation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("conversations.id"), index=True
-    )
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
     channel: Mapped[str | None] = mapped_column(String(20))
     category: Mapped[AppealCategory] = mapped_column(_enum(AppealCategory))
     description: Mapped[str] = mapped_column(Text)
@@ -531,9 +529,7 @@ class Conversation(Base):
     operator: Mapped[str | None] = mapped_column(String(100))
     last_customer_message_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_now_default())
-    updated_at: Mapped[datetime] = mapped_column(
-        server_default=_now_default(), onupdate=func.now()
-    )
+    updated_at: Mapped[datetime] = mapped_column(server_default=_now_default(), onupdate=func.now())
 
 
 class Message(Base):
@@ -627,4 +623,3 @@ class Subscription(Base):
     topic: Mapped[str] = mapped_column(String(40), default="news")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime]
-
