@@ -63,6 +63,10 @@ class DialogEngine:
         for flow in flows:
             if flow.name in self._by_name:
                 raise FlowRegistryError(f"two flows named {flow.name!r}")
+            if flow.requires_account and not isinstance(flow, Form):
+                # Link-first resumes the target as a form (advance with no new
+                # values); a one-turn flow cannot be resumed that way.
+                raise FlowRegistryError(f"{flow.name!r} requires an account: make it a Form")
             self._by_name[flow.name] = flow
             for intent in flow.intents:
                 if intent in self._by_intent:

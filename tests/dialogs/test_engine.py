@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
@@ -164,3 +165,21 @@ async def test_forms_of_an_older_release_are_dropped(
     ]
     assert d.state.active is None
     assert d.state.suspended == []
+
+
+def test_registry_refuses_a_one_turn_flow_that_requires_an_account() -> None:
+    from dialogs.engine import FlowRegistryError
+    from dialogs.forms import Flow
+    from tests.conftest import make_settings
+
+    class Points(Flow):
+        name = "points"
+        intents = frozenset({"points"})
+        requires_account = True
+
+        async def run(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Outcome:
+            return answer(reply("ok"))
+
+    settings = make_settings("sqlite+aiosqlite://")
+    with pytest.raises(FlowRegistryError, match="points"):
+        DialogEngine(settings, flows=(*ALL_FLOWS, Points()))
