@@ -67,7 +67,13 @@ async def enqueue(
     now: datetime,
     priority: int = 0,
 ) -> QueuedInfo:
-    """Queue the conversation for operators (once) and mark it QUEUED."""
+    """Queue the conversation for operators (once).
+
+    During the contact center's hours the conversation becomes QUEUED (the
+    bot steps aside until an operator takes it). Out of hours it stays with
+    the bot, which keeps serving everything it can (shared/design.md), and
+    the entry waits for the morning.
+    """
     out_of_hours = not is_open(settings, now)
     opening = next_opening(settings, now)
     waiting = await session.scalar(
@@ -77,7 +83,8 @@ async def enqueue(
         )
     )
     if waiting is not None:
-        conversation.status = ConversationStatus.QUEUED
+        if not out_of_hours:
+            conversation.status = ConversationStatus.QUEUED
         await session.flush()
         return QueuedInfo(waiting.id, out_of_hours, opening, already_queued=True)
     entry = HandoffQueueEntry(
@@ -89,7 +96,8 @@ async def enqueue(
         created_at=now,
     )
     session.add(entry)
-    conversation.status = ConversationStatus.QUEUED
+    if not out_of_hours:
+        conversation.status = ConversationStatus.QUEUED
     await session.flush()
     return QueuedInfo(entry.id, out_of_hours, opening, already_queued=False)
 

@@ -27,6 +27,7 @@ class Texts:
         "Сейчас операторы не работают: контакт-центр открыт пн–сб с {open}:00 до {close}:00 "
         "по московскому времени. Я передал ваш вопрос, оператор ответит {when}."
     )
+    meanwhile = "А пока я могу помочь с показаниями, балансом, оплатой и обращениями."
     callback = "Заявка на обратный звонок зарегистрирована под номером {number}."
     emergency = (
         "Если у вас авария — нет отопления, течь или прорыв трубы — напишите об этом: "
@@ -76,6 +77,7 @@ class HumanHandoff(Flow):
         return answer(
             reply(f"{text} {Texts.callback.format(number=info.number)}"),
             reply(Texts.emergency.format(phone=settings.hotline_phone)),
+            reply(Texts.meanwhile),
             handoff=request,
         )
 

@@ -93,6 +93,11 @@ async def test_out_of_hours_says_when_and_registers_a_callback(chat: ChatClient)
         appeal = await s.scalar(select(Appeal).where(Appeal.number == "A-2026-000003"))
     assert appeal is not None
     assert appeal.category is AppealCategory.CALLBACK
+    # Out of hours the bot keeps serving while the entry waits for the morning.
+    assert (await _conversation(chat)).status is ConversationStatus.BOT
+    await chat.say("сколько я должен")
+    assert "Передаю" not in chat.last_text
+    assert "лицевой счёт" in chat.last_text  # the bot goes on: it asks to link first
 
 
 async def test_a_public_holiday_counts_as_closed(chat: ChatClient) -> None:
