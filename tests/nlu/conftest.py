@@ -11,6 +11,10 @@ from nlu.embedded import EmbeddedNluParser, load_or_train
 
 ROOT = Path(__file__).resolve().parents[2]
 HELD_OUT = ROOT / "nlu" / "tests" / "test_nlu.yml"
+# Second held-out set, written by another hand for other writers (typos,
+# slang, transliteration, caps, long polite messages).
+HELD_OUT_FIELD = ROOT / "nlu" / "tests" / "test_nlu_field.yml"
+HELD_OUT_FILES = (HELD_OUT, HELD_OUT_FIELD)
 DATA_DIR = ROOT / "nlu" / "data"
 
 

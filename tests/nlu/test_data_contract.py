@@ -11,7 +11,7 @@ import yaml
 from nlu.data_loader import data_files, load_training_data, parse_annotated
 from nlu.entities import EntityExtractor
 from nlu.types import ENTITIES, INTENTS
-from tests.nlu.conftest import DATA_DIR, HELD_OUT
+from tests.nlu.conftest import DATA_DIR, HELD_OUT_FILES
 
 MIN_TRAIN_EXAMPLES = 40
 MIN_TEST_EXAMPLES = 10
@@ -22,7 +22,7 @@ def _key(text: str) -> str:
 
 
 def test_every_file_is_rasa_3_1_yaml() -> None:
-    for path in [*data_files(DATA_DIR), HELD_OUT]:
+    for path in [*data_files(DATA_DIR), *HELD_OUT_FILES]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert doc["version"] == "3.1", path
         assert isinstance(doc["nlu"], list), path
@@ -49,8 +49,11 @@ def test_every_contract_entity_is_annotated_and_no_other() -> None:
     assert set(data.synonyms) <= {"heating", "hot_water"}
 
 
-def test_held_out_file_covers_every_intent_and_is_disjoint_from_training() -> None:
-    held_out = load_training_data(HELD_OUT).examples
+@pytest.mark.parametrize("held_out_file", HELD_OUT_FILES, ids=lambda p: p.name)
+def test_held_out_file_covers_every_intent_and_is_disjoint_from_training(
+    held_out_file: Path,
+) -> None:
+    held_out = load_training_data(held_out_file).examples
     counts = Counter(ex.intent for ex in held_out)
     assert set(counts) == set(INTENTS)
     assert min(counts.values()) >= MIN_TEST_EXAMPLES
@@ -58,11 +61,19 @@ def test_held_out_file_covers_every_intent_and_is_disjoint_from_training() -> No
     assert [ex.text for ex in held_out if _key(ex.text) in trained] == []
 
 
-def test_annotated_entities_of_the_held_out_file_are_extracted() -> None:
+def test_held_out_files_are_disjoint_from_each_other() -> None:
+    first, second = (
+        {_key(ex.text) for ex in load_training_data(p).examples} for p in HELD_OUT_FILES
+    )
+    assert first & second == set()
+
+
+@pytest.mark.parametrize("held_out_file", HELD_OUT_FILES, ids=lambda p: p.name)
+def test_annotated_entities_of_the_held_out_file_are_extracted(held_out_file: Path) -> None:
     data = load_training_data(DATA_DIR)
     extractor = EntityExtractor(data.lookups["address"], data.synonyms)
     missed = []
-    for ex in load_training_data(HELD_OUT).examples:
+    for ex in load_training_data(held_out_file).examples:
         found = {(e.entity, e.start, e.end, e.value) for e in extractor.extract(ex.text)}
         for gold in ex.entities:
             if (gold.entity, gold.start, gold.end, gold.value) not in found:
