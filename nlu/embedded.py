@@ -27,7 +27,7 @@ from config import Settings
 from nlu.base import ModelNotTrained, NluParser
 from nlu.data_loader import TrainingData, data_files, fingerprint_files, load_training_data
 from nlu.entities import DEFAULT_STREETS, EntityExtractor
-from nlu.features import prepare
+from nlu.features import SpellingCorrector, prepare, training_words
 from nlu.payload import parse_payload
 from nlu.types import FALLBACK_INTENT, Intent, ParseResult
 
@@ -36,11 +36,26 @@ log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # Bump whenever features, extraction or the classifier change: it is part of
 # the model fingerprint, so a stale pickled model is retrained.
-CODE_VERSION = "embedded-3"
+CODE_VERSION = "embedded-4"
 RANKING_LENGTH = 10
 WORD_FEATURE_WEIGHT = 0.8
 SGD_ALPHA = 2e-5
 SGD_MAX_ITER = 200
+# Calibration of the fallback: a text whose character n-grams are mostly
+# unseen in training (keyboard mashing, a foreign language) has its ranking
+# pulled towards uniform, in proportion to the unseen share below this level,
+# so gibberish falls below the threshold instead of landing on the intent
+# with the largest bias (usually out_of_scope). Chosen on cross-validation
+# folds of the training data against generated gibberish.
+FAMILIAR_COVERAGE = 0.6
+
+
+def damp_unfamiliar(probabilities: Any, coverage: float) -> Any:
+    """Mix the ranking with uniform when few of the text's n-grams are known."""
+    trust = min(1.0, coverage / FAMILIAR_COVERAGE) if FAMILIAR_COVERAGE > 0 else 1.0
+    if trust >= 1.0:
+        return probabilities
+    return trust * probabilities + (1.0 - trust) / len(probabilities)
 
 
 @dataclass
@@ -54,6 +69,7 @@ class EmbeddedModel:
     classifier: Any
     streets: list[str]
     synonyms: dict[str, list[str]]
+    speller: SpellingCorrector | None = None
     trained_seconds: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -88,7 +104,8 @@ def fit_model(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
     """Train on already loaded data (cross-validation uses it on folds)."""
     started = time.perf_counter()
     extractor = make_extractor(data)
-    prepared = [prepare(ex.text, extractor.extract(ex.text)) for ex in data.examples]
+    speller = SpellingCorrector(training_words([ex.text for ex in data.examples]))
+    prepared = [prepare(ex.text, extractor.extract(ex.text), speller) for ex in data.examples]
     chars = [p[0] for p in prepared]
     words = [p[1] for p in prepared]
     labels = [ex.intent for ex in data.examples]
@@ -125,6 +142,7 @@ def fit_model(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
         classifier=classifier,
         streets=data.lookups.get("address") or list(DEFAULT_STREETS),
         synonyms=data.synonyms,
+        speller=speller,
         trained_seconds=time.perf_counter() - started,
         meta={"examples": len(labels), "sklearn": sklearn.__version__},
     )
@@ -186,28 +204,27 @@ class _LinearScorer:
             if index is not None:
                 counts[index] = counts.get(index, 0) + 1
         if not counts:
-            return 0.0
+            return 0.0, 0
         indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
         tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
         weights = tf * idf[indices]
         weights /= np.sqrt(weights @ weights)
-        return weights @ coef[indices]
+        return weights @ coef[indices], sum(counts.values())
 
     def probabilities(self, char_text: str, word_text: str) -> Any:
-        decision = (
-            self._intercept
-            + self._part(
-                self._char_analyzer(char_text), self._char_vocab, self._char_idf, self._char_coef
-            )
-            + WORD_FEATURE_WEIGHT
-            * self._part(
-                self._word_analyzer(word_text), self._word_vocab, self._word_idf, self._word_coef
-            )
+        char_tokens = self._char_analyzer(char_text)
+        char_score, known = self._part(
+            char_tokens, self._char_vocab, self._char_idf, self._char_coef
         )
+        word_score, _ = self._part(
+            self._word_analyzer(word_text), self._word_vocab, self._word_idf, self._word_coef
+        )
+        decision = self._intercept + char_score + WORD_FEATURE_WEIGHT * word_score
         # SGDClassifier(loss="log_loss") is one-vs-rest: sigmoid, then normalise.
         prob = 1.0 / (1.0 + np.exp(-decision))
         total = prob.sum()
-        return prob / total if total > 0 else np.full_like(prob, 1.0 / len(prob))
+        prob = prob / total if total > 0 else np.full_like(prob, 1.0 / len(prob))
+        return damp_unfamiliar(prob, known / len(char_tokens) if char_tokens else 0.0)
 
 
 class EmbeddedNluParser(NluParser):
@@ -231,7 +248,7 @@ class EmbeddedNluParser(NluParser):
             return ParseResult(
                 text=text, intent=Intent(name=FALLBACK_INTENT, confidence=0.0), entities=()
             )
-        char_text, word_text = prepare(text, entities)
+        char_text, word_text = prepare(text, entities, self.model.speller)
         ranking = self._ranking(self._scorer.probabilities(char_text, word_text))
         top = ranking[0]
         intent = top
@@ -246,15 +263,26 @@ class EmbeddedNluParser(NluParser):
 
     def rank(self, items: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Intent]]:
         """Full intent rankings for several (text, entities) pairs at once."""
-        prepared = [prepare(text, ents) for text, ents in items]
+        prepared = [prepare(text, ents, self.model.speller) for text, ents in items]
+        chars = self.model.char_vectorizer.transform([p[0] for p in prepared])
+        analyzer = self.model.char_vectorizer.build_analyzer()
+        vocab = self.model.char_vectorizer.vocabulary_
+        coverages = []
+        for char_text, _ in prepared:
+            tokens = analyzer(char_text)
+            coverages.append(sum(t in vocab for t in tokens) / len(tokens) if tokens else 0.0)
         features = hstack(
             [
-                self.model.char_vectorizer.transform([p[0] for p in prepared]),
+                chars,
                 self.model.word_vectorizer.transform([p[1] for p in prepared])
                 * WORD_FEATURE_WEIGHT,
             ]
         ).tocsr()
-        return [self._ranking(row) for row in self.model.classifier.predict_proba(features)]
+        rows = self.model.classifier.predict_proba(features)
+        return [
+            self._ranking(damp_unfamiliar(row, coverage))
+            for row, coverage in zip(rows, coverages, strict=True)
+        ]
 
     def _ranking(self, probabilities: Any) -> list[Intent]:
         order = np.argsort(-probabilities, kind="stable")

@@ -4,6 +4,9 @@ Entities are replaced by placeholder words first, so that "1002003001" and
 "1002003999" look the same to the classifier (a bare account number means
 ``link_account``, a bare decimal means ``submit_reading``). Latin
 transliteration ("pokazaniya", "zdravstvuyte") is mapped back to Cyrillic.
+Words the dictionary does not know are corrected to a close training word
+(:class:`SpellingCorrector`: "щетчика", "задолжность", "пожаловатся"), and
+the character n-grams see a spelling-folded text (:func:`fold_spelling`).
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ _TRANSLIT: tuple[tuple[str, str], ...] = (
     ("ye", "е"),
     ("ju", "ю"),
     ("ja", "я"),
+    ("ts", "ц"),
     ("a", "а"),
     ("b", "б"),
-    ("c", "к"),
+    ("c", "ц"),
     ("d", "д"),
     ("e", "е"),
     ("f", "ф"),
@@ -151,7 +155,112 @@ class Lemmatizer:
         return " ".join(cls.lemma(w) for w in _WORD.findall(normalised_text))
 
 
-def prepare(text: str, entities: Sequence[Entity]) -> tuple[str, str]:
-    """(normalised text for character n-grams, lemma string for word n-grams)."""
-    norm = normalise(mask_entities(text, entities))
-    return norm, Lemmatizer.lemmas(norm)
+_REPEATS = re.compile(r"([а-я])\1+")
+_LONG_REPEATS = re.compile(r"([а-я])\1{2,}")
+# Spelling-insensitive folds for the character n-grams: щ/сч (щетчик),
+# тся/ться, soft and hard signs, doubled letters. (Folding о/а as well was
+# tried and did not help on cross-validation.)
+_FOLDS: tuple[tuple[str, str], ...] = (
+    ("сч", "щ"),
+    ("зч", "щ"),
+    ("ь", ""),
+    ("ъ", ""),
+    ("тс", "ц"),
+)
+
+
+def fold_spelling(text: str) -> str:
+    """Collapse the spelling variants customers mix up (applied to both sides)."""
+    folded = _REPEATS.sub(r"\1", text)
+    for old, new in _FOLDS:
+        folded = folded.replace(old, new)
+    return folded
+
+
+# Words shorter than this are never corrected (too many neighbours); long
+# words may be two edits away (задолжность -> задолженность).
+MIN_CORRECTED_LENGTH = 4
+TWO_EDITS_FROM_LENGTH = 8
+CORRECTION_CACHE_SIZE = 65536
+
+
+class SpellingCorrector:
+    """Maps an out-of-vocabulary word to a training word within a small edit distance.
+
+    SymSpell-style: every training word form is indexed under its deletions
+    (one, or two for long words); an unknown word is looked up under its own
+    deletions. Only words pymorphy3 does not know are corrected, so a real
+    word is never turned into another one.
+    """
+
+    def __init__(self, words: Sequence[str]) -> None:
+        counts: dict[str, int] = {}
+        for word in words:
+            if word.isalpha() and len(word) >= MIN_CORRECTED_LENGTH:
+                counts[word] = counts.get(word, 0) + 1
+        self._known = frozenset(counts)
+        index: dict[str, tuple[int, str]] = {}
+        for word, count in counts.items():
+            for key in (word, *_deletions(word)):
+                best = index.get(key)
+                if best is None or (count, word) > best:
+                    index[key] = (count, word)
+        self._index = {key: word for key, (_, word) in index.items()}
+        self._cache: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"_known": self._known, "_index": self._index}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._cache = {}
+
+    def correct(self, word: str) -> str:
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        fixed = word
+        if (
+            len(word) >= MIN_CORRECTED_LENGTH
+            and word.isalpha()
+            and word not in self._known
+            and word not in _PLACEHOLDER_WORDS
+            and not Lemmatizer.analyzer().word_is_known(word)
+        ):
+            for key in (word, *_deletions(word)):
+                candidate = self._index.get(key)
+                # Customers rarely mistype a word's first letter; gibberish
+                # rarely shares it with a close training word.
+                if candidate is not None and candidate[0] == word[0]:
+                    fixed = candidate
+                    break
+        if len(self._cache) < CORRECTION_CACHE_SIZE:
+            self._cache[word] = fixed
+        return fixed
+
+    def correct_text(self, normalised_text: str) -> str:
+        return _WORD.sub(lambda m: self.correct(m.group()), normalised_text)
+
+
+def _deletions(word: str) -> list[str]:
+    """Strings one deletion away, and two for long words, nearest first."""
+    first = list(dict.fromkeys(word[:i] + word[i + 1 :] for i in range(len(word))))
+    if len(word) < TWO_EDITS_FROM_LENGTH:
+        return first
+    second = dict.fromkeys(w[:i] + w[i + 1 :] for w in first for i in range(len(w)))
+    return first + [w for w in second if w not in first]
+
+
+def prepare(
+    text: str, entities: Sequence[Entity], speller: SpellingCorrector | None = None
+) -> tuple[str, str]:
+    """(folded text for character n-grams, lemma string for word n-grams)."""
+    norm = _LONG_REPEATS.sub(r"\1", normalise(mask_entities(text, entities)))
+    if speller is not None:
+        norm = speller.correct_text(norm)
+    return fold_spelling(norm), Lemmatizer.lemmas(norm)
+
+
+def training_words(texts: Sequence[str]) -> list[str]:
+    """The normalised word forms of the training texts (the corrector's vocabulary)."""
+    return [w for text in texts for w in _WORD.findall(_LONG_REPEATS.sub(r"\1", normalise(text)))]

@@ -1,0 +1,93 @@
+"""Text preparation: spelling correction, spelling folds, transliteration, and
+the fallback for texts made of unseen character n-grams."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from nlu.embedded import EmbeddedNluParser, damp_unfamiliar
+from nlu.features import SpellingCorrector, fold_spelling, normalise, prepare
+from nlu.types import FALLBACK_INTENT
+
+WORDS = ["задолженность", "показания", "пожаловаться", "лицевой", "счетчика", "тариф"]
+
+
+@pytest.mark.parametrize(
+    ("typo", "fixed"),
+    [
+        ("задолжность", "задолженность"),  # two letters missing in a long word
+        ("пожаловатся", "пожаловаться"),
+        ("покозания", "показания"),
+        ("литсевой", "лицевой"),  # transliterated "litsevoy"
+    ],
+)
+def test_unknown_words_are_corrected_to_a_close_training_word(typo: str, fixed: str) -> None:
+    assert SpellingCorrector(WORDS).correct(typo) == fixed
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "тарифы",  # a real word the dictionary knows stays as written
+        "тарр",  # too short to guess
+        "хадолженность",  # a different first letter is not a typo we fix
+        "ывапролджэ",  # nothing close
+    ],
+)
+def test_other_words_are_left_alone(word: str) -> None:
+    assert SpellingCorrector(WORDS).correct(word) == word
+
+
+def test_the_corrector_survives_pickling_without_its_cache() -> None:
+    speller = SpellingCorrector(WORDS)
+    assert speller.correct("покозания") == "показания"
+    copy = pickle.loads(pickle.dumps(speller))
+    assert copy.correct("покозания") == "показания"
+    assert copy._cache == {"покозания": "показания"}
+
+
+def test_spelling_folds_merge_the_variants_customers_mix_up() -> None:
+    assert fold_spelling("щетчик") == fold_spelling("счётчик".replace("ё", "е"))
+    assert fold_spelling("пожаловаться") == fold_spelling("пожаловатся")
+    assert fold_spelling("касса") == fold_spelling("каса")
+
+
+def test_prepare_collapses_stretched_letters_and_transliteration() -> None:
+    assert prepare("дааааа", [])[1] == "да"
+    assert normalise("kvitanciyu") == "квитанцию"
+    assert normalise("litsevoy") == "лицевой"
+
+
+def test_damping_only_touches_texts_of_mostly_unseen_ngrams() -> None:
+    probabilities = np.array([0.7, 0.2, 0.1])
+    assert damp_unfamiliar(probabilities, 1.0) is probabilities
+    damped = damp_unfamiliar(probabilities, 0.0)
+    assert damped == pytest.approx([1 / 3] * 3)
+    half = damp_unfamiliar(probabilities, 0.3)
+    assert half.sum() == pytest.approx(1.0)
+    assert list(np.argsort(-half)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("показания щетчика 1543", "submit_reading"),
+        ("какая у меня задолжность", "check_balance"),
+        ("хочу пожаловатся", "file_appeal"),
+        ("skolko ya dolzhen", "check_balance"),
+        ("ЗДРАВСТВУЙТЕ!!!", "greet"),
+        ("нееет", "deny"),
+    ],
+)
+async def test_field_spellings_are_understood(
+    parser: EmbeddedNluParser, text: str, intent: str
+) -> None:
+    assert (await parser.parse(text)).intent.name == intent
+
+
+@pytest.mark.parametrize("text", ["фывапролд", "ыыы ааа", "йцукенгш", "asdfgh", "ячсмить"])
+async def test_keyboard_mashing_falls_back(parser: EmbeddedNluParser, text: str) -> None:
+    assert (await parser.parse(text)).intent.name == FALLBACK_INTENT
