@@ -4,13 +4,14 @@ Run: ``.venv/bin/python bench/nlu.py [--parses N] [--folds K]``. Targets (issue 
 training < 10 s, parse p95 < 5 ms, macro F1 >= 0.92 on each held-out file
 (nlu/tests/test_nlu.yml and the field set nlu/tests/test_nlu_field.yml).
 5-fold cross-validation on the training data is printed too (about 3 s;
-``--folds 0`` skips it).
+``--folds 0`` skips it); ``--typo-cv`` adds one on misspelt held-out folds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from nlu.features import Lemmatizer  # noqa: E402
 HELD_OUT = ROOT / "nlu" / "tests" / "test_nlu.yml"
 HELD_OUT_FIELD = ROOT / "nlu" / "tests" / "test_nlu_field.yml"
 THRESHOLD = 0.45
+TYPO_RATE = 0.6
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -56,10 +58,31 @@ def entity_scores(parser: EmbeddedNluParser, examples: list[Example]) -> tuple[f
     return precision, recall, len(gold)
 
 
-def cross_validate(folds: int) -> str:
+def add_typos(text: str, rng: random.Random) -> str:
+    """Customer-like typos: in most words of 5+ letters one letter is dropped,
+    replaced by a vowel or swapped with its neighbour (never the first one)."""
+    words = []
+    for word in text.split():
+        if len(word) >= 5 and word.isalpha() and rng.random() < TYPO_RATE:
+            i = rng.randrange(1, len(word))
+            kind = rng.random()
+            if kind < 0.4:
+                word = word[:i] + word[i + 1 :]
+            elif kind < 0.7:
+                word = word[:i] + rng.choice("аоеиуя") + word[i + 1 :]
+            else:
+                word = word[: i - 1] + word[i] + word[i - 1] + word[i + 1 :]
+        words.append(word)
+    return " ".join(words)
+
+
+def cross_validate(folds: int, typos: bool = False) -> str:
     """Stratified k-fold on the training data: a harsher estimate than the held-out
-    file, since every training example is a distinct phrasing."""
+    file, since every training example is a distinct phrasing. With ``typos``
+    the held-out fold is misspelt first (seeded), a robustness estimate."""
     from sklearn.model_selection import StratifiedKFold
+
+    rng = random.Random(7)
 
     data = load_training_data(DATA_DIR)
     labels = [ex.intent for ex in data.examples]
@@ -75,11 +98,12 @@ def cross_validate(folds: int) -> str:
         parser = EmbeddedNluParser(fit_model(fold), THRESHOLD)
         for i in test_idx:
             ex = data.examples[i]
-            predictions.append(Prediction(ex, parser.parse_sync(ex.text)))
+            text = add_typos(ex.text, rng) if typos else ex.text
+            predictions.append(Prediction(ex, parser.parse_sync(text)))
     return build_report(predictions).summary_line()
 
 
-async def run(parses: int, folds: int) -> None:
+async def run(parses: int, folds: int, typo_cv: bool) -> None:
     started = time.perf_counter()
     Lemmatizer.analyzer()
     morph_seconds = time.perf_counter() - started
@@ -134,6 +158,11 @@ async def run(parses: int, folds: int) -> None:
         summaries.append(f"held-out {name}: {report.summary_line()}   target macro_f1 >= 0.92")
     if folds > 1:
         print(f"{folds}-fold cross-validation on the training data: {cross_validate(folds)}")
+        if typo_cv:
+            print(
+                f"{folds}-fold cross-validation, held-out folds misspelt: "
+                f"{cross_validate(folds, typos=True)}"
+            )
     for line in summaries:
         print(line)
 
@@ -142,8 +171,11 @@ def main() -> None:
     args = argparse.ArgumentParser(description=__doc__)
     args.add_argument("--parses", type=int, default=3000)
     args.add_argument("--folds", type=int, default=5, help="0 skips cross-validation")
+    args.add_argument(
+        "--typo-cv", action="store_true", help="also cross-validate on misspelt folds (+3 s)"
+    )
     parsed = args.parse_args()
-    asyncio.run(run(parsed.parses, parsed.folds))
+    asyncio.run(run(parsed.parses, parsed.folds, parsed.typo_cv))
 
 
 if __name__ == "__main__":
