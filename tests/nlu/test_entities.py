@@ -129,3 +129,12 @@ def test_a_flood_of_numbers_is_capped(extractor: EntityExtractor) -> None:
     entities = extractor.extract("1 " * 2048)
     assert len(entities) == MAX_ENTITIES
     assert [e.start for e in entities] == sorted(e.start for e in entities)
+
+
+def test_address_does_not_swallow_a_preposition_after_the_house() -> None:
+    from nlu.entities import EntityExtractor
+
+    found = [e.value for e in EntityExtractor().extract("подключить дом на Сумской 12 к теплосети")]
+    assert "Сумской 12" in found
+    letters = [e.value for e in EntityExtractor().extract("ул. Ленина 12 б кв 5")]
+    assert "ул. Ленина 12 б кв 5" in letters
