@@ -9,7 +9,12 @@ from typing import Any
 
 from dialogs.context import FlowContext
 from dialogs.flows.file_appeal import phone_from_text
-from dialogs.flows.service_common import decimal_ru, is_other_question
+from dialogs.flows.service_common import (
+    address_from_text,
+    choice_from_words,
+    decimal_ru,
+    is_other_question,
+)
 from dialogs.forms import (
     Form,
     Outcome,
@@ -98,23 +103,7 @@ _KIND_WORDS: tuple[tuple[str, BuildingKind], ...] = (
 
 
 def kind_from_text(text: str) -> str | None:
-    if text.startswith("/"):
-        return None
-    lowered = text.lower()
-    for pattern, kind in _KIND_WORDS:
-        if re.search(pattern, lowered):
-            return kind.value
-    return None
-
-
-def address_from_text(text: str) -> str | None:
-    if text.startswith("/"):
-        return None
-    if parse_address(text) is not None:
-        return text.strip()
-    # A bare house number ("10") is an attempt at an address: validate()
-    # asks for the street instead of the bot taking it for a reading.
-    return text.strip() if re.fullmatch(r"[\d\s/\-.,]{1,12}", text.strip()) else None
+    return choice_from_words(text, _KIND_WORDS)
 
 
 def load_from_text(text: str) -> str | None:

@@ -7,7 +7,12 @@ import re
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import day_month_time, full_date, is_other_question
+from dialogs.flows.service_common import (
+    choice_from_words,
+    day_month_time,
+    full_date,
+    is_other_question,
+)
 from dialogs.forms import (
     Form,
     Outcome,
@@ -87,13 +92,7 @@ _SKIP_WORDS = re.compile(r"без\s+телефона|не\s+надо|не\s+ну
 
 
 def category_from_text(text: str) -> str | None:
-    if text.startswith("/"):
-        return None
-    lowered = text.lower()
-    for pattern, category in _CATEGORY_WORDS:
-        if re.search(pattern, lowered):
-            return category.value
-    return None
+    return choice_from_words(text, _CATEGORY_WORDS)
 
 
 def phone_from_text(text: str) -> str | None:

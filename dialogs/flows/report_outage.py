@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import day_month_time
+from dialogs.flows.service_common import address_from_text, day_month_time
 from dialogs.forms import Form, Outcome, Slot, SlotCheck, answer, invalid, payload, reply, valid
 from dialogs.messages import Button
 from dialogs.state import FormState
@@ -68,16 +68,6 @@ def service_from_text(text: str) -> Service | None:
     if _HEATING.search(text):
         return Service.HEATING
     return None
-
-
-def address_from_text(text: str) -> str | None:
-    if text.startswith("/"):
-        return None
-    if parse_address(text) is not None:
-        return text.strip()
-    # A bare house number ("10") is an attempt at an address: validate()
-    # asks for the street instead of the bot taking it for a reading.
-    return text.strip() if re.fullmatch(r"[\d\s/\-.,]{1,12}", text.strip()) else None
 
 
 def describe_outage(outage: OutageInfo, address: str, ctx: FlowContext) -> str:

@@ -3,10 +3,14 @@ plurals, and telling a short answer from another question."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from enum import Enum
 from zoneinfo import ZoneInfo
 
+from handlers.outages import parse_address
 from nlu.types import ParseResult
 
 WEEKDAYS = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
@@ -81,3 +85,25 @@ def is_other_question(parse: ParseResult, own_intents: frozenset[str]) -> bool:
         and parse.intent.confidence >= OTHER_INTENT_CONFIDENCE
         and parse.intent.name not in {"affirm", "deny", "nlu_fallback"}
     )
+
+
+def address_from_text(text: str) -> str | None:
+    """A typed address for an address slot (button payloads are not addresses)."""
+    if text.startswith("/"):
+        return None
+    if parse_address(text) is not None:
+        return text.strip()
+    # A bare house number ("10") is an attempt at an address: validate()
+    # asks for the street instead of the bot taking it for a reading.
+    return text.strip() if re.fullmatch(r"[\d\s/\-.,]{1,12}", text.strip()) else None
+
+
+def choice_from_words(text: str, table: Sequence[tuple[str, Enum]]) -> str | None:
+    """The first choice whose word pattern occurs in a typed answer."""
+    if text.startswith("/"):
+        return None
+    lowered = text.lower()
+    for pattern, choice in table:
+        if re.search(pattern, lowered):
+            return str(choice.value)
+    return None
