@@ -32,6 +32,9 @@ class FlowContext:
     # Per-turn scratch space for flows to avoid repeating a query within one
     # turn (say, the account's meters); never carried to the next turn.
     memo: dict[str, Any] = field(default_factory=dict)
+    # DialogState.facts for this turn: the engine loads it before the step
+    # and stores it back after, so what a flow writes here is remembered.
+    facts: dict[str, str] = field(default_factory=dict)
 
     async def current_account(self) -> Account | None:
         """The account this chat works with now (linking may change it)."""

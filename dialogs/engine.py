@@ -45,6 +45,9 @@ SURE_CONFIDENCE: Final = 0.9
 _WORD = re.compile(r"\w+")
 # Prompts without progress before a form offers to start over or an operator.
 MAX_MISSES: Final = 3
+# Refused answers in a row (a reading below the last one, a house-less
+# address...) before a form gives up: more patient than for not understood.
+MAX_INVALID_ANSWERS: Final = 5
 
 
 class FlowRegistryError(Exception):
@@ -83,7 +86,10 @@ class DialogEngine:
     async def step(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Turn:
         st = self._known_forms_only(state.model_copy(deep=True))
         st.remember_intent(parse.intent.name)
+        ctx.facts.clear()
+        ctx.facts.update(st.facts)
         outcome = await self._step(ctx, st, parse)
+        st.facts = dict(ctx.facts)
         return Turn(
             replies=outcome.replies,
             state=st.dump(),
@@ -146,14 +152,19 @@ class DialogEngine:
             return Outcome(replies=(reply(EngineTexts.confirm_hint), again), keep=fs)
 
         values = await form.extract(ctx, fs, parse)
+        # "сколько я должен за отопление" at "Какой счётчик?": a question that
+        # merely mentions a slot value is a question. Text read as the
+        # asked-for slot is an answer only if it is a valid one: "запишите на
+        # приём" at "Какой адрес?" is a new question.
         if (
             values
             and self._interrupts(form, fs, parse)
-            and not _parsed_from_text(form, fs, parse, values)
             and not _mostly_values(parse)
+            and (
+                not _parsed_from_text(form, fs, parse, values)
+                or not await _any_valid(ctx, form, fs, values)
+            )
         ):
-            # "сколько я должен за отопление" at "Какой счётчик?": a question
-            # that merely mentions a slot value is a question.
             return await self._interrupt(ctx, st, parse)
         if not values:
             if self._interrupts(form, fs, parse):
@@ -177,7 +188,13 @@ class DialogEngine:
                 ),
             )
         st.fallbacks = 0
-        return await self._settle(ctx, st, await form.advance(ctx, fs, values))
+        advanced = await form.advance(ctx, fs, values)
+        if advanced.keep is not None and advanced.keep.invalid_answers >= MAX_INVALID_ANSWERS:
+            # Answers that keep failing validation: don't loop on one question.
+            st.active = None
+            st.suspended = []
+            return Outcome(replies=(*advanced.replies, reply(EngineTexts.form_gave_up, *MENU)))
+        return await self._settle(ctx, st, advanced)
 
     async def _dispatch(self, ctx: FlowContext, st: DialogState, parse: ParseResult) -> Outcome:
         intent = parse.intent.name
@@ -308,6 +325,22 @@ def _mostly_values(parse: ParseResult) -> bool:
     if parse.intent.confidence >= SURE_CONFIDENCE:
         return extra == 0
     return extra <= ANSWER_EXTRA_WORDS
+
+
+async def _any_valid(
+    ctx: FlowContext, form: Form, fs: FormState, values: dict[str, object]
+) -> bool:
+    """Would the form accept any of these values? Checked in a savepoint that
+    is rolled back, so a validator's lookups or writes leave no trace."""
+    probe = fs.model_copy(deep=True)
+    async with ctx.session.begin_nested() as savepoint:
+        try:
+            for name, value in values.items():
+                if (await form.validate(ctx, probe, name, value)).ok:
+                    return True
+            return False
+        finally:
+            await savepoint.rollback()
 
 
 def _parsed_from_text(

@@ -250,7 +250,13 @@ class Form(Flow):
                 if check.replies and not check.reprompt:
                     silent_retry.add(name)
         if values:
-            form.misses = 0
+            # Answers that keep failing validation are counted too (the engine
+            # gives up after several), so a form never loops on one question.
+            if any(form.has(name) for name in values):
+                form.misses = 0
+                form.invalid_answers = 0
+            else:
+                form.invalid_answers += 1
         await self.prefill(ctx, form)
         missing = [s for s in await self.required_slots(ctx, form) if not form.has(s)]
         if missing:

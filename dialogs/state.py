@@ -29,6 +29,8 @@ class FormState(BaseModel):
     awaiting_confirmation: bool = False
     # Re-prompts without progress, so a form can give up politely.
     misses: int = 0
+    # Consecutive answers that were understood but refused by validation.
+    invalid_answers: int = 0
     # Values found before the form could validate them (it waited for
     # link_account); validated when the form resumes.
     pending: dict[str, Any] = Field(default_factory=dict)
@@ -56,6 +58,10 @@ class DialogState(BaseModel):
     recent_intents: list[str] = Field(default_factory=list)
     # The customer was told once that an operator will answer (QUEUED).
     queued_notice_sent: bool = False
+    # What the customer already told that a later form may reuse instead of
+    # asking again (the address of an outage report). Flows read and write it
+    # through FlowContext.facts.
+    facts: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, raw: dict[str, Any] | None) -> DialogState:

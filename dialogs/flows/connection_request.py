@@ -48,6 +48,7 @@ from storage.crypto import mask_phone
 
 class Texts:
     ask_address = "Подскажу по подключению к теплосети. Напишите адрес объекта: улица и дом."
+    no_house = "Уточните, пожалуйста, номер дома или участка, например «Литовская 15»."
     bad_address = (
         "Не получилось разобрать адрес. Напишите улицу и номер дома, например «Сумская 12»."
     )
@@ -148,8 +149,11 @@ class ConnectionRequest(Form):
 
     async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
         if slot == "address":
-            if parse_address(str(value)) is None:
+            parsed = parse_address(str(value))
+            if parsed is None:
                 return invalid(Texts.bad_address)
+            if parsed.house is None:
+                return invalid(Texts.no_house)
             return valid(str(value).strip())
         if slot == "building_kind":
             try:

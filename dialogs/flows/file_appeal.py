@@ -35,6 +35,8 @@ from storage.models import AppealCategory
 
 SKIP = "skip"
 MIN_DESCRIPTION_CHARS = 5
+# A first message this long is taken as the appeal's description.
+DESCRIPTION_WORDS_AT_START = 6
 
 
 class Texts:
@@ -129,6 +131,22 @@ class FileAppeal(Form):
             from_text=phone_from_text,
         ),
     )
+
+    async def on_start(
+        self, ctx: FlowContext, form: FormState, parse: ParseResult
+    ) -> Outcome | None:
+        # "хочу пожаловаться: плохо греют батареи в спальне" already says the
+        # topic and the matter: don't make the customer repeat them (the
+        # confirmation shows both, so a wrong guess is declined there).
+        text = parse.text.strip()
+        if text.startswith("/"):
+            return None
+        category = category_from_text(text)
+        if category is not None and category != AppealCategory.OTHER.value:
+            form.pending["category"] = category
+        if len(text.split()) >= DESCRIPTION_WORDS_AT_START:
+            form.pending["description"] = text
+        return None
 
     async def extract(
         self, ctx: FlowContext, form: FormState, parse: ParseResult

@@ -135,7 +135,13 @@ class LinkAccount(Form):
             account = _ACCOUNT.search(rest)
             if account is not None:
                 found["account_number"] = account.group(0)
-            elif form.requested_slot == "account_number" and _digits(text) and "snils" not in found:
+            elif (
+                form.requested_slot == "account_number"
+                and _digits(text)
+                and "snils" not in found
+                # "+7 910 555-22-33" is a phone number, not an account.
+                and parse.entity("phone") is None
+            ):
                 found["account_number"] = _digits(text)
         return found
 

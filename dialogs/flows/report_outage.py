@@ -70,6 +70,9 @@ def service_from_text(text: str) -> Service | None:
     return None
 
 
+FACT_ADDRESS = "outage_address"
+
+
 def describe_outage(outage: OutageInfo, address: str, ctx: FlowContext) -> str:
     tz = ctx.settings.tz
     service = SERVICE_TITLES[outage.service]
@@ -116,6 +119,9 @@ class ReportOutage(Form):
             account = await ctx.current_account()
             if account is not None:
                 form.slots["address"] = account.address
+            elif FACT_ADDRESS in ctx.facts:
+                # "а когда дадут?" after an earlier report: the same address.
+                form.slots["address"] = ctx.facts[FACT_ADDRESS]
 
     async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
         if slot == "address":
@@ -124,6 +130,7 @@ class ReportOutage(Form):
                 return invalid(Texts.bad_address)
             if parsed.house is None:
                 return invalid(Texts.no_house)
+            ctx.facts[FACT_ADDRESS] = str(value).strip()
             return valid(str(value).strip())
         return valid(value)
 

@@ -98,3 +98,11 @@ async def test_a_question_at_the_load_prompt_then_continue(chat: ChatClient) -> 
     assert "Гкал/ч" in chat.last_text
     await chat.say("0,04")
     assert "телефон" in chat.last_text
+
+
+async def test_an_address_needs_a_house_number(chat: ChatClient) -> None:
+    await chat.say("хочу подключить частный дом к теплосети")
+    await chat.say("Литовская")
+    assert "номер дома или участка" in chat.last_text
+    await chat.say("Литовская 15")
+    assert "Что за здание?" in chat.last_text

@@ -203,3 +203,22 @@ async def test_an_overlong_description_is_refused_and_asked_again(chat: ChatClie
     assert "Слишком длинный текст: уложитесь, пожалуйста, в 4000 символов." in chat.last_text
     await chat.say("Коротко: прошу проверить начисления за октябрь")
     assert "телефон" in chat.last_text
+
+
+async def test_a_detailed_first_message_is_not_asked_again(chat: ChatClient) -> None:
+    await chat.link()
+    await chat.say("хочу пожаловаться плохо греют батареи в спальне уже неделю")
+    # Topic and matter came with the first message: straight to the phone.
+    assert "телефон" in chat.last_text
+    await chat.press("Без телефона")
+    assert "Тема: Качество отопления" in chat.last_text
+    assert "Суть: хочу пожаловаться плохо греют батареи в спальне уже неделю" in chat.last_text
+    await chat.press("Да")
+    [appeal] = await _appeals(chat)
+    assert appeal.category is AppealCategory.HEATING_QUALITY
+
+
+async def test_a_short_complaint_still_asks_for_the_matter(chat: ChatClient) -> None:
+    await chat.link()
+    await chat.say("хочу пожаловаться на отопление")
+    assert "Опишите" in chat.last_text

@@ -116,3 +116,10 @@ async def test_the_snils_is_never_stored_in_the_clear(chat: ChatClient) -> None:
     assert "112-233-445" not in stored
     assert "11223344595" not in stored
     assert "мой снилс ***-***-*** **" in texts
+
+
+async def test_a_phone_number_is_not_taken_for_an_account(chat: ChatClient) -> None:
+    await chat.say("привязать лицевой счёт")
+    await chat.say("+7 910 555-22-33")
+    assert chat.texts[0] == "Не совсем понял ответ."
+    assert "напишите его номер (он есть в квитанции)" in chat.last_text

@@ -83,3 +83,28 @@ async def test_a_hot_water_outage_does_not_explain_cold_radiators(chat: ChatClie
     await chat.say("батареи холодные")
     assert "горячее водоснабжение" not in chat.last_text
     assert "аварийную заявку A-2026-000003" in chat.last_text
+
+
+async def test_the_address_is_not_asked_twice(chat: ChatClient) -> None:
+    await chat.say("у меня нет горячей воды")
+    await chat.say("Радищева 3")
+    assert "отключено горячее водоснабжение" in chat.last_text
+    await chat.say("а когда дадут горячую воду")
+    assert "Подскажите адрес" not in " ".join(chat.texts)
+    assert "По адресу Радищева 3 сейчас отключено горячее водоснабжение" in chat.last_text
+    # Something else is wrong there: the button reports it at the same address.
+    await chat.press("Сообщить об аварии")
+    assert "A-2026-000003" in chat.last_text
+    ((appeal, _task),) = await _emergencies(chat)
+    assert appeal.address == "Радищева 3"
+
+
+async def test_a_new_question_at_the_address_prompt_is_answered(chat: ChatClient) -> None:
+    await chat.say("у меня нет горячей воды")
+    assert "адрес" in chat.last_text
+    await chat.say("хочу подключить частный дом к теплосети")
+    # Not taken for an address: the connection request starts instead.
+    assert "Подскажу по подключению к теплосети" in chat.last_text
+    await chat.say("zapisatsya na priem v ofis")
+    assert "Выберите офис" in chat.last_text
+    assert await _emergencies(chat) == []

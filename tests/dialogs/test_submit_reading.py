@@ -222,3 +222,15 @@ async def test_an_account_without_meters_is_told_so_after_linking(chat: ChatClie
     assert "К счёту 1002003002 не подключены счётчики" in chat.texts[1]
     await chat.say("отопление 100")
     assert "Передать показание" not in chat.last_text
+
+
+async def test_refused_answers_do_not_loop_forever(chat: ChatClient) -> None:
+    await chat.link()
+    await chat.say("передать показания")
+    await chat.press("Отопление")
+    for _ in range(4):
+        await chat.say("100")  # below the last reading 148,620
+        assert "меньше предыдущего" in chat.last_text or "148,620" in chat.last_text
+    await chat.say("100")
+    assert "Давайте начнём заново или позову оператора" in chat.last_text
+    assert "Связаться с оператором" in chat.button_titles
