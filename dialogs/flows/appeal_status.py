@@ -32,6 +32,10 @@ class Texts:
     )
     link_button = "Привязать лицевой счёт"
     bad_number = "Номер обращения выглядит так: A-2026-000123. Проверьте, пожалуйста."
+    not_found_unlinked = (
+        "Среди обращений из этого чата {number} нет. Если оно подано по вашему лицевому "
+        "счёту, привяжите счёт — и я покажу статус."
+    )
     not_found = (
         "Обращение {number} не нашлось среди ваших. Проверьте номер; обращения других "
         "заявителей я не показываю."
@@ -200,6 +204,15 @@ class AppealStatusForm(Form):
                 ctx.session, number, await _account_ids(ctx), ctx.conversation.id
             )
         except AppealNotFound:
+            if await ctx.current_account() is None:
+                # It may well be the customer's, filed by their account: linking shows it.
+                return answer(
+                    reply(
+                        Texts.not_found_unlinked.format(number=number),
+                        Button(Texts.link_button, payload("link_account")),
+                        Button(Texts.operator_button, payload("human_handoff")),
+                    )
+                )
             return answer(
                 reply(
                     Texts.not_found.format(number=number),

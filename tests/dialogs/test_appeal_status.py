@@ -41,9 +41,15 @@ async def test_without_account_the_number_is_asked(chat: ChatClient) -> None:
     assert chat.button_titles == ["Привязать лицевой счёт"]
     await chat.say("12345")
     assert "Номер обращения выглядит так: A-2026-000123" in chat.last_text
-    # Not linked: a real appeal of someone's account is "not found".
+    # Not linked: a real appeal of an account is not shown; linking is offered.
     await chat.say("A-2026-000002")
-    assert "не нашлось среди ваших" in chat.last_text
+    assert "Среди обращений из этого чата A-2026-000002 нет" in chat.last_text
+    assert "отопления" not in chat.last_text
+    assert chat.button_titles == ["Привязать лицевой счёт", "Позвать оператора"]
+    await chat.press("Привязать лицевой счёт")
+    await chat.say("1002003001 112-233-445 95")
+    await chat.say("статус обращения A-2026-000002")
+    assert "Обращение A-2026-000002 (качество отопления): на рассмотрении." in chat.last_text
 
 
 async def test_overdue_decision_is_said(chat: ChatClient) -> None:
