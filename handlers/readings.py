@@ -26,6 +26,7 @@ ABSURD_VALUE: Final = Decimal(10) ** 7
 ABSURD_FACTOR: Final = Decimal(100)
 # The usual consumption is averaged over this window.
 USUAL_WINDOW: Final = timedelta(days=366)
+AVERAGE_MONTH_DAYS: Final = Decimal("30.44")
 
 _NUMBER = re.compile(r"(?<![\d.,])(\d{1,3}(?:[ \u00a0]\d{3})+|\d+)(?:[.,](\d+))?(?![\d])")
 
@@ -147,7 +148,19 @@ async def account_meters(session: AsyncSession, account_id: int, now: datetime) 
     return [await _meter_info(session, m, now) for m in meters]
 
 
-def check_reading(meter: MeterInfo, value: Decimal, settings: Settings) -> ReadingCheck:
+def months_since(last_taken_at: datetime | None, now: datetime | None) -> Decimal:
+    """Months the rise since the last reading covers (at least one)."""
+    if last_taken_at is None or now is None:
+        return Decimal(1)
+    months = Decimal((now - last_taken_at).days) / AVERAGE_MONTH_DAYS
+    return max(Decimal(1), months)
+
+
+def check_reading(
+    meter: MeterInfo, value: Decimal, settings: Settings, now: datetime | None = None
+) -> ReadingCheck:
+    """The verdict on a new reading. A rise is judged per month since the last
+    reading: a customer who skipped three months is not flagged for it."""
     prev, usual = meter.last_value, meter.usual_monthly
     verdict = Verdict.OK
     if value < 0 or value >= ABSURD_VALUE:
@@ -155,7 +168,7 @@ def check_reading(meter: MeterInfo, value: Decimal, settings: Settings) -> Readi
     elif prev is not None and value < prev:
         verdict = Verdict.BELOW_PREVIOUS
     elif prev is not None and usual is not None and usual > 0:
-        rise = value - prev
+        rise = (value - prev) / months_since(meter.last_taken_at, now)
         if rise > usual * ABSURD_FACTOR:
             verdict = Verdict.ABSURD
         elif rise > usual * settings.reading_jump_factor:
@@ -176,7 +189,7 @@ async def save_reading(
     meter = await session.get(Meter, meter_id)
     if meter is None or meter.account_id != account_id:
         raise ReadingError("the meter does not belong to the account")
-    check = check_reading(await _meter_info(session, meter, now), value, settings)
+    check = check_reading(await _meter_info(session, meter, now), value, settings, now)
     if check.verdict in (Verdict.BELOW_PREVIOUS, Verdict.ABSURD):
         raise ReadingError(check.verdict.value)
     flagged = check.verdict is Verdict.JUMP

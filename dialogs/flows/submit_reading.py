@@ -177,7 +177,7 @@ class SubmitReading(Form):
         amount = readings.to_decimal(raw)
         if amount is None:
             return invalid(Texts.not_a_number.format(example=_example(meter)))
-        check = readings.check_reading(meter, amount, ctx.settings)
+        check = readings.check_reading(meter, amount, ctx.settings, ctx.now)
         shown = fmt.volume(amount, meter.unit)
         if check.verdict is Verdict.BELOW_PREVIOUS:
             assert check.previous is not None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -80,6 +81,18 @@ def test_reading_verdicts() -> None:
     assert check_reading(meter, Decimal("99.9"), SETTINGS).verdict is Verdict.BELOW_PREVIOUS
     assert check_reading(meter, Decimal("301"), SETTINGS).verdict is Verdict.ABSURD
     assert check_reading(meter, Decimal("1e7"), SETTINGS).verdict is Verdict.ABSURD
+
+
+def test_a_rise_is_judged_per_month_since_the_last_reading() -> None:
+    now = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+    recent = MeterInfo(
+        1, MeterType.HEATING, "s", "Гкал", Decimal(100), now - timedelta(days=30), Decimal(2)
+    )
+    skipped = dataclasses.replace(recent, last_taken_at=now - timedelta(days=92))
+    # +15 Гкал: 7.5x usual in one month, but about 2.5x a month over three.
+    assert check_reading(recent, Decimal(115), SETTINGS, now).verdict is Verdict.JUMP
+    assert check_reading(skipped, Decimal(115), SETTINGS, now).verdict is Verdict.OK
+    assert check_reading(skipped, Decimal(120), SETTINGS, now).verdict is Verdict.JUMP
 
 
 def test_reading_cutoff_day() -> None:
