@@ -36,15 +36,14 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
+from storage.calendar import add_working_days, next_working_days
 from storage.crypto import PersonalDataVault, mask_phone
 from storage.models import (
     Account,
@@ -199,37 +198,6 @@ _ZONES = (
 )  # fmt: skip
 
 
-# --------------------------------------------------------------------------
-# Calendar helpers (storage must not import handlers/; same rules as
-# handlers.calendar: weekends and RU public holidays off, moved Saturdays on)
-# --------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8)
-def _ru_calendar(year: int) -> tuple[frozenset[date], frozenset[date]]:
-    ru = holidays.country_holidays("RU", years=year)
-    return frozenset(ru.keys()), frozenset(getattr(ru, "weekend_workdays", ()))
-
-
-def is_working_day(day: date) -> bool:
-    days_off, moved_workdays = _ru_calendar(day.year)
-    if day in moved_workdays:
-        return True
-    if day in days_off:
-        return False
-    return day.weekday() < 5
-
-
-def working_days_after(day: date, n: int) -> list[date]:
-    """The first ``n`` working days strictly after ``day``."""
-    found: list[date] = []
-    while len(found) < n:
-        day += timedelta(days=1)
-        if is_working_day(day):
-            found.append(day)
-    return found
-
-
 def _add_months(first_of_month: date, months: int) -> date:
     index = first_of_month.year * 12 + first_of_month.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
@@ -271,7 +239,7 @@ async def load_demo_data(
         return False
     now = (now or datetime.now(UTC)).astimezone(UTC)
     try:
-        await _build(session, vault, settings.tz, now)
+        await _build(session, vault, settings, now)
         await session.commit()
     except IntegrityError:
         # Another process loaded it at the same moment.
@@ -296,8 +264,9 @@ async def ensure_demo_data(
 
 
 async def _build(
-    session: AsyncSession, vault: PersonalDataVault, tz: ZoneInfo, now: datetime
+    session: AsyncSession, vault: PersonalDataVault, settings: Settings, now: datetime
 ) -> None:
+    tz = settings.tz
     today = now.astimezone(tz).date()
     this_month = today.replace(day=1)
 
@@ -440,7 +409,7 @@ async def _build(
             )
         )
 
-    slot_days = working_days_after(today, SLOT_DAYS)
+    slot_days = next_working_days(today + timedelta(days=1), SLOT_DAYS)
     starts: list[time] = []
     t = datetime.combine(today, SLOT_FIRST)
     while t.time() <= SLOT_LAST:
@@ -479,23 +448,24 @@ async def _build(
     for name, source, streets, spare in _ZONES:
         session.add(NetworkZone(name=name, source=source, streets=streets, spare_load_gcal_h=spare))
 
-    _add_appeals(session, accounts["1002003001"], tz, now)
+    _add_appeals(session, accounts["1002003001"], settings, now)
 
 
-def _appeal_deadlines(created: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    review = created + timedelta(hours=48)
-    last_day = working_days_after(created.astimezone(tz).date(), 10)[-1]
-    decision = datetime.combine(last_day, time(23, 59, 59), tzinfo=tz).astimezone(UTC)
+def _appeal_deadlines(created: datetime, settings: Settings) -> tuple[datetime, datetime]:
+    review = created + timedelta(hours=settings.appeal_review_hours)
+    decision = add_working_days(created, settings.appeal_decision_working_days, settings.tz)
     return review, decision
 
 
-def _add_appeals(session: AsyncSession, account: Account, tz: ZoneInfo, now: datetime) -> None:
-    year = now.astimezone(tz).year
+def _add_appeals(
+    session: AsyncSession, account: Account, settings: Settings, now: datetime
+) -> None:
+    year = now.astimezone(settings.tz).year
     address = account.address
 
     created = (now - timedelta(days=68)).replace(second=0, microsecond=0)
     resolved = (now - timedelta(days=60)).replace(second=0, microsecond=0)
-    review_due, decision_due = _appeal_deadlines(created, tz)
+    review_due, decision_due = _appeal_deadlines(created, settings)
     first = Appeal(
         number=f"A-{year}-000001",
         account_id=account.id,
@@ -525,7 +495,7 @@ def _add_appeals(session: AsyncSession, account: Account, tz: ZoneInfo, now: dat
         )  # fmt: skip
 
     created = (now - timedelta(days=3)).replace(second=0, microsecond=0)
-    review_due, decision_due = _appeal_deadlines(created, tz)
+    review_due, decision_due = _appeal_deadlines(created, settings)
     second = Appeal(
         number=f"A-{year}-000002",
         account_id=account.id,
