@@ -43,7 +43,6 @@ from dialogs.messages import Attachment, InboundMessage, Reply
 from dialogs.state import DialogState
 from dialogs.texts import MENU
 from handlers import handoff
-from handlers.appeals import NewAppeal, create_appeal
 from handlers.snils import redact_snils
 from nlu.base import NluParser, NluUnavailable
 from nlu.payload import parse_payload
@@ -53,7 +52,6 @@ from storage.keys import KeyBuilder
 from storage.locks import LockStore
 from storage.models import (
     Account,
-    AppealCategory,
     ChannelIdentity,
     Conversation,
     ConversationStatus,
@@ -426,16 +424,12 @@ class Pipeline:
         now: datetime,
     ) -> str | None:
         """Out of hours an escalation also registers a call-back request."""
-        new = NewAppeal(
-            category=AppealCategory.CALLBACK,
-            description=Texts.callback_description.format(summary=summary),
-            account_id=account_id,
-            conversation_id=conv.id,
-            channel=conv.channel,
-        )
+        description = Texts.callback_description.format(summary=summary)
         try:
             async with session.begin_nested():
-                info = await create_appeal(session, self._vault, self._settings, new, now)
+                info = await handoff.register_callback(
+                    session, self._vault, self._settings, conv, account_id, description, now
+                )
         except Exception as exc:
             if _is_storage_failure(exc):
                 raise

@@ -9,8 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
+from handlers.appeals import AppealInfo, NewAppeal, create_appeal
 from handlers.hours import is_open, next_opening
+from storage.crypto import PersonalDataVault
 from storage.models import (
+    AppealCategory,
     Conversation,
     ConversationStatus,
     Direction,
@@ -120,3 +123,28 @@ async def cancel_waiting(session: AsyncSession, conversation: Conversation, now:
     conversation.status = ConversationStatus.BOT
     await session.flush()
     return True
+
+
+async def register_callback(
+    session: AsyncSession,
+    vault: PersonalDataVault,
+    settings: Settings,
+    conversation: Conversation,
+    account_id: int | None,
+    description: str,
+    now: datetime,
+) -> AppealInfo:
+    """Out of hours an escalation also registers a call-back request."""
+    return await create_appeal(
+        session,
+        vault,
+        settings,
+        NewAppeal(
+            category=AppealCategory.CALLBACK,
+            description=description,
+            account_id=account_id,
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+        ),
+        now,
+    )

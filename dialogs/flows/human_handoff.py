@@ -12,10 +12,8 @@ from dialogs.forms import Flow, Outcome, answer, reply
 from dialogs.messages import HandoffRequest
 from dialogs.state import DialogState
 from handlers import handoff, hours
-from handlers.appeals import NewAppeal, create_appeal
 from handlers.snils import redact_snils
 from nlu.types import ParseResult
-from storage.models import AppealCategory
 
 
 class Texts:
@@ -56,17 +54,13 @@ class HumanHandoff(Flow):
         if hours.is_open(settings, ctx.now):
             return answer(reply(Texts.queued), handoff=request)
         opening = hours.next_opening(settings, ctx.now)
-        info = await create_appeal(
+        info = await handoff.register_callback(
             ctx.session,
             ctx.vault,
             settings,
-            NewAppeal(
-                category=AppealCategory.CALLBACK,
-                description=Texts.callback_description.format(summary=summary),
-                account_id=account.id if account else None,
-                conversation_id=ctx.conversation.id,
-                channel=ctx.channel,
-            ),
+            ctx.conversation,
+            account.id if account else None,
+            Texts.callback_description.format(summary=summary),
             ctx.now,
         )
         text = Texts.closed.format(
