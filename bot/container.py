@@ -25,12 +25,9 @@ from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
 from bot.pipeline import HandleResult, Pipeline
 from config import Settings
-from dialogs.context import FlowContext
 from dialogs.engine import DialogEngine
-from dialogs.messages import InboundMessage, Turn
-from dialogs.state import DialogState
+from dialogs.messages import InboundMessage
 from nlu.base import NluParser
-from nlu.types import ParseResult
 from storage.crypto import PersonalDataVault
 from storage.db import create_engine, create_session_factory
 from storage.keys import KeyBuilder
@@ -41,20 +38,6 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_SECONDS = 2.0
 REPLAY_FIRST_DELAY_SECONDS = 2.0
 REPLAY_MAX_DELAY_SECONDS = 60.0
-
-
-class MeteredDialogEngine(DialogEngine):
-    """The dialog engine, counting the hand-offs it decides."""
-
-    def __init__(self, settings: Settings, metrics: BotMetrics) -> None:
-        super().__init__(settings)
-        self._metrics = metrics
-
-    async def step(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Turn:
-        turn = await super().step(ctx, state, parse)
-        if turn.handoff is not None:
-            self._metrics.handoffs.labels(ctx.channel).inc()
-        return turn
 
 
 def build_locks(settings: Settings) -> LockStore:
@@ -98,7 +81,7 @@ class Container:
         self.session_factory: async_sessionmaker[AsyncSession] = create_session_factory(self.db)
         self.vault = PersonalDataVault(settings.secret_key.get_secret_value())
         self.locks = build_locks(settings)
-        self.engine = MeteredDialogEngine(settings, self.metrics)
+        self.engine = DialogEngine(settings)
         self.channels = ChannelRegistry.from_settings(settings)
         self.delivery = DeliveryWorker(
             self.session_factory, self.channels, delivery_policy, metrics=self.metrics
@@ -201,6 +184,8 @@ class Container:
         m.turn_seconds.labels(msg.channel).observe(time.perf_counter() - started)
         if result.duplicate:
             m.duplicates.labels(msg.channel).inc()
+        if result.handed_off:
+            m.handoffs.labels(msg.channel).inc()
         m.replies.labels(msg.channel).inc(len(result.replies))
         return result
 

@@ -111,6 +111,8 @@ class HandleResult:
     duplicate: bool
     replies: tuple[Reply, ...]
     conversation_id: int | None
+    # The turn put the conversation in the operators' queue (committed).
+    handed_off: bool = False
 
 
 def _is_storage_failure(exc: BaseException) -> bool:
@@ -305,6 +307,7 @@ class Pipeline:
                 state.clear_forms()
             replies: list[Reply] = []
             intent: str | None = None
+            handed_off = False
 
             queued = conv.status is ConversationStatus.QUEUED
             if queued and is_cancel(msg.text) and await handoff.cancel_waiting(session, conv, now):
@@ -351,6 +354,7 @@ class Pipeline:
                         turn.handoff.priority,
                     )
                     new_state["queued_notice_sent"] = False
+                    handed_off = True
 
             await self._store(session, conv, msg, intent, replies, now)
             conv.state = new_state
@@ -362,7 +366,12 @@ class Pipeline:
             log.info(
                 "turn done: conversation=%s intent=%s replies=%d", conv.id, intent, len(replies)
             )
-            return HandleResult(duplicate=False, replies=tuple(replies), conversation_id=conv.id)
+            return HandleResult(
+                duplicate=False,
+                replies=tuple(replies),
+                conversation_id=conv.id,
+                handed_off=handed_off,
+            )
 
     async def _parse(self, msg: InboundMessage) -> tuple[ParseResult, bool]:
         if msg.payload is not None:
@@ -413,7 +422,9 @@ class Pipeline:
                 await session.rollback()
                 return HandleResult(duplicate=True, replies=(), conversation_id=None)
             await session.commit()
-            return HandleResult(duplicate=False, replies=tuple(replies), conversation_id=conv.id)
+            return HandleResult(
+                duplicate=False, replies=tuple(replies), conversation_id=conv.id, handed_off=True
+            )
 
     async def _callback_request(
         self,

@@ -207,6 +207,8 @@ async def test_an_engine_error_becomes_an_apology_and_a_handoff(
     ]
     assert "RuntimeError" in caplog.text
     assert "Петров" not in caplog.text
+    assert chat.last_result is not None
+    assert chat.last_result.handed_off
     async with session_factory() as s:
         entries = (await s.scalars(select(HandoffQueueEntry))).all()
         conv = await s.scalar(select(Conversation))
