@@ -124,8 +124,8 @@ class Container:
         from storage.demo_data import load_demo_data
 
         async with self.session_factory() as session:
+            # load_demo_data commits (or rolls back) itself.
             loaded = await load_demo_data(session, self.vault, self.settings, datetime.now(UTC))
-            await session.commit()
         log.info("demo data %s", "loaded" if loaded else "already present")
         return bool(loaded)
 
