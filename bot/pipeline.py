@@ -103,7 +103,16 @@ class PipelineError(Exception):
 
 
 class StorageUnavailable(PipelineError):
-    """The database could not be used; the message stays in the inbox unprocessed."""
+    """The database could not be used; the message stays in the inbox unprocessed.
+
+    ``recorded``: the inbox holds the message, so a replay answers it later
+    (the sender must not be asked to send it again); otherwise it was never
+    stored and the sender should resend it (with the same message id).
+    """
+
+    def __init__(self, *args: object, recorded: bool = False) -> None:
+        super().__init__(*args)
+        self.recorded = recorded
 
 
 @dataclass(frozen=True)
@@ -271,7 +280,7 @@ class Pipeline:
                 result = await self._turn(entry_id, msg)
             except Exception as exc:
                 if _is_storage_failure(exc):
-                    raise StorageUnavailable("the turn could not be stored") from exc
+                    raise StorageUnavailable("the turn could not be stored", recorded=True) from exc
                 log.exception(
                     "turn failed: channel=%s inbox_id=%s error=%s",
                     msg.channel,
@@ -282,7 +291,9 @@ class Pipeline:
                     result = await self._apologise(entry_id, msg, exc)
                 except Exception as again:
                     if _is_storage_failure(again):
-                        raise StorageUnavailable("the apology could not be stored") from again
+                        raise StorageUnavailable(
+                            "the apology could not be stored", recorded=True
+                        ) from again
                     raise
         if result.conversation_id is not None and not result.duplicate:
             await self._notify(result.conversation_id)
