@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
+import asyncpg
 import pytest
 from fastapi import WebSocket
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
@@ -20,9 +24,18 @@ from bot.app import create_app
 from bot.channels.webchat import LiveSocket, WebchatAdapter, WebchatHub
 from config import Settings
 from dialogs.messages import InboundMessage
+from storage.migrate import upgrade
 from storage.models import DeliveryStatus, OutboxEntry
 from storage.ratelimit import RedisRateLimiter
 from tests.bot.conftest import Frame, Tab, app_settings_for, bot_texts, container_of
+from tests.conftest import (
+    PG_ADMIN_DSN,
+    make_settings,
+    pg_admin,
+    pg_url,
+    run_in_thread,
+    service_missing,
+)
 
 
 def webchat(client: TestClient) -> WebchatAdapter:
@@ -465,3 +478,79 @@ def test_limits_on_redis_are_shared_by_every_process(
         with two.websocket_connect("/widget/ws") as ws:
             _, err = Tab(ws).hello(tab.token).say("спасибо")
         assert err["code"] == "rate_limited"
+
+
+# The first turn that stores a message about a tariff loses its connection
+# mid-transaction, after the inbox committed it (a sequence is not rolled back).
+KILL_FIRST_TARIFF_TURN = """
+CREATE SEQUENCE webedge_turn_killer;
+CREATE FUNCTION webedge_kill_first_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF position('тариф' in NEW.text) > 0 THEN
+    IF nextval('webedge_turn_killer') = 1 THEN
+      PERFORM pg_terminate_backend(pg_backend_pid());
+    END IF;
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER webedge_kill_first_turn BEFORE INSERT ON messages
+  FOR EACH ROW EXECUTE FUNCTION webedge_kill_first_turn();
+"""
+
+
+@pytest.fixture
+def pg_flaky_settings(nlu_model_path: Path) -> Iterator[Settings]:
+    name = f"heatdesk_webedge_{uuid.uuid4().hex[:8]}"
+
+    def admin(sql: str) -> None:
+        run_in_thread(lambda: asyncio.run(pg_admin(sql)))
+
+    try:
+        admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
+    settings = make_settings(pg_url(name), nlu_model_path=nlu_model_path)
+    run_in_thread(lambda: upgrade(settings))
+
+    async def install() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}")
+        try:
+            await conn.execute(KILL_FIRST_TARIFF_TURN)
+        finally:
+            await conn.close()
+
+    run_in_thread(lambda: asyncio.run(install()))
+    try:
+        yield settings
+    finally:
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.postgres
+def test_a_stored_message_whose_turn_failed_is_acked_as_pending_and_answered_once(
+    pg_flaky_settings: Settings,
+) -> None:
+    with TestClient(create_app(pg_flaky_settings)) as flaky:
+        with flaky.websocket_connect("/widget/ws") as ws:
+            tab = Tab(ws).hello()
+            frames, ack = tab.say("какой тариф на отопление", client_id="stored")
+            assert frames == []
+            # Not "unavailable": the customer must not type it again.
+            assert ack["type"] == "ack"
+            assert ack["pending"] is True
+            assert ack["duplicate"] is False
+            assert "позже" in ack["text"]
+            # The container's replay answers it on this socket.
+            reply = ws.receive_json()
+            assert reply["type"] == "message"
+            assert reply["sender"] == "bot"
+            assert "тариф" in reply["text"].lower()
+            # A resend with the same client_id (the widget's retry) is a duplicate.
+            rest, ack = tab.say("какой тариф на отопление", client_id="stored")
+            assert ack["duplicate"] is True
+            assert all(f["sender"] == "bot" for f in rest)  # the rest of the answer, if any
+        with flaky.websocket_connect("/widget/ws") as ws:
+            history = Tab(ws).hello(tab.token).history
+    said = [m["text"] for m in history if m["sender"] == "customer"]
+    assert said == ["какой тариф на отопление"]
+    assert [m for m in history if m["sender"] == "bot"]
