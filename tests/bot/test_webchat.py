@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -498,8 +499,10 @@ CREATE TRIGGER webedge_kill_first_turn BEFORE INSERT ON messages
 """
 
 
-@pytest.fixture
-def pg_flaky_settings(nlu_model_path: Path) -> Iterator[Settings]:
+@contextlib.contextmanager
+def flaky_pg_database() -> Iterator[str]:
+    """A migrated private PostgreSQL database (its SQLAlchemy URL) whose first
+    tariff turn loses its connection after the inbox took the message."""
     name = f"heatdesk_webedge_{uuid.uuid4().hex[:8]}"
 
     def admin(sql: str) -> None:
@@ -509,21 +512,26 @@ def pg_flaky_settings(nlu_model_path: Path) -> Iterator[Settings]:
         admin(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    settings = make_settings(pg_url(name), nlu_model_path=nlu_model_path)
-    run_in_thread(lambda: upgrade(settings))
-
-    async def install() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}")
-        try:
-            await conn.execute(KILL_FIRST_TARIFF_TURN)
-        finally:
-            await conn.close()
-
-    run_in_thread(lambda: asyncio.run(install()))
     try:
-        yield settings
+        run_in_thread(lambda: upgrade(make_settings(pg_url(name))))
+
+        async def install() -> None:
+            conn = await asyncpg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}")
+            try:
+                await conn.execute(KILL_FIRST_TARIFF_TURN)
+            finally:
+                await conn.close()
+
+        run_in_thread(lambda: asyncio.run(install()))
+        yield pg_url(name)
     finally:
         admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_flaky_settings(nlu_model_path: Path) -> Iterator[Settings]:
+    with flaky_pg_database() as url:
+        yield make_settings(url, nlu_model_path=nlu_model_path)
 
 
 @pytest.mark.postgres
