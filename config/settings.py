@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Published in the source, so it protects nothing: accepted only in tests.
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_GENERATE_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
 class ConfigError(Exception):
@@ -97,17 +98,6 @@ class Settings(BaseSettings):
     )
     fallbacks_before_operator: int = Field(default=2, ge=1)
 
-    @model_validator(mode="after")
-    def _refuse_published_secret_key(self) -> Settings:
-        if self.environment != "test" and self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
-            raise ValueError(
-                "SECRET_KEY is the default published in the source code, so anyone can sign "
-                "session tokens with it. Remove SECRET_KEY to have a random key generated into "
-                f"{self.secret_key_file}, or set it to a long random value "
-                "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-            )
-        return self
-
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -132,7 +122,20 @@ def resolve_secret_key(settings: Settings) -> Settings:
     The key encrypts stored personal data, so a generated key is kept and read
     again on every later start rather than made anew.
     """
-    if settings.secret_key.get_secret_value():
+    configured = settings.secret_key.get_secret_value()
+    if configured == DEFAULT_SECRET_KEY and settings.environment != "test":
+        instead = (
+            ""
+            if settings.environment == "production"
+            else "remove SECRET_KEY to have a random key generated into "
+            f"{settings.secret_key_file}, or "
+        )
+        raise ConfigError(
+            "SECRET_KEY is the default published in the source code, so anyone could sign "
+            f"widget session tokens with it: {instead}set it to a long random value "
+            f"({_GENERATE_HINT})"
+        )
+    if configured:
         return settings
     if settings.environment == "production":
         # A key generated on one server would be lost with it, and with the
@@ -140,7 +143,7 @@ def resolve_secret_key(settings: Settings) -> Settings:
         raise ConfigError(
             "SECRET_KEY is not set: production needs a fixed key of its own (it encrypts "
             "stored personal data and widget sessions; keep it and back it up). Set SECRET_KEY "
-            "to a long random value (python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            f"to a long random value ({_GENERATE_HINT})"
         )
     if settings.environment == "test":
         key = DEFAULT_SECRET_KEY
