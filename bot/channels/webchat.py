@@ -531,6 +531,7 @@ class WebchatConnection:
         self.sid: str | None = None
         self.max_chars = adapter.settings.max_message_chars
         self.ip = ws.client.host if ws.client else "unknown"
+        self.rate_limited = 0  # frames refused over the limits
 
     async def run(self) -> None:
         origin = self.ws.headers.get("origin")
@@ -554,6 +555,8 @@ class WebchatConnection:
         except (WebSocketDisconnect, WebSocketDisconnected):
             pass  # the tab went away, possibly while we were answering
         finally:
+            if self.rate_limited > 1:
+                log.warning("webchat: %d frames of a socket were rate limited", self.rate_limited)
             if self.sid is not None:
                 self.adapter.hub.remove(self.sid, self.sock)
             if self.ws.client_state == WebSocketState.CONNECTED:
@@ -642,7 +645,9 @@ class WebchatConnection:
         # A repeated hello changes nothing.
 
     async def _rate_limited(self, wait: float, client_id: str | None) -> None:
-        log.warning("webchat: rate limited a frame (%.1f s to wait)", wait)
+        self.rate_limited += 1
+        if self.rate_limited == 1:  # a flood would write a line per frame otherwise
+            log.warning("webchat: rate limited a socket (%.1f s to wait)", wait)
         refusal = error_frame("rate_limited", say.WIDGET_RATE_LIMITED, client_id)
         refusal["retry_after"] = max(1, math.ceil(wait))
         await self.sock.push(refusal, None)

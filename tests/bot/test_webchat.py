@@ -430,8 +430,9 @@ def limited_settings(tmp_path_factory: pytest.TempPathFactory, nlu_model_path: P
 
 
 def test_messages_over_the_limits_are_refused_politely_and_not_stored(
-    limited_settings: Settings,
+    limited_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING)
     with TestClient(create_app(limited_settings)) as limited:
         with limited.websocket_connect("/widget/ws") as ws:
             a = Tab(ws).hello()
@@ -448,8 +449,9 @@ def test_messages_over_the_limits_are_refused_politely_and_not_stored(
             for _ in range(3):
                 ws.send_json({"type": "ping"})
                 assert ws.receive_json() == {"type": "pong"}
-            ws.send_json({"type": "ping"})
-            assert ws.receive_json()["code"] == "rate_limited"
+            for _ in range(30):
+                ws.send_json({"type": "ping"})
+                assert ws.receive_json()["code"] == "rate_limited"
         # A new session from the same address shares the per-IP bucket (3).
         with limited.websocket_connect("/widget/ws") as ws:
             b = Tab(ws).hello()
@@ -463,6 +465,11 @@ def test_messages_over_the_limits_are_refused_politely_and_not_stored(
         "здравствуйте",
         "как оплатить?",
     ]
+    # A flood is not a line per frame: the first refusal and a count at close.
+    refusals = [r.getMessage() for r in caplog.records if "rate limited" in r.getMessage()]
+    assert len(refusals) == 3, refusals  # socket a: first + "31 frames"; socket b: first
+    assert any("31 frames" in line for line in refusals)
+    no_tracebacks(caplog)
 
 
 @pytest.mark.redis
