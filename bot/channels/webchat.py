@@ -449,7 +449,10 @@ class WebchatAdapter(ChannelAdapter):
         if normal in self.origins:
             return True
         # The server's own pages (the demo page), under whatever name it was reached.
-        return host is not None and normal.split("://", 1)[1] == host.strip().lower()
+        if host is None:
+            return False
+        scheme = normal.split("://", 1)[0]
+        return normalize_origin(f"{scheme}://{host.strip()}") == normal
 
     def ip_key(self, ip: str) -> str:
         """A rate-limit key for a client IP: keyed hash, the address is personal data."""

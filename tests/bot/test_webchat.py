@@ -410,6 +410,10 @@ def test_allowed_origins_come_from_the_settings(app_settings: Settings) -> None:
     for bad in ("http://kursk-gen.example", "http://shop.example", "https://evil.example", "null"):
         assert not adapter.origin_allowed(bad, "bot.kursk-gen.example"), bad
     assert adapter.origin_allowed(None, None)
+    # The server's own page, under the name it was reached by (default port or not).
+    assert adapter.origin_allowed("https://chat.example", "chat.example:443")
+    assert adapter.origin_allowed("http://10.0.0.5:8080", "10.0.0.5:8080")
+    assert not adapter.origin_allowed("http://10.0.0.5:8081", "10.0.0.5:8080")
     anywhere = WebchatAdapter(app_settings.model_copy(update={"widget_allowed_origins": ("*",)}))
     assert anywhere.origin_allowed("https://evil.example", None)
 
