@@ -1,4 +1,4 @@
-"""SNILS: parsing and the official checksum.
+"""SNILS: the one recognizer, the official checksum, and redaction.
 
 The check number is computed over the first nine digits with weights 9..1
 (the first digit weighs 9): a sum below 100 is the check number itself,
@@ -6,22 +6,54 @@ The check number is computed over the first nine digits with weights 9..1
 Numbers up to 001-001-998 were issued before the checksum and are not checked.
 A SNILS is personal data: never log it, never echo it back, never store it in
 the clear (storage.crypto.PersonalDataVault.hash_snils).
+
+:func:`find_snils` is the only place that says what a SNILS looks like in a
+text: the link_account flow takes its SNILS from it, and :func:`redact_snils`
+removes exactly its matches, so what linking accepts can never be stored.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Final
 
 _UNCHECKED_MAX: Final = 1001998
-# 11 digits, optionally written 123-456-789 01 (dashes or spaces).
-SNILS_PATTERN: Final = re.compile(r"(?<!\d)(\d{3})[- ]?(\d{3})[- ]?(\d{3})[- ]?(\d{2})(?!\d)")
+# Hyphen, non-breaking hyphen, figure dash, en and em dashes, minus sign.
+DASHES: Final = "\\-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+# Spaces (not a line break: two lines are two numbers), at most one mark.
+_SPACE = r"[^\S\n]"
+_SEP = rf"{_SPACE}*(?:[{DASHES}./]{_SPACE}*)?"
+# 11 digits grouped 3-3-3-2 however a customer separates them:
+# 112-233-445 95, 112.233.445.95, 112 - 233 - 445 - 95, 112—233—445 95,
+# 112/233/445/95, 11223344595.
+SNILS_PATTERN: Final = re.compile(
+    rf"(?<!\d)(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{2}})(?!\d)"
+)
+SNILS_MARK: Final = "***-***-*** **"
+
+
+@dataclass(frozen=True, slots=True)
+class SnilsMatch:
+    digits: str  # the 11 digits
+    start: int
+    end: int
+    # Written with separators: a plain run of 11 digits may be something else
+    # (a phone, an 11-digit account), the flow decides by context.
+    formatted: bool
+
+
+def find_snils(text: str) -> Iterator[SnilsMatch]:
+    """Every SNILS-shaped number in ``text``, left to right."""
+    for match in SNILS_PATTERN.finditer(text):
+        digits = "".join(match.groups())
+        yield SnilsMatch(digits, match.start(), match.end(), match.group(0) != digits)
 
 
 def snils_digits(text: str) -> str | None:
     """The 11 digits of the first SNILS-shaped number in ``text``, if any."""
-    match = SNILS_PATTERN.search(text)
-    return "".join(match.groups()) if match else None
+    return next((m.digits for m in find_snils(text)), None)
 
 
 def check_number(first9: str) -> int:
@@ -41,6 +73,17 @@ def is_valid_snils(digits: str) -> bool:
     return check_number(digits[:9]) == int(digits[9:])
 
 
-def redact_snils(text: str) -> str:
-    """Replace SNILS-shaped numbers so the text can be stored or shown."""
-    return SNILS_PATTERN.sub("***-***-*** **", text)
+def redact_snils(
+    text: str, *, formatted_only: bool = False, keep: frozenset[str] = frozenset()
+) -> str:
+    """Replace every SNILS :func:`find_snils` sees (plain runs of 11 digits
+    included, unless ``formatted_only``) so the text can be stored or shown;
+    ``keep`` lists digits to leave (the example in the bot's own wording)."""
+
+    def mark(match: re.Match[str]) -> str:
+        digits = "".join(match.groups())
+        if digits in keep or (formatted_only and match.group(0) == digits):
+            return match.group(0)
+        return SNILS_MARK
+
+    return SNILS_PATTERN.sub(mark, text)
