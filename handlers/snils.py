@@ -27,9 +27,9 @@ _SPACE = r"[^\S\n]"
 _SEP = rf"{_SPACE}*(?:[{DASHES}./]{_SPACE}*)?"
 # 11 digits grouped 3-3-3-2 however a customer separates them:
 # 112-233-445 95, 112.233.445.95, 112 - 233 - 445 - 95, 112—233—445 95,
-# 112/233/445/95, 11223344595.
+# 112/233/445/95, 11223344595; never after a "+", which starts a phone.
 SNILS_PATTERN: Final = re.compile(
-    rf"(?<!\d)(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{2}})(?!\d)"
+    rf"(?<![\d+])(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{2}})(?!\d)"
 )
 SNILS_MARK: Final = "***-***-*** **"
 
