@@ -70,6 +70,8 @@ def redact_payload(payload: str) -> str:
             data = None
         if isinstance(data, dict):
             clean = _redact_value(None, data, 0)
+            if clean == data:
+                return payload  # as the button sent it
             return payload[:brace] + json.dumps(clean, ensure_ascii=False)
     return redact_text(payload)
 

@@ -16,10 +16,11 @@ from dialogs.context import FlowContext
 from dialogs.flows.link_account import LinkAccount
 from dialogs.state import FormState
 from handlers.contacts import PHONE_MARK, find_phones, normalize_phone
-from handlers.pii import WORDING_EXAMPLES, redact_payload, redact_text
+from handlers.pii import WORDING_EXAMPLES, decrypt_payload, redact_payload, redact_text
 from handlers.snils import SNILS_MARK, check_number, find_snils, is_valid_snils
 from nlu.entities import EntityExtractor
 from nlu.types import Intent, ParseResult
+from storage.crypto import PersonalDataVault
 
 SEPARATORS = ["-", " ", "  ", ".", "/", "—", "–", " - ", " — ", "  –  ", " / ", ". ", ""]
 BEFORE = [
@@ -185,7 +186,13 @@ def test_the_formats_of_the_issue(typed: str, normalised: str) -> None:
 
 @pytest.mark.parametrize(
     "typed",
-    ["112.233.445.95", "112-233-445  95", "112 - 233 - 445 - 95", "112—233—445 95", "112/233/445/95"],
+    [
+        "112.233.445.95",
+        "112-233-445  95",
+        "112 - 233 - 445 - 95",
+        "112—233—445 95",
+        "112/233/445/95",
+    ],
 )
 def test_the_snils_formats_of_the_issue(typed: str) -> None:
     assert redact_text(f"СНИЛС {typed}, счёт 1002003001") == f"СНИЛС {SNILS_MARK}, счёт 1002003001"
@@ -213,3 +220,12 @@ def test_the_wording_examples_are_kept_only_when_asked() -> None:
     text = "например 123-456-789 01 или +7 910 123-45-67"
     assert redact_text(text, WORDING_EXAMPLES) == text
     assert redact_text(text) == f"например {SNILS_MARK} или {PHONE_MARK}"
+
+
+def test_an_inbox_payload_is_read_encrypted_or_as_written_before() -> None:
+    vault = PersonalDataVault("a test key that nobody else uses")
+    payload = '/link_account{"snils": "11223344595"}'
+    assert decrypt_payload(vault, {"payload_enc": vault.encrypt(payload)}) == payload
+    # An entry left unprocessed by the previous version still replays.
+    assert decrypt_payload(vault, {"payload": payload}) == payload
+    assert decrypt_payload(vault, {"payload_enc": None}) is None
