@@ -26,7 +26,7 @@ _GAP = rf"{_SPACE}*[{DASHES}.()]?{_SPACE}*"
 # A Russian number: +7, 8 or 7, then ten digits whose first is a geographic
 # (3, 4, 8) or mobile (9) code; or the same ten digits without the prefix.
 PHONE_PATTERN: Final = re.compile(
-    rf"(?<![\w+])(?P<prefix>\+{_SPACE}*7|8|7)?(?:{_GAP})?(?P<national>\(?[3489](?:{_GAP}\d){{9}})"
+    rf"(?<![\w+])(?:(?P<prefix>\+{_SPACE}*7|8|7)(?:{_GAP})?)?(?P<national>\(?[3489](?:{_GAP}\d){{9}})"
     rf"(?!\d)"
 )
 # A Kursk number without its city code: 39-55-55.

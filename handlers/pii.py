@@ -36,8 +36,9 @@ def redact_text(text: str, keep: frozenset[str] = frozenset()) -> str:
     normalised as ``+78001001900`` or 11 SNILS digits: the company's hotline
     and the wording's examples in the bot's own replies)."""
     # Formatted SNILS first: its groups must not be read as a phone; then
-    # phones, so that 89051234567 is marked as the phone it is; then what is
-    # left of plain 11-digit runs, which linking may take for a SNILS.
+    # phones, so that 89051234567 is marked as the phone it is; then plain
+    # 11-digit runs, which linking may take for a SNILS, and written SNILS of
+    # a wrong length (after phones: 471 200 000 0 may be a phone's ten digits).
     text = redact_snils(text, formatted_only=True, keep=keep)
     text = redact_phones(text, keep)
     return redact_snils(text, keep=keep)

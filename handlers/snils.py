@@ -31,6 +31,11 @@ _SEP = rf"{_SPACE}*(?:[{DASHES}./]{_SPACE}*)?"
 SNILS_PATTERN: Final = re.compile(
     rf"(?<![\d+])(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{2}})(?!\d)"
 )
+# The same grouping with a last group of one to three digits: a SNILS with
+# a typo in its length, redacted as well (written ones only, see redact_snils).
+_SNILS_LIKE: Final = re.compile(
+    rf"(?<![\d+])(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{3}}){_SEP}(\d{{1,3}})(?!\d)"
+)
 SNILS_MARK: Final = "***-***-*** **"
 
 
@@ -76,9 +81,14 @@ def is_valid_snils(digits: str) -> bool:
 def redact_snils(
     text: str, *, formatted_only: bool = False, keep: frozenset[str] = frozenset()
 ) -> str:
-    """Replace every SNILS :func:`find_snils` sees (plain runs of 11 digits
-    included, unless ``formatted_only``) so the text can be stored or shown;
-    ``keep`` lists digits to leave (the example in the bot's own wording)."""
+    """Replace every SNILS :func:`find_snils` sees (with ``formatted_only``,
+    not plain runs of 11 digits nor the wrong lengths below) so the text can
+    be stored or shown; ``keep`` lists digits to leave (the example in the
+    bot's own wording).
+
+    A written SNILS with one digit too few or too many at its end
+    (``112-233-445 9``) goes too: linking refuses it with "В СНИЛС 11 цифр",
+    yet it is still most of someone's SNILS."""
 
     def mark(match: re.Match[str]) -> str:
         digits = "".join(match.groups())
@@ -86,4 +96,8 @@ def redact_snils(
             return match.group(0)
         return SNILS_MARK
 
-    return SNILS_PATTERN.sub(mark, text)
+    def mark_written(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(0).isdigit() else mark(match)
+
+    text = SNILS_PATTERN.sub(mark, text)
+    return text if formatted_only else _SNILS_LIKE.sub(mark_written, text)

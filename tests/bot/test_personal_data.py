@@ -2,9 +2,9 @@
 
 The whole path runs for real (pipeline, embedded NLU, dialog engine,
 handlers, SQLite and PostgreSQL): linking with SNILS in odd formats (a
-failed try among them), a crafted button payload carrying a SNILS, appeals
-with a phone in the description and a typed contact phone, a hand-off whose
-summary quotes those lines, and an out-of-hours hand-off whose call-back
+typo and a digit short among them), a crafted button payload carrying a
+SNILS, appeals with a phone in the description and a typed contact phone,
+a hand-off whose summary quotes those lines, and an out-of-hours hand-off whose call-back
 request copies the summary. Then every table is dumped, every column of
 every row (JSON included), and none of the SNILS or phone digits may be
 there: neither as typed nor as a run of digits with the separators removed.
@@ -37,8 +37,9 @@ SNILS_TYPED = [
     "112 - 233 - 445 - 95",
     "987—654—321  83",
     "112-233-445  95",
+    "112 233 445 9",  # a digit short
 ]
-SNILS_DIGITS = ["11223344595", "11223344596", "98765432183"]
+SNILS_DIGITS = ["11223344595", "11223344596", "98765432183", "1122334459"]
 PHONES_TYPED = ["8 (905) 123-45-67", "+7 912 345-67-89", "89161234567", "+7 (4712) 51-23-45"]
 PHONE_DIGITS = [
     "79051234567",
@@ -109,6 +110,8 @@ async def test_no_snils_or_phone_is_stored_in_the_clear(
     await chat.say("хочу привязать лицевой счёт")
     await chat.say(f"1002003001 {SNILS_TYPED[0]}")
     assert "опечатка" in chat.last_text
+    await chat.say(SNILS_TYPED[5])
+    assert "В СНИЛС 11 цифр" in chat.last_text
     await chat.say(SNILS_TYPED[1])
     assert "Готово, счёт 1002003001 привязан" in chat.last_text
     # A second account: the wrong owner's SNILS, then the right one.

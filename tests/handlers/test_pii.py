@@ -229,3 +229,25 @@ def test_an_inbox_payload_is_read_encrypted_or_as_written_before() -> None:
     # An entry left unprocessed by the previous version still replays.
     assert decrypt_payload(vault, {"payload": payload}) == payload
     assert decrypt_payload(vault, {"payload_enc": None}) is None
+
+
+@settings(max_examples=200)
+@given(
+    digits=st.text("0123456789", min_size=10, max_size=12),
+    seps=st.lists(st.sampled_from([s for s in SEPARATORS if s]), min_size=3, max_size=3),
+    before=st.sampled_from(BEFORE),
+    after=st.sampled_from(AFTER),
+)
+def test_a_written_snils_of_the_wrong_length_is_redacted_too(
+    digits: str, seps: list[str], before: str, after: str
+) -> None:
+    # Linking answers "В СНИЛС 11 цифр"; the stored text keeps none of it
+    # (ten digits written 905 123 456 7 are as much a phone).
+    text = before + written(digits, seps) + after
+    # A phone's mark takes an opening bracket with it: "(471) 200-000-0".
+    phone_before = before.removesuffix("(")
+    assert redact_text(text) in {
+        before + SNILS_MARK + after,
+        before + PHONE_MARK + after,
+        phone_before + PHONE_MARK + after,
+    }
