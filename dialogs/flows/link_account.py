@@ -130,6 +130,15 @@ class LinkAccount(Form):
             return found
         # The account number: a payload/NLU entity, else 8-12 digits elsewhere.
         acc_entity = parse.entity("account_number")
+        if (
+            acc_entity is not None
+            and snils_span is not None
+            and acc_entity.extractor is not None
+            and acc_entity.start < snils_span[1]
+            and acc_entity.end > snils_span[0]
+        ):
+            # The NLU read part of the SNILS ("000 00000000") as an account.
+            acc_entity = None
         if acc_entity is not None and _digits(acc_entity.value) != found.get("snils"):
             found["account_number"] = _digits(acc_entity.value)
         else:
