@@ -15,18 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config import Settings
 from handlers.errors import HandlerError
 from handlers.hours import is_open, next_opening
-from handlers.snils import DASHES
+from handlers.snils import DASHES, SPACES
 from storage.models import Office
 
 _NON_DIGITS = re.compile(r"\D+")
-_SPACE = r"[^\S\n]"
 # Between two digits of a phone: spaces and at most one dash, dot or bracket
 # ("+7 (4712) 39-55-55", "8 800 100-19-00", "+7-910-210-45-67").
-_GAP = rf"{_SPACE}*[{DASHES}.()]?{_SPACE}*"
+_GAP = rf"{SPACES}(?:[{DASHES}.()]{SPACES})?"
 # A Russian number: +7, 8 or 7, then ten digits whose first is a geographic
 # (3, 4, 8) or mobile (9) code; or the same ten digits without the prefix.
 PHONE_PATTERN: Final = re.compile(
-    rf"(?<![\w+])(?:(?P<prefix>\+{_SPACE}*7|8|7)(?:{_GAP})?)?(?P<national>\(?[3489](?:{_GAP}\d){{9}})"
+    rf"(?<![\w+])(?:(?P<prefix>\+{SPACES}7|8|7){_GAP})?(?P<national>\(?[3489](?:{_GAP}\d){{9}})"
     rf"(?!\d)"
 )
 # A Kursk number without its city code: 39-55-55.
