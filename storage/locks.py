@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import LockError, LockNotOwnedError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from storage.errors import StorageUnavailable
@@ -187,7 +187,8 @@ class _Renewal:
                 except LockNotOwnedError:
                     self._lose("the key is gone or another holder has it")
                     return
-                except (*REDIS_DOWN, TimeoutError) as exc:
+                except (RedisError, OSError, TimeoutError) as exc:
+                    # Transient (Redis down, restarting, slow): retry until the deadline.
                     log.warning("lock renewal failed (%s); retrying", type(exc).__name__)
                     await asyncio.sleep(min(self._ttl / 10, max(left, 0)))
                     continue
