@@ -124,17 +124,19 @@ class RedisLockStore(LockStore):
             sleep=0.01,
             thread_local=False,  # renewed from another task
         )
-        loop = asyncio.get_running_loop()
-        asked = loop.time()
         try:
             acquired = await lock.acquire()
         except REDIS_DOWN as exc:
             raise StorageUnavailable(f"Redis unreachable taking a {_role(name)} lock") from exc
         if not acquired:
             raise LockTimeout(_role(name))
+        # The key was set by acquire's last attempt, not its first (it may have
+        # waited): count the TTL from now, one round trip late at most, which
+        # the renewal's margin covers.
+        expires = asyncio.get_running_loop().time() + self._ttl
         holder = asyncio.current_task()
         assert holder is not None
-        renewal = _Renewal(lock, name, self._ttl, expires=asked + self._ttl, holder=holder)
+        renewal = _Renewal(lock, name, self._ttl, expires=expires, holder=holder)
         renewer = asyncio.create_task(renewal.run(), name=f"lock-renewal:{name}")
         try:
             yield
@@ -163,7 +165,7 @@ class _Renewal:
         self._lock = lock
         self._name = name
         self._ttl = ttl
-        self._expires = expires  # the earliest moment the key may expire
+        self._expires = expires  # when the key expires unless renewed
         self._holder = holder
         self.inside = True  # the holder is still in its block
         self.cancelled_holder = False
@@ -176,11 +178,9 @@ class _Renewal:
         while True:
             await asyncio.sleep(self._ttl / 3)
             while True:
-                left = self._expires - margin - loop.time()
-                if left <= 0:
-                    self._lose("not renewed in time")
-                    return
-                asked = loop.time()
+                # Tried even when late (a stalled loop): the token check makes a
+                # success proof that the key stayed ours all along.
+                left = max(self._expires - margin - loop.time(), self._ttl / 10)
                 try:
                     async with asyncio.timeout(left):
                         await self._lock.reacquire()
@@ -189,10 +189,12 @@ class _Renewal:
                     return
                 except (RedisError, OSError, TimeoutError) as exc:
                     # Transient (Redis down, restarting, slow): retry until the deadline.
-                    log.warning("lock renewal failed (%s); retrying", type(exc).__name__)
-                    await asyncio.sleep(min(self._ttl / 10, max(left, 0)))
+                    if loop.time() >= self._expires - margin:
+                        self._lose(f"not renewed in time ({type(exc).__name__})")
+                        return
+                    await asyncio.sleep(self._ttl / 10)
                     continue
-                self._expires = asked + self._ttl
+                self._expires = loop.time() + self._ttl
                 break
 
     def _lose(self, why: str) -> None:

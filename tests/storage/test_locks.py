@@ -145,15 +145,21 @@ async def test_the_conversation_key_is_prefixed_once(redis_url: str) -> None:
 
 @pytest.mark.redis
 async def test_a_live_holder_keeps_its_lock_beyond_the_ttl(redis_url: str) -> None:
-    holder, other = redis_store(redis_url), redis_store(redis_url, wait=0.05)
+    before = redis_store(redis_url)
+    holder = redis_store(redis_url, wait=20 * TTL)
+    other = redis_store(redis_url, wait=0.05)
     entered, release = asyncio.Event(), asyncio.Event()
 
     async def hold() -> None:
+        # It waits longer than a TTL for the lock first: its TTL counts from
+        # when it got the lock, not from when it asked.
         async with holder.conversation("widget", "long"):
             entered.set()
             await release.wait()
 
-    task = asyncio.create_task(hold())
+    async with before.conversation("widget", "long"):
+        task = asyncio.create_task(hold())
+        await asyncio.sleep(2 * TTL)
     try:
         await entered.wait()
         for _ in range(4):  # four TTLs: only renewal keeps the key
@@ -168,6 +174,7 @@ async def test_a_live_holder_keeps_its_lock_beyond_the_ttl(redis_url: str) -> No
     finally:
         release.set()
         await task
+        await before.close()
         await holder.close()
         await other.close()
 
