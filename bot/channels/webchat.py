@@ -64,7 +64,7 @@ from starlette.websockets import WebSocketDisconnected, WebSocketState
 from bot import messages as say
 from bot.channels.base import ChannelAdapter, ChannelHost
 from bot.errors import RecipientOffline
-from bot.pipeline import StorageUnavailable
+from bot.pipeline import StorageUnavailable, StoredUnanswered
 from config import Settings
 from dialogs.messages import InboundMessage, Reply
 from storage.crypto import derive_fernet_key
@@ -692,7 +692,7 @@ class WebchatConnection:
         try:
             result = await self.host.handle(msg)
         except (StorageUnavailable, LockTimeout) as exc:
-            if isinstance(exc, LockTimeout) or exc.recorded:
+            if isinstance(exc, LockTimeout | StoredUnanswered):
                 # The inbox has it and the container's replay answers it: saying
                 # "not sent" here would have the customer type it, and be answered, twice.
                 log.warning("webchat: message stored, its turn failed; answered as pending")
