@@ -13,8 +13,9 @@
 An unexpected error in a turn becomes an apology and a handoff; a storage
 failure propagates as :class:`StorageUnavailable` with the inbox entry left
 unprocessed, and :meth:`Pipeline.replay_unprocessed` runs it again later.
-Message texts are personal data: never logged, SNILS-shaped numbers redacted
-before they are stored, and the inbox keeps the text encrypted.
+Message texts are personal data: never logged, SNILS and phone numbers
+redacted before they are stored (handlers.pii), and the inbox keeps the text
+and the button payload encrypted.
 """
 
 from __future__ import annotations
@@ -42,8 +43,7 @@ from dialogs.forms import is_cancel
 from dialogs.messages import Attachment, InboundMessage, Reply
 from dialogs.state import DialogState
 from dialogs.texts import MENU
-from handlers import handoff
-from handlers.snils import redact_snils
+from handlers import handoff, pii
 from nlu.base import NluParser, NluUnavailable
 from nlu.payload import parse_payload
 from nlu.types import FALLBACK_INTENT, Intent, ParseResult
@@ -208,7 +208,7 @@ class Pipeline:
             "text_enc": self._vault.encrypt(text),
             "platform_message_id": msg.platform_message_id,
             "received_at": msg.received_at.isoformat(),
-            "payload": msg.payload,
+            "payload_enc": self._vault.encrypt(msg.payload) if msg.payload else None,
             "attachments": [
                 {"kind": a.kind, "url": a.url, "file_id": a.file_id, "mime_type": a.mime_type}
                 for a in msg.attachments
@@ -227,7 +227,7 @@ class Pipeline:
             text=self._vault.decrypt(body["text_enc"]),
             platform_message_id=body["platform_message_id"],
             received_at=datetime.fromisoformat(body["received_at"]),
-            payload=body.get("payload"),
+            payload=pii.decrypt_payload(self._vault, body),
             attachments=tuple(Attachment(**a) for a in body.get("attachments") or ()),
             display_name=self._vault.decrypt(name) if name else None,
         )
@@ -514,7 +514,7 @@ class Pipeline:
     def _stored_text(self, msg: InboundMessage) -> str:
         limit = self._settings.max_message_chars
         text = msg.text if len(msg.text) <= limit else msg.text[:limit] + "…"
-        return redact_snils(text)
+        return pii.redact_text(text)
 
     async def _store(
         self,
@@ -531,13 +531,15 @@ class Pipeline:
                 direction=Direction.IN,
                 sender=Sender.CUSTOMER,
                 text=self._stored_text(msg),
-                payload={"button": msg.payload} if msg.payload else None,
+                payload={"button": pii.redact_payload(msg.payload)} if msg.payload else None,
                 intent=intent[:40] if intent else None,
                 created_at=msg.received_at,
             )
         )
         conv.last_customer_message_at = msg.received_at
         inline = msg.channel in self._inline
+        texts = await pii.redact_outbound(session, self._settings, [r.text for r in replies])
+        replies = [Reply(text, buttons=r.buttons) for text, r in zip(texts, replies, strict=True)]
         outs = [
             Message(
                 conversation_id=conv.id,
