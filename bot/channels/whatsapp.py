@@ -47,7 +47,6 @@ from twilio.request_validator import RequestValidator
 from bot.channels.base import ChannelAdapter, ChannelHost
 from bot.channels.choices import render_text, resolve_choice
 from bot.errors import DeliveryError, PermanentDeliveryError, RetryAfter
-from bot.pipeline import StorageUnavailable
 from config import Settings
 from dialogs.messages import Attachment, Button, InboundMessage, Reply
 from storage.crypto import PersonalDataVault
@@ -81,6 +80,7 @@ OUTSIDE_WINDOW: Final = "outside_window"
 REPLY_TEMPLATE: Final = "reply"  # the purpose of a template that carries a reply as {{1}}
 EMPTY_TWIML: Final = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 DEFAULT_RETRY_AFTER: Final = 1.0
+_NO_ENVIRONMENT: Final[Mapping[str, str]] = {"HEATDESK_SETTINGS": "passed explicitly"}
 
 _SID: Final = r"^[A-Z]{2}[0-9a-fA-F]{32}$"
 _ADDRESS: Final = re.compile(r"^whatsapp:(\+?\d{6,16})$")
@@ -421,13 +421,11 @@ class WhatsAppAdapter(ChannelAdapter):
         self._turns.add(turn)
         turn.add_done_callback(self._turn_done)
         done, _ = await asyncio.wait({turn}, timeout=self.settings.twilio_ack_seconds)
-        if turn in done and not turn.cancelled():
-            error = turn.exception()
-            if isinstance(error, StorageUnavailable):
-                # Nothing was kept: a 5xx makes Twilio deliver it again.
-                return _unavailable()
-            if error is not None:
-                return _unavailable()
+        if turn in done and not turn.cancelled() and turn.exception() is not None:
+            # Not answered (StorageUnavailable, typically): a 5xx makes Twilio
+            # deliver it again. Had the inbox kept it, that delivery is a
+            # duplicate and the container's replay answers it, once.
+            return _unavailable()
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     def _turn_done(self, task: asyncio.Task[Any]) -> None:
@@ -536,7 +534,15 @@ class WhatsAppAdapter(ChannelAdapter):
             from twilio.rest import Client
 
             self._http = _TimedHttpClient(self.settings.twilio_timeout_seconds)
-            client = Client(self._account_sid, self._auth_token, http_client=self._http)
+            # The library reads TWILIO_EDGE/TWILIO_REGION from os.environ unless
+            # given a mapping (a non-empty one: an empty one means os.environ);
+            # they would rewrite the host TWILIO_API_BASE names.
+            client = Client(
+                self._account_sid,
+                self._auth_token,
+                http_client=self._http,
+                environment=_NO_ENVIRONMENT,
+            )
             if self.settings.twilio_api_base:
                 # Every Messages URL is built from the Api domain's base_url
                 # (twilio/base/domain.py: Domain.absolute_url).
