@@ -430,6 +430,29 @@ def test_twilio_unreachable_for_a_while_then_replies_arrive_in_order(
     assert len(me.calls()) == len(rows)
 
 
+def test_the_webhook_answers_at_once_while_twilio_is_slow(
+    tmp_path: Path, nlu_model_path: Path, twilio_up: FakeTwilio
+) -> None:
+    settings = app_settings_for(
+        tmp_path, nlu_model_path, **{**twilio_overrides(twilio_up), "twilio_ack_seconds": 0.5}
+    )
+    with TestClient(create_app(settings, Container(settings, delivery_policy=FAST))) as slow:
+        me = Customer(slow, twilio_up)
+        twilio_up.hold()
+        try:
+            answer = me.post(inbound_form(me.number, "Здравствуйте"))
+            # Acknowledged while the reply is still on its way to Twilio.
+            assert answer.status_code == 200
+            assert "<Response/>" in answer.text
+            assert me.calls() == []
+            wait_until(lambda: twilio_up.waiting == 1)  # the send is under way, held
+        finally:
+            twilio_up.release()
+        wait_until(lambda: bool(me.calls()))
+        wait_until(lambda: {r.status for r in outbox(slow, me.chat_id)} == {DeliveryStatus.SENT})
+        assert "Здравствуйте" in me.calls()[0].body  # type: ignore[operator]
+
+
 def test_rate_limited_and_server_errors_are_retried(
     client: TestClient, twilio_up: FakeTwilio
 ) -> None:

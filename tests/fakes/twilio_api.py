@@ -70,6 +70,9 @@ class FakeTwilio:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self._runner: web.AppRunner | None = None
+        self._open = asyncio.Event()  # cleared: requests wait (a slow Twilio)
+        self._loop.call_soon_threadsafe(self._open.set)
+        self.waiting = 0  # requests being held now
 
     @property
     def base_url(self) -> str:
@@ -94,6 +97,19 @@ class FakeTwilio:
         """Answer the next create with this error (then normally again)."""
         with self._lock:
             self._errors.append(ScriptedError(status, code, message))
+
+    def hold(self) -> None:
+        """Keep every request waiting, unanswered, until :meth:`release`."""
+        asyncio.run_coroutine_threadsafe(self._set_open(False), self._loop).result(10)
+
+    def release(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._set_open(True), self._loop).result(10)
+
+    async def _set_open(self, value: bool) -> None:
+        if value:
+            self._open.set()
+        else:
+            self._open.clear()
 
     def sent_to(self, number: str) -> list[MessageCall]:
         with self._lock:
@@ -130,6 +146,12 @@ class FakeTwilio:
                 self.unauthorised += 1
             return _error(401, 20003, "Authenticate")
         form = {k: str(v) for k, v in (await request.post()).items()}
+        if not self._open.is_set():
+            self.waiting += 1
+            try:
+                await self._open.wait()
+            finally:
+                self.waiting -= 1
         with self._lock:
             scripted = self._errors.pop(0) if self._errors else None
             if scripted is not None:
