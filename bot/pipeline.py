@@ -31,8 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError
-from sqlalchemy.exc import OperationalError as SAOperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
@@ -48,7 +47,8 @@ from nlu.base import NluParser, NluUnavailable
 from nlu.payload import parse_payload
 from nlu.types import FALLBACK_INTENT, Intent, ParseResult
 from storage.crypto import PersonalDataVault
-from storage.keys import KeyBuilder
+from storage.errors import StorageUnavailable as StorageUnavailable  # re-exported
+from storage.errors import is_storage_failure
 from storage.locks import LockStore
 from storage.models import (
     Account,
@@ -102,10 +102,6 @@ class PipelineError(Exception):
     """Root of the pipeline's errors."""
 
 
-class StorageUnavailable(PipelineError):
-    """The database could not be used; the message stays in the inbox unprocessed."""
-
-
 @dataclass(frozen=True)
 class HandleResult:
     duplicate: bool
@@ -115,13 +111,8 @@ class HandleResult:
     handed_off: bool = False
 
 
-def _is_storage_failure(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        SAOperationalError | InterfaceError | DisconnectionError | ConnectionError | OSError,
-    )
+# Classified by storage (storage/errors.py), where the drivers' errors are known.
+_is_storage_failure = is_storage_failure
 
 
 _NO_GATE: Final = contextlib.nullcontext()
@@ -153,7 +144,6 @@ class Pipeline:
         self._inline = inline_channels
         self._on_committed = on_committed
         self._clock = clock
-        self._keys = KeyBuilder(settings.redis_key_prefix)
         self._sqlite_writes: asyncio.Lock | None = asyncio.Lock() if settings.is_sqlite else None
 
     # ------------------------------------------------------------------ API
@@ -266,7 +256,7 @@ class Pipeline:
     # --------------------------------------------------------------- a turn
 
     async def _process(self, entry_id: int, msg: InboundMessage) -> HandleResult:
-        async with self._locks.lock(self._keys.conversation_lock(msg.channel, msg.chat_id)):
+        async with self._locks.conversation(msg.channel, msg.chat_id):
             try:
                 result = await self._turn(entry_id, msg)
             except Exception as exc:
