@@ -155,6 +155,8 @@ class Container:
         await self.prepare_storage()
         if self._nlu is None:
             self._nlu = await build_nlu(self.settings)
+        for adapter in self.channels.values():
+            await adapter.start(self)
         self._pipeline = Pipeline(
             self.settings,
             self.session_factory,
