@@ -125,6 +125,20 @@ class Settings(BaseSettings):
     )
     fallbacks_before_operator: int = Field(default=2, ge=1)
 
+    # --- dialog forms: when a message mid-form is another question ----------
+    # (dialogs/engine.py InterruptionPolicy; dialogs/FRAMEWORK.md shows each.)
+    # Another flow's intent interrupts a form only at this NLU confidence: a
+    # wrong interruption costs the customer more than one more prompt.
+    form_interrupt_confidence: float = Field(default=0.7, ge=0, le=1)
+    # A message carrying a slot value is still an answer when it has at most
+    # this many words besides its entities ("показание 149,8")...
+    form_answer_extra_words: int = Field(default=2, ge=0)
+    # ...or none at all once the other intent is this sure.
+    form_sure_confidence: float = Field(default=0.9, ge=0, le=1)
+    # A keyword match for the asked-for slot (a topic word, any number) is no
+    # answer in a message longer than this many words read as another intent.
+    form_loose_answer_words: int = Field(default=3, ge=1)
+
     @model_validator(mode="after")
     def _whatsapp_complete(self) -> Settings:
         wanted = (self.twilio_account_sid, self.twilio_auth_token, self.twilio_whatsapp_from)

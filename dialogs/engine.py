@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
 from config import Settings
 from dialogs.context import FlowContext
@@ -33,21 +34,100 @@ AFFIRM: Final = "affirm"
 DENY: Final = "deny"
 LINK_FLOW: Final = "link_account"
 FALLBACK_FLOW: Final = "nlu_fallback"
-# A different intent interrupts a form only when the NLU is this sure of it:
-# a wrong interruption costs the customer more than one more prompt.
-INTERRUPT_CONFIDENCE: Final = 0.7
 # At most this many interrupted forms are remembered.
 MAX_SUSPENDED: Final = 3
-# Words besides the entities that still make a message "just the answer"
-# ("показание 149,8"); a very confident other intent needs fewer.
-ANSWER_EXTRA_WORDS: Final = 2
-SURE_CONFIDENCE: Final = 0.9
-_WORD = re.compile(r"\w+")
 # Prompts without progress before a form offers to start over or an operator.
 MAX_MISSES: Final = 3
 # Refused answers in a row (a reading below the last one, a house-less
 # address...) before a form gives up: more patient than for not understood.
 MAX_INVALID_ANSWERS: Final = 5
+
+
+# Interrupts even a free-text slot: "оператор" while describing the problem.
+HANDOFF_INTENT: Final = "human_handoff"
+# Never an interruption: the form's own Да/Нет, and what the NLU did not understand.
+NEVER_INTERRUPT: Final = frozenset({AFFIRM, DENY, FALLBACK_INTENT})
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class InterruptionPolicy:
+    """When a message in the middle of a form is another question.
+
+    The one place that decides it (dialogs/FRAMEWORK.md, "Interruptions");
+    its numbers are settings (``FORM_INTERRUPT_CONFIDENCE`` and friends).
+    """
+
+    confidence: float
+    sure_confidence: float
+    answer_extra_words: int
+    loose_answer_words: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InterruptionPolicy:
+        return cls(
+            confidence=settings.form_interrupt_confidence,
+            sure_confidence=settings.form_sure_confidence,
+            answer_extra_words=settings.form_answer_extra_words,
+            loose_answer_words=settings.form_loose_answer_words,
+        )
+
+    def may_interrupt(self, form: Form, fs: FormState, parse: ParseResult, other: bool) -> bool:
+        """A confident intent of another flow (``other``) may take the message.
+
+        A wrong interruption costs the customer more than one more prompt,
+        hence the confidence bar; a free-text slot yields to "оператор" only.
+        """
+        intent = parse.intent
+        if not other or intent.name in NEVER_INTERRUPT or intent.confidence < self.confidence:
+            return False
+        if form.has_slot(fs.requested_slot):
+            slot = form.slot(fs.requested_slot or "")
+            if slot.free_text and intent.name != HANDOFF_INTENT:
+                return False
+        return True
+
+    def is_question(
+        self,
+        form: Form,
+        fs: FormState,
+        parse: ParseResult,
+        values: Mapping[str, Any],
+        accepted: bool,
+    ) -> bool:
+        """A message that may interrupt yet carries slot values: answer or question?
+
+        "сколько я должен за отопление" at "Какой счётчик?" mentions a value
+        but asks something else. It is an answer when it is little more than
+        its entities ("показание 149,8"), or when the form read the asked-for
+        slot from the text itself and accepted it, except a keyword match
+        (a ``loose`` slot) inside a longer message.
+        """
+        if self._mostly_entities(parse):
+            return False
+        asked = fs.requested_slot
+        from_text = (
+            asked is not None
+            and asked in values
+            and form.has_slot(asked)
+            and parse.entity(form.slot(asked).entity_name) is None
+        )
+        if not from_text:
+            return True
+        assert asked is not None
+        if form.slot(asked).loose and len(parse.text.split()) > self.loose_answer_words:
+            return True
+        return not accepted
+
+    def _mostly_entities(self, parse: ParseResult) -> bool:
+        text = parse.text
+        for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
+            if 0 <= entity.start < entity.end <= len(text):
+                text = text[: entity.start] + " " + text[entity.end :]
+        extra = len(_WORD.findall(text))
+        if parse.intent.confidence >= self.sure_confidence:
+            return extra == 0
+        return extra <= self.answer_extra_words
 
 
 class FlowRegistryError(Exception):
@@ -61,6 +141,7 @@ class DialogEngine:
 
             flows = ALL_FLOWS
         self._settings = settings
+        self._policy = InterruptionPolicy.from_settings(settings)
         self._by_name: dict[str, Flow] = {}
         self._by_intent: dict[str, Flow] = {}
         for flow in flows:
@@ -152,20 +233,11 @@ class DialogEngine:
             return Outcome(replies=(reply(EngineTexts.confirm_hint), again), keep=fs)
 
         values = await form.extract(ctx, fs, parse)
-        # "сколько я должен за отопление" at "Какой счётчик?": a question that
-        # merely mentions a slot value is a question. Text read as the
-        # asked-for slot is an answer only if it is a valid one: "запишите на
-        # приём" at "Какой адрес?" is a new question.
-        if (
-            values
-            and self._interrupts(form, fs, parse)
-            and not _mostly_values(parse)
-            and (
-                not _parsed_from_text(form, fs, parse, values)
-                or not await _any_valid(ctx, form, fs, values)
-            )
-        ):
-            return await self._interrupt(ctx, st, parse)
+        if values and self._interrupts(form, fs, parse):
+            # Validators are pure: asking them whether this is an answer costs nothing.
+            accepted = bool((await form.check(ctx, fs, values)).accepted)
+            if self._policy.is_question(form, fs, parse, values, accepted):
+                return await self._interrupt(ctx, st, parse)
         if not values:
             if self._interrupts(form, fs, parse):
                 return await self._interrupt(ctx, st, parse)
@@ -237,16 +309,8 @@ class DialogEngine:
         )
 
     def _interrupts(self, form: Form, fs: FormState, parse: ParseResult) -> bool:
-        intent = parse.intent
-        if intent.name in form.intents or intent.name in {AFFIRM, DENY, FALLBACK_INTENT}:
-            return False
-        if intent.name not in self._by_intent or intent.confidence < INTERRUPT_CONFIDENCE:
-            return False
-        if form.has_slot(fs.requested_slot):
-            slot = form.slot(fs.requested_slot or "")
-            if slot.free_text and intent.name != "human_handoff":
-                return False
-        return True
+        other = self._by_intent.get(parse.intent.name)
+        return self._policy.may_interrupt(form, fs, parse, other is not None and other is not form)
 
     async def _interrupt(self, ctx: FlowContext, st: DialogState, parse: ParseResult) -> Outcome:
         assert st.active is not None
@@ -313,41 +377,3 @@ class DialogEngine:
         if not isinstance(flow, Form):
             raise FlowRegistryError(f"{name!r} is not a form")
         return flow
-
-
-def _mostly_values(parse: ParseResult) -> bool:
-    """The message is little more than the entities in it (an answer, not a question)."""
-    text = parse.text
-    for entity in sorted(parse.entities, key=lambda e: e.start, reverse=True):
-        if 0 <= entity.start < entity.end <= len(text):
-            text = text[: entity.start] + " " + text[entity.end :]
-    extra = len(_WORD.findall(text))
-    if parse.intent.confidence >= SURE_CONFIDENCE:
-        return extra == 0
-    return extra <= ANSWER_EXTRA_WORDS
-
-
-async def _any_valid(
-    ctx: FlowContext, form: Form, fs: FormState, values: dict[str, object]
-) -> bool:
-    """Would the form accept any of these values? Checked in a savepoint that
-    is rolled back, so a validator's lookups or writes leave no trace."""
-    probe = fs.model_copy(deep=True)
-    async with ctx.session.begin_nested() as savepoint:
-        try:
-            for name, value in values.items():
-                if (await form.validate(ctx, probe, name, value)).ok:
-                    return True
-            return False
-        finally:
-            await savepoint.rollback()
-
-
-def _parsed_from_text(
-    form: Form, fs: FormState, parse: ParseResult, values: dict[str, object]
-) -> bool:
-    """The form read the asked-for slot from the text itself: it is an answer."""
-    asked = fs.requested_slot
-    if asked is None or asked not in values or not form.has_slot(asked):
-        return False
-    return parse.entity(form.slot(asked).entity_name) is None

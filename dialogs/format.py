@@ -1,4 +1,5 @@
-"""Russian formatting of money, volumes, dates and times for replies."""
+"""Russian formatting of money, volumes, dates and times for replies: the one
+place every flow takes them from. Times are shown in local (Moscow) time."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ MONTHS_GENITIVE: Final = (
     "января", "февраля", "марта", "апреля", "мая", "июня",
     "июля", "августа", "сентября", "октября", "ноября", "декабря",
 )  # fmt: skip
+WEEKDAYS_SHORT: Final = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
 # "в понедельник", "во вторник"...
 WEEKDAYS_ACCUSATIVE: Final = (
     "в понедельник", "во вторник", "в среду", "в четверг",
@@ -42,6 +44,7 @@ def number(value: Decimal, places: int) -> str:
 
 
 def money(value: Decimal) -> str:
+    """``2 588,37 ₽`` (non-breaking spaces)."""
     return f"{number(value, 2)}\u00a0₽"
 
 
@@ -53,16 +56,54 @@ def day_month(day: date) -> str:
     return f"{day.day} {MONTHS_GENITIVE[day.month - 1]}"
 
 
-def short_date(day: date) -> str:
-    return day.strftime("%d.%m.%Y")
+def short_date(moment: date | datetime, tz: ZoneInfo | None = None) -> str:
+    """``11.12.2026``; a datetime is shown in local time (``tz`` required)."""
+    if isinstance(moment, datetime):
+        if tz is None:
+            raise ValueError("short_date needs the time zone to show a datetime")
+        moment = moment.astimezone(tz)
+    return moment.strftime("%d.%m.%Y")
+
+
+def day_month_time(moment: datetime, tz: ZoneInfo) -> str:
+    """``29.11 10:15`` in local time."""
+    return moment.astimezone(tz).strftime("%d.%m %H:%M")
+
+
+def slot_label(moment: datetime, tz: ZoneInfo) -> str:
+    """``пт 27.11 в 11:00`` in local time."""
+    local = moment.astimezone(tz)
+    return f"{WEEKDAYS_SHORT[local.weekday()]} {local:%d.%m} в {local:%H:%M}"
+
+
+def weekday_range(days: tuple[int, ...]) -> str:
+    """ISO weekdays (Monday=1) -> ``пн–сб`` or ``пн, ср, пт``."""
+    ordered = sorted(set(days))
+    if not ordered:
+        return ""
+    if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 2:
+        return f"{WEEKDAYS_SHORT[ordered[0] - 1]}–{WEEKDAYS_SHORT[ordered[-1] - 1]}"
+    return ", ".join(WEEKDAYS_SHORT[d - 1] for d in ordered)
+
+
+def decimal_ru(value: Decimal) -> str:
+    """``0.1500`` -> ``0,15`` (as many places as it has, no grouping)."""
+    text = format(value.normalize(), "f")
+    return text.replace(".", ",")
+
+
+def plural(n: int, one: str, few: str, many: str) -> str:
+    """Russian plural: 1 балл, 2 балла, 5 баллов."""
+    n = abs(n)
+    if n % 10 == 1 and n % 100 != 11:
+        return one
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return few
+    return many
 
 
 def month_year(period: date) -> str:
     return f"{MONTHS_NOMINATIVE[period.month - 1]} {period.year}"
-
-
-def local_time(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%H:%M")
 
 
 def when(moment: datetime, now: datetime, tz: ZoneInfo) -> str:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from dialogs.context import FlowContext
 from dialogs.messages import Button, HandoffRequest, Reply
 from dialogs.state import DialogState, FormState
+from dialogs.texts import EngineTexts
 from nlu.types import ParseResult
 
 YES_PAYLOAD = "/affirm"
@@ -61,34 +63,44 @@ def answer(*replies: Reply, handoff: HandoffRequest | None = None) -> Outcome:
 
 
 @dataclass(frozen=True)
-class SlotCheck:
-    """The verdict of a slot validator.
+class Refusal:
+    """A validator's "no": the slot stays empty and the customer reads ``text``.
 
-    ``ok``: store ``value`` (possibly normalised). Otherwise the slot stays
-    empty and ``replies`` explain why; ``reprompt`` repeats the slot's prompt
-    after them (useful when the prompt carries buttons). ``stop`` ends the
-    form right away with ``replies`` (say, the customer is locked out).
-    ``also`` fills other slots at the same time.
+    ``reprompt`` repeats the slot's prompt after the text (useful when the
+    prompt carries the buttons to choose from).
     """
 
-    ok: bool
-    value: Any = None
-    replies: tuple[Reply, ...] = ()
+    text: str
+    buttons: tuple[Button, ...] = ()
     reprompt: bool = False
-    stop: bool = False
-    also: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def reply(self) -> Reply:
+        return Reply(text=self.text, buttons=self.buttons)
 
 
-def valid(value: Any, *replies: Reply, **also: Any) -> SlotCheck:
-    return SlotCheck(ok=True, value=value, replies=tuple(replies), also=also)
+def refuse(text: str, *buttons: Button, reprompt: bool = False) -> Refusal:
+    return Refusal(text=text, buttons=tuple(buttons), reprompt=reprompt)
 
 
-def invalid(text: str, *buttons: Button, reprompt: bool = False) -> SlotCheck:
-    return SlotCheck(ok=False, replies=(reply(text, *buttons),), reprompt=reprompt)
+# What a ``validate_<slot>`` method returns: the slot values to store (one
+# validator may fill several slots, say an encrypted phone and its mask), or
+# a refusal. An empty mapping accepts nothing and says nothing.
+Validated = Mapping[str, Any] | Refusal
+Validator = Callable[[FlowContext, Any, Mapping[str, Any]], Awaitable[Validated]]
 
 
-def stop(*replies: Reply) -> SlotCheck:
-    return SlotCheck(ok=False, replies=replies, stop=True)
+@dataclass(frozen=True)
+class Checked:
+    """The verdicts on a batch of values, before anything is stored.
+
+    ``deferred``: values for slots whose ``needs`` are not filled yet (a
+    reading before the meter is known), kept and checked once they are.
+    """
+
+    accepted: dict[str, Any] = field(default_factory=dict)
+    refused: tuple[tuple[str, Refusal], ...] = ()
+    deferred: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,11 @@ class Slot:
     - ``free_text``: when asked for, the whole text is the value (a
       description); other intents then do not interrupt the form, only
       "оператор" and "отмена" do.
+    - ``loose``: ``from_text`` is a keyword match (a topic word, any number),
+      so in a longer message that the NLU confidently reads as another
+      intent it is no answer: the engine lets that message interrupt.
+    - ``needs``: slots that must be filled before this one's value can be
+      checked (the meter before its reading); an early value waits.
     """
 
     name: str
@@ -110,6 +127,8 @@ class Slot:
     entity: str | None = None
     from_text: Callable[[str], Any] | None = None
     free_text: bool = False
+    loose: bool = False
+    needs: tuple[str, ...] = ()
 
     @property
     def entity_name(self) -> str:
@@ -137,9 +156,27 @@ class Flow(abc.ABC):
 class Form(Flow):
     """A flow that fills slots over several turns, then submits.
 
-    Override :meth:`submit`; optionally :meth:`validate`, :meth:`prompt`,
-    :meth:`required_slots`, :meth:`prefill`, :meth:`confirmation` (with
-    ``confirm = True``), :meth:`extract` and :meth:`on_start`.
+    Declare ``slots``; write one ``validate_<slot>`` method per slot that
+    needs checking (found by name, like Rasa's ``FormValidationAction``):
+
+        async def validate_description(
+            self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+        ) -> Validated:
+            if len(value) < 5:
+                return refuse(Texts.too_short)
+            return {"description": value}
+
+    A validator is pure: it may READ through ``ctx`` (the previous reading,
+    the free office slots) but never writes, neither rows nor the dialog
+    state, because the engine also asks it whether a message is an answer at
+    all before deciding it is another question. ``slots`` (read-only) are the
+    slots filled so far, including those accepted earlier in the same
+    message. A slot without a validator takes its value as is. Effects
+    (rows, switching the account) happen in :meth:`submit` only.
+
+    Override :meth:`submit`; optionally :meth:`prompt`, :meth:`required_slots`,
+    :meth:`prefill`, :meth:`confirmation` (with ``confirm = True``),
+    :meth:`extract`, :meth:`on_start` and :meth:`precondition`.
     """
 
     slots: ClassVar[tuple[Slot, ...]] = ()
@@ -148,9 +185,17 @@ class Form(Flow):
     # Asked after an interruption, e.g. "Продолжим передачу показаний?".
     resume_question: ClassVar[str] = "Продолжим?"
     # Said when the customer declines the confirmation or cancels.
-    cancelled_text: ClassVar[str] = "Хорошо, отменил. Чем ещё могу помочь?"
+    cancelled_text: ClassVar[str] = EngineTexts.cancelled
     # Said (before the prompt) when an answer to a prompt was not understood.
     not_understood_text: ClassVar[str] = "Не совсем понял ответ."
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A misspelt validator would silently accept anything: refuse it.
+        names = {s.name for s in cls.slots}
+        for attr in dir(cls):
+            if attr.startswith("validate_") and attr.removeprefix("validate_") not in names:
+                raise TypeError(f"{cls.__name__}.{attr} validates no slot of {sorted(names)}")
 
     # ----- hooks ----------------------------------------------------------
 
@@ -169,8 +214,10 @@ class Form(Flow):
         """The slots still to fill, in order (override for conditional slots)."""
         return [s.name for s in self.slots]
 
-    async def prefill(self, ctx: FlowContext, form: FormState) -> None:
-        """Fill slots that need no question (say, the only meter)."""
+    async def prefill(self, ctx: FlowContext, form: FormState) -> Mapping[str, Any]:
+        """Slot values that need no question (say, the only meter), from a
+        trusted source: stored as they are, without validation."""
+        return {}
 
     async def extract(
         self, ctx: FlowContext, form: FormState, parse: ParseResult
@@ -195,10 +242,6 @@ class Form(Flow):
             elif slot.free_text and text and not text.startswith("/"):
                 found[slot.name] = text
         return found
-
-    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
-        """Check one value; the default accepts it as is."""
-        return valid(value)
 
     async def prompt(self, ctx: FlowContext, form: FormState, slot: str) -> Reply:
         spec = self.slot(slot)
@@ -229,26 +272,70 @@ class Form(Flow):
     def has_slot(self, name: str | None) -> bool:
         return any(s.name == name for s in self.slots)
 
+    def _needs_met(self, slot: str, slots: Mapping[str, Any]) -> bool:
+        needs = self.slot(slot).needs if self.has_slot(slot) else ()
+        return all(slots.get(n) is not None for n in needs)
+
+    def validator(self, slot: str) -> Validator | None:
+        found: Validator | None = getattr(self, f"validate_{slot}", None)
+        return found
+
+    async def check(self, ctx: FlowContext, form: FormState, values: Mapping[str, Any]) -> Checked:
+        """Validate ``values`` against the form's slots; stores nothing.
+
+        Declared slots go first, in their order, so a validator sees the
+        slots it depends on already checked.
+        """
+        order = [s.name for s in self.slots if s.name in values]
+        order += [name for name in values if name not in order]
+        slots = dict(form.slots)
+        accepted: dict[str, Any] = {}
+        refused: list[tuple[str, Refusal]] = []
+        deferred: dict[str, Any] = {}
+        for name in order:
+            value = values[name]
+            if not self._needs_met(name, slots):
+                deferred[name] = value
+                continue
+            validate = self.validator(name)
+            result = (
+                await validate(ctx, value, MappingProxyType(dict(slots)))
+                if validate is not None
+                else {name: value}
+            )
+            if isinstance(result, Refusal):
+                slots.pop(name, None)
+                refused.append((name, result))
+            else:
+                slots.update(result)
+                accepted.update(result)
+        return Checked(accepted=accepted, refused=tuple(refused), deferred=deferred)
+
     async def advance(
         self, ctx: FlowContext, form: FormState, values: Mapping[str, Any]
     ) -> Outcome:
         """Validate new values, then ask for the next slot, confirm or submit."""
         replies: list[Reply] = []
         silent_retry: set[str] = set()
+        # Values that waited for the slots they need: their prompt was never shown.
+        waited = {n for n in form.pending if not self._needs_met(n, form.slots)}
         pending = {**form.pending, **values}
         form.pending = {}
-        for name, value in pending.items():
-            check = await self.validate(ctx, form, name, value)
-            replies.extend(check.replies)
-            if check.stop:
-                return Outcome(replies=tuple(replies))
-            if check.ok:
-                form.slots[name] = check.value
-                form.slots.update(check.also)
-            else:
+        for round_ in ("given", "after prefill"):
+            checked = await self.check(ctx, form, pending)
+            form.slots.update(checked.accepted)
+            for name, refusal in checked.refused:
                 form.slots.pop(name, None)
-                if check.replies and not check.reprompt:
+                replies.append(refusal.reply)
+                # The refusal stands for the prompt, unless the prompt carries
+                # what to choose from or was never shown.
+                if not refusal.reprompt and name not in waited:
                     silent_retry.add(name)
+            pending = checked.deferred
+            waited |= set(pending)
+            if round_ == "given":
+                form.slots.update(await self.prefill(ctx, form))
+        form.pending = pending
         if values:
             # Answers that keep failing validation are counted too (the engine
             # gives up after several), so a form never loops on one question.
@@ -257,7 +344,6 @@ class Form(Flow):
                 form.invalid_answers = 0
             else:
                 form.invalid_answers += 1
-        await self.prefill(ctx, form)
         missing = [s for s in await self.required_slots(ctx, form) if not form.has(s)]
         if missing:
             form.requested_slot = missing[0]

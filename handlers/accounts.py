@@ -56,6 +56,15 @@ async def linked_accounts(session: AsyncSession, identity_id: int) -> list[Accou
     return list(rows.scalars())
 
 
+async def visible_account_ids(session: AsyncSession, identity: ChannelIdentity) -> list[int]:
+    """The accounts whose appeals and data this chat may see: the linked ones
+    and the current one."""
+    ids = {a.id for a in await linked_accounts(session, identity.id)}
+    if identity.current_account_id is not None:
+        ids.add(identity.current_account_id)
+    return sorted(ids)
+
+
 async def switch_account(
     session: AsyncSession, identity: ChannelIdentity, account_number: str
 ) -> Account | None:

@@ -4,15 +4,15 @@ open appeals with status and due date."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
-
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import day_month_time, full_date
-from dialogs.forms import Form, Outcome, Slot, SlotCheck, answer, invalid, payload, reply, valid
+from dialogs.format import day_month_time, short_date
+from dialogs.forms import Form, Outcome, Slot, Validated, answer, payload, refuse, reply
 from dialogs.messages import Button
 from dialogs.state import FormState
+from handlers.accounts import visible_account_ids
 from handlers.appeals import (
     AppealInfo,
     AppealNotFound,
@@ -22,7 +22,7 @@ from handlers.appeals import (
     normalize_appeal_number,
 )
 from nlu.types import ParseResult
-from storage.models import AccountLink, AppealStatus
+from storage.models import AppealStatus
 
 
 class Texts:
@@ -104,16 +104,6 @@ def number_in(parse: ParseResult) -> str | None:
     return number_in_text(parse.text)
 
 
-async def _account_ids(ctx: FlowContext) -> list[int]:
-    rows = await ctx.session.execute(
-        select(AccountLink.account_id).where(AccountLink.identity_id == ctx.identity.id)
-    )
-    ids = set(rows.scalars())
-    if ctx.identity.current_account_id is not None:
-        ids.add(ctx.identity.current_account_id)
-    return sorted(ids)
-
-
 def describe(info: AppealInfo, ctx: FlowContext) -> str:
     tz = ctx.settings.tz
     text = Texts.one.format(
@@ -123,7 +113,7 @@ def describe(info: AppealInfo, ctx: FlowContext) -> str:
     )
     if not info.status.is_open:
         return text
-    decision = full_date(info.decision_due_at, tz)
+    decision = short_date(info.decision_due_at, tz)
     if info.decision_due_at < ctx.now:
         return f"{text}\n{Texts.overdue.format(decision=decision)}"
     if info.status is AppealStatus.REGISTERED and info.review_due_at > ctx.now:
@@ -153,7 +143,7 @@ class AppealStatusForm(Form):
     ) -> Outcome | None:
         if number_in(parse) is not None:
             return None  # answered by number
-        account_ids = await _account_ids(ctx)
+        account_ids = await visible_account_ids(ctx.session, ctx.identity)
         if not account_ids:
             # Appeals filed in this chat before linking are the customer's too.
             filed_here = await list_open_appeals(ctx.session, [], ctx.conversation.id)
@@ -174,7 +164,7 @@ class AppealStatusForm(Form):
                     number=info.number,
                     category=CATEGORY_TITLES.get(info.category.value, info.category.value),
                     status=STATUS_TITLES[info.status],
-                    decision=full_date(info.decision_due_at, ctx.settings.tz),
+                    decision=short_date(info.decision_due_at, ctx.settings.tz),
                 )
             )
         return answer(reply("\n".join(lines)))
@@ -189,19 +179,22 @@ class AppealStatusForm(Form):
             found["appeal_number"] = number
         return found
 
-    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
-        if slot == "appeal_number":
-            try:
-                return valid(normalize_appeal_number(str(value)))
-            except InvalidAppealNumber:
-                return invalid(Texts.bad_number)
-        return valid(value)
+    async def validate_appeal_number(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        try:
+            return {"appeal_number": normalize_appeal_number(str(value))}
+        except InvalidAppealNumber:
+            return refuse(Texts.bad_number)
 
     async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
         number = str(form.slots["appeal_number"])
         try:
             info = await get_appeal(
-                ctx.session, number, await _account_ids(ctx), ctx.conversation.id
+                ctx.session,
+                number,
+                await visible_account_ids(ctx.session, ctx.identity),
+                ctx.conversation.id,
             )
         except AppealNotFound:
             if await ctx.current_account() is None:

@@ -134,7 +134,7 @@ class CheckBalance(Form):
             lines.append(
                 Texts.last_payment.format(
                     amount=fmt.money(p.amount),
-                    date=fmt.short_date(p.paid_at.astimezone(ctx.settings.tz)),
+                    date=fmt.short_date(p.paid_at, ctx.settings.tz),
                     method=p.method,
                 )
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import full_date, plural
+from dialogs.format import plural, short_date
 from dialogs.forms import Form, Outcome, answer, reply
 from dialogs.state import FormState
 from handlers.bonus import bonus_summary
@@ -50,7 +50,7 @@ class BonusBalance(Form):
             lines.append(Texts.last)
             lines.extend(
                 Texts.entry.format(
-                    date=full_date(e.created_at, ctx.settings.tz),
+                    date=short_date(e.created_at, ctx.settings.tz),
                     sign="+" if e.points > 0 else "",
                     points=e.points,
                     reason=e.reason,

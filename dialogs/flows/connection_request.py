@@ -4,27 +4,23 @@ phone; feasibility against the network zones and an application number."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from dialogs.context import FlowContext
 from dialogs.flows.file_appeal import phone_from_text, phone_slot_from_text
-from dialogs.flows.service_common import (
-    address_from_text,
-    choice_from_words,
-    decimal_ru,
-    is_other_question,
-)
+from dialogs.flows.service_common import address_from_text, choice_from_words
+from dialogs.format import decimal_ru
 from dialogs.forms import (
     Form,
     Outcome,
     Slot,
-    SlotCheck,
+    Validated,
     answer,
-    invalid,
     payload,
+    refuse,
     reply,
-    valid,
     yes_no,
 )
 from dialogs.messages import Button, Reply
@@ -130,9 +126,16 @@ class ConnectionRequest(Form):
                 for kind, title in KIND_TITLES.items()
             ),
             from_text=kind_from_text,
+            loose=True,
         ),
-        Slot("heat_load", Texts.ask_load, from_text=load_from_text),
-        Slot("contact_phone", Texts.ask_phone, entity="phone", from_text=phone_from_text),
+        Slot("heat_load", Texts.ask_load, from_text=load_from_text, loose=True),
+        Slot(
+            "contact_phone",
+            Texts.ask_phone,
+            entity="phone",
+            from_text=phone_from_text,
+            loose=True,
+        ),
     )
 
     async def extract(
@@ -140,49 +143,52 @@ class ConnectionRequest(Form):
     ) -> dict[str, Any]:
         found = await super().extract(ctx, form, parse)
         phone_slot_from_text(parse, found, form.requested_slot == "contact_phone")
-        # Loose text matches (a building word, any number) yield to a
-        # confident other question, which then interrupts the form.
-        if form.requested_slot in {"building_kind", "heat_load", "contact_phone"} and (
-            is_other_question(parse, self.intents)
-        ):
-            found.pop(form.requested_slot, None)
         return found
 
-    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
-        if slot == "address":
-            parsed = parse_address(str(value))
-            if parsed is None:
-                return invalid(Texts.bad_address)
-            if parsed.house is None:
-                return invalid(Texts.no_house)
-            return valid(str(value).strip())
-        if slot == "building_kind":
-            try:
-                return valid(BuildingKind(str(value)).value)
-            except ValueError:
-                return invalid(Texts.bad_kind, reprompt=True)
-        if slot == "heat_load":
-            try:
-                load = parse_load(str(value))
-            except InvalidLoad as exc:
-                messages = {
-                    LoadProblem.NOT_A_NUMBER: Texts.load_not_number,
-                    LoadProblem.NOT_POSITIVE: Texts.load_not_positive,
-                    LoadProblem.TOO_LARGE: Texts.load_too_large.format(
-                        limit=decimal_ru(MAX_LOAD_GCAL_H)
-                    ),
-                }
-                return invalid(messages[exc.reason])
-            return valid(str(load))  # a string: the state is JSON
-        if slot == "contact_phone":
-            if value == "skip":
-                return invalid(Texts.phone_required)
-            try:
-                phone = normalize_phone(str(value))
-            except InvalidPhone:
-                return invalid(Texts.bad_phone)
-            return valid(ctx.vault.encrypt(phone), phone_masked=mask_phone(phone))
-        return valid(value)
+    async def validate_address(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        parsed = parse_address(str(value))
+        if parsed is None:
+            return refuse(Texts.bad_address)
+        if parsed.house is None:
+            return refuse(Texts.no_house)
+        return {"address": str(value).strip()}
+
+    async def validate_building_kind(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        try:
+            return {"building_kind": BuildingKind(str(value)).value}
+        except ValueError:
+            return refuse(Texts.bad_kind, reprompt=True)
+
+    async def validate_heat_load(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        try:
+            load = parse_load(str(value))
+        except InvalidLoad as exc:
+            messages = {
+                LoadProblem.NOT_A_NUMBER: Texts.load_not_number,
+                LoadProblem.NOT_POSITIVE: Texts.load_not_positive,
+                LoadProblem.TOO_LARGE: Texts.load_too_large.format(
+                    limit=decimal_ru(MAX_LOAD_GCAL_H)
+                ),
+            }
+            return refuse(messages[exc.reason])
+        return {"heat_load": str(load)}  # a string: the state is JSON
+
+    async def validate_contact_phone(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        if value == "skip":
+            return refuse(Texts.phone_required)
+        try:
+            phone = normalize_phone(str(value))
+        except InvalidPhone:
+            return refuse(Texts.bad_phone)
+        return {"contact_phone": ctx.vault.encrypt(phone), "phone_masked": mask_phone(phone)}
 
     async def confirmation(self, ctx: FlowContext, form: FormState) -> Reply:
         return yes_no(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import slot_label, weekday_range
+from dialogs.format import slot_label, weekday_range
 from dialogs.forms import Flow, Outcome, answer, payload, reply
 from dialogs.messages import Button
 from dialogs.state import DialogState

@@ -4,25 +4,21 @@ then the number and the two deadlines in Moscow time."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import (
-    choice_from_words,
-    day_month_time,
-    full_date,
-    is_other_question,
-)
+from dialogs.flows.service_common import choice_from_words
+from dialogs.format import day_month_time, short_date
 from dialogs.forms import (
     Form,
     Outcome,
     Slot,
-    SlotCheck,
+    Validated,
     answer,
-    invalid,
     payload,
+    refuse,
     reply,
-    valid,
     yes_no,
 )
 from dialogs.messages import Button, Reply
@@ -141,6 +137,7 @@ class FileAppeal(Form):
                 for cat, title in CATEGORY_TITLES.items()
             ),
             from_text=category_from_text,
+            loose=True,
         ),
         Slot("description", Texts.ask_description, free_text=True),
         Slot(
@@ -149,6 +146,7 @@ class FileAppeal(Form):
             buttons=(Button(Texts.skip_phone, payload("file_appeal", phone=SKIP)),),
             entity="phone",
             from_text=phone_from_text,
+            loose=True,
         ),
     )
 
@@ -173,44 +171,44 @@ class FileAppeal(Form):
     ) -> dict[str, Any]:
         found = await super().extract(ctx, form, parse)
         phone_slot_from_text(parse, found, form.requested_slot == "contact_phone")
-        # "какой тариф на горячую воду" is a question, not the topic "горячая
-        # вода" nor a phone number: the engine lets it interrupt the form.
-        if form.requested_slot in {"category", "contact_phone"} and is_other_question(
-            parse, self.intents
-        ):
-            found.pop(form.requested_slot, None)
         return found
 
-    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
-        if slot == "category":
-            try:
-                category = AppealCategory(str(value))
-            except ValueError:
-                return invalid(Texts.bad_category, reprompt=True)
-            if category not in CATEGORY_TITLES:
-                return invalid(Texts.bad_category, reprompt=True)
-            return valid(category.value)
-        if slot == "description":
-            text = str(value).strip()
-            if len(text) < MIN_DESCRIPTION_CHARS:
-                return invalid(Texts.too_short)
-            if len(text) > MAX_DESCRIPTION_CHARS:
-                return invalid(Texts.too_long.format(limit=MAX_DESCRIPTION_CHARS))
-            # Kept in the dialog state, echoed in the confirmation, stored in
-            # the appeal: never with a phone or SNILS in it (the contact
-            # phone has its own, encrypted slot).
-            return valid(redact_text(text))
-        if slot == "contact_phone":
-            if value == SKIP:
-                # Filled, but empty: no phone.
-                return valid("", phone_masked="")
-            try:
-                phone = normalize_phone(str(value))
-            except InvalidPhone:
-                return invalid(Texts.bad_phone)
-            # Never in the clear in the dialog state.
-            return valid(ctx.vault.encrypt(phone), phone_masked=mask_phone(phone))
-        return valid(value)
+    async def validate_category(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        try:
+            category = AppealCategory(str(value))
+        except ValueError:
+            return refuse(Texts.bad_category, reprompt=True)
+        if category not in CATEGORY_TITLES:
+            return refuse(Texts.bad_category, reprompt=True)
+        return {"category": category.value}
+
+    async def validate_description(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        text = str(value).strip()
+        if len(text) < MIN_DESCRIPTION_CHARS:
+            return refuse(Texts.too_short)
+        if len(text) > MAX_DESCRIPTION_CHARS:
+            return refuse(Texts.too_long.format(limit=MAX_DESCRIPTION_CHARS))
+        # Kept in the dialog state, echoed in the confirmation, stored in
+        # the appeal: never with a phone or SNILS in it (the contact
+        # phone has its own, encrypted slot).
+        return {"description": redact_text(text)}
+
+    async def validate_contact_phone(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        if value == SKIP:
+            # Filled, but empty: no phone.
+            return {"contact_phone": "", "phone_masked": ""}
+        try:
+            phone = normalize_phone(str(value))
+        except InvalidPhone:
+            return refuse(Texts.bad_phone)
+        # Never in the clear in the dialog state.
+        return {"contact_phone": ctx.vault.encrypt(phone), "phone_masked": mask_phone(phone)}
 
     async def confirmation(self, ctx: FlowContext, form: FormState) -> Reply:
         description = str(form.slots["description"])
@@ -250,7 +248,7 @@ class FileAppeal(Form):
             number=info.number,
             account=Texts.done_account.format(account=account.number) if account else "",
             review=day_month_time(info.review_due_at, tz),
-            decision=full_date(info.decision_due_at, tz),
+            decision=short_date(info.decision_due_at, tz),
         )
         return answer(
             reply(

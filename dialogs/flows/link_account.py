@@ -8,6 +8,7 @@ is kept in the form's slots; the digits are never stored, logged or echoed.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from dialogs import format as fmt
@@ -16,13 +17,11 @@ from dialogs.forms import (
     Form,
     Outcome,
     Slot,
-    SlotCheck,
+    Validated,
     answer,
-    invalid,
     payload,
+    refuse,
     reply,
-    stop,
-    valid,
 )
 from dialogs.messages import Button, Reply
 from dialogs.state import FormState
@@ -158,25 +157,33 @@ class LinkAccount(Form):
                 found["account_number"] = _digits(text)
         return found
 
-    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
-        if slot == "adding":
-            return valid(True)
-        if slot == "snils":
-            digits = _digits(value)
-            if len(digits) != 11:
-                return invalid(Texts.bad_snils_length)
-            if not is_valid_snils(digits):
-                return invalid(Texts.bad_snils_checksum)
-            return valid(ctx.vault.hash_snils(digits))
-        if slot == "account_number":
-            number = _digits(value)
-            if not 8 <= len(number) <= 12:
-                return invalid(Texts.bad_account)
-            switched = await accounts.switch_account(ctx.session, ctx.identity, number)
-            if switched is not None:
-                return stop(reply(Texts.switched.format(number=number, address=switched.address)))
-            return valid(number)
-        return valid(value)
+    async def required_slots(self, ctx: FlowContext, form: FormState) -> list[str]:
+        if form.slots.get("switch_to"):
+            # An account already linked to this chat: no SNILS needed to choose it.
+            return ["account_number"]
+        return await super().required_slots(ctx, form)
+
+    async def validate_snils(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        digits = _digits(value)
+        if len(digits) != 11:
+            return refuse(Texts.bad_snils_length)
+        if not is_valid_snils(digits):
+            return refuse(Texts.bad_snils_checksum)
+        return {"snils": ctx.vault.hash_snils(digits)}
+
+    async def validate_account_number(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        number = _digits(value)
+        if not 8 <= len(number) <= 12:
+            return refuse(Texts.bad_account)
+        linked = await accounts.linked_accounts(ctx.session, ctx.identity.id)
+        if any(a.number == number for a in linked):
+            # Switched to in submit(): a validator never writes.
+            return {"account_number": number, "switch_to": True}
+        return {"account_number": number, "switch_to": False}
 
     async def prompt(self, ctx: FlowContext, form: FormState, slot: str) -> Reply:
         if slot == "account_number":
@@ -190,6 +197,13 @@ class LinkAccount(Form):
 
     async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
         number = str(form.slots["account_number"])
+        if form.slots.get("switch_to"):
+            switched = await accounts.switch_account(ctx.session, ctx.identity, number)
+            if switched is not None:
+                return answer(reply(Texts.switched.format(number=number, address=switched.address)))
+            # Unlinked since it was chosen: link it the usual way.
+            form.slots["switch_to"] = False
+            return await self.advance(ctx, form, {})
         result = await accounts.link_account(
             ctx.session, ctx.settings, ctx.identity, number, str(form.slots["snils"]), ctx.now
         )

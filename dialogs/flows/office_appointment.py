@@ -4,20 +4,20 @@ confirm the booking; or cancel an existing booking."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import slot_label
+from dialogs.format import slot_label
 from dialogs.forms import (
     Form,
     Outcome,
     Slot,
-    SlotCheck,
+    Validated,
     answer,
-    invalid,
     payload,
+    refuse,
     reply,
-    valid,
     yes_no,
 )
 from dialogs.messages import Button, Reply
@@ -150,11 +150,12 @@ class OfficeAppointment(Form):
 
     # ----- slots ------------------------------------------------------------
 
-    async def prefill(self, ctx: FlowContext, form: FormState) -> None:
+    async def prefill(self, ctx: FlowContext, form: FormState) -> Mapping[str, Any]:
         if not form.has("office_id"):
             offices = await list_offices(ctx.session)
             if len(offices) == 1:
-                form.slots["office_id"] = offices[0].id
+                return {"office_id": offices[0].id}
+        return {}
 
     async def prompt(self, ctx: FlowContext, form: FormState, slot: str) -> Reply:
         if slot == "office_id":
@@ -203,29 +204,32 @@ class OfficeAppointment(Form):
                     found["slot_id"] = -1  # a time, but not a free one: validate() says so
         return found
 
-    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
-        if slot == "office_id":
-            try:
-                office = await get_office(ctx.session, int(value))
-            except (OfficeNotFound, ValueError):
-                return invalid(Texts.bad_office, reprompt=True)
-            if not await free_slots(ctx.session, office.id, ctx.now, 1):
-                return invalid(Texts.no_free_slots.format(office=office.name), reprompt=True)
-            return valid(office.id)
-        if slot == "slot_id":
-            try:
-                row = await ctx.session.get(OfficeSlot, int(value))
-            except ValueError:
-                row = None
-            free_ids = (
-                {s.id for s in await free_slots(ctx.session, row.office_id, ctx.now, 1000)}
-                if row is not None
-                else set()
-            )
-            if row is None or row.id not in free_ids:
-                return invalid(Texts.bad_slot, reprompt=True)
-            return valid(row.id, office_id=row.office_id)
-        return valid(value)
+    async def validate_office_id(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        try:
+            office = await get_office(ctx.session, int(value))
+        except (OfficeNotFound, ValueError):
+            return refuse(Texts.bad_office, reprompt=True)
+        if not await free_slots(ctx.session, office.id, ctx.now, 1):
+            return refuse(Texts.no_free_slots.format(office=office.name), reprompt=True)
+        return {"office_id": office.id}
+
+    async def validate_slot_id(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        try:
+            row = await ctx.session.get(OfficeSlot, int(value))
+        except ValueError:
+            row = None
+        free_ids = (
+            {s.id for s in await free_slots(ctx.session, row.office_id, ctx.now, 1000)}
+            if row is not None
+            else set()
+        )
+        if row is None or row.id not in free_ids:
+            return refuse(Texts.bad_slot, reprompt=True)
+        return {"slot_id": row.id, "office_id": row.office_id}
 
     async def confirmation(self, ctx: FlowContext, form: FormState) -> Reply:
         office = await get_office(ctx.session, int(form.slots["office_id"]))

@@ -5,11 +5,13 @@ with high priority, accepted around the clock."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import address_from_text, day_month_time
-from dialogs.forms import Form, Outcome, Slot, SlotCheck, answer, invalid, payload, reply, valid
+from dialogs.flows.service_common import address_from_text
+from dialogs.format import day_month_time
+from dialogs.forms import Form, Outcome, Slot, Validated, answer, payload, refuse, reply
 from dialogs.messages import Button
 from dialogs.state import FormState
 from handlers.outages import (
@@ -114,31 +116,35 @@ class ReportOutage(Form):
         form.slots["emergency"] = parse.entity("emergency") is not None
         return None
 
-    async def prefill(self, ctx: FlowContext, form: FormState) -> None:
-        if not form.has("address"):
-            account = await ctx.current_account()
-            if account is not None:
-                form.slots["address"] = account.address
-            elif FACT_ADDRESS in ctx.facts:
-                # "а когда дадут?" after an earlier report: the same address.
-                form.slots["address"] = ctx.facts[FACT_ADDRESS]
+    async def prefill(self, ctx: FlowContext, form: FormState) -> Mapping[str, Any]:
+        if form.has("address"):
+            return {}
+        account = await ctx.current_account()
+        if account is not None:
+            return {"address": account.address}
+        if FACT_ADDRESS in ctx.facts:
+            # "а когда дадут?" after an earlier report: the same address.
+            return {"address": ctx.facts[FACT_ADDRESS]}
+        return {}
 
-    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
-        if slot == "address":
-            parsed = parse_address(str(value))
-            if parsed is None:
-                return invalid(Texts.bad_address)
-            if parsed.house is None:
-                return invalid(Texts.no_house)
-            ctx.facts[FACT_ADDRESS] = str(value).strip()
-            return valid(str(value).strip())
-        return valid(value)
+    async def validate_address(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        parsed = parse_address(str(value))
+        if parsed is None:
+            return refuse(Texts.bad_address)
+        if parsed.house is None:
+            return refuse(Texts.no_house)
+        return {"address": str(value).strip()}
 
     async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
         address = str(form.slots["address"])
         service = Service(form.slots["service"]) if form.slots.get("service") else None
         parsed = parse_address(address)
         assert parsed is not None  # validated
+        if not await ctx.current_account():
+            # Remembered for the next question ("а когда дадут?").
+            ctx.facts[FACT_ADDRESS] = address
         if not form.slots.get("emergency"):
             outages = await find_outages(ctx.session, parsed, ctx.now, service)
             if outages:

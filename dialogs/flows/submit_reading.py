@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -11,12 +12,11 @@ from dialogs.forms import (
     Form,
     Outcome,
     Slot,
-    SlotCheck,
+    Validated,
     answer,
-    invalid,
     payload,
+    refuse,
     reply,
-    valid,
     yes_no,
 )
 from dialogs.messages import Button, Reply
@@ -62,7 +62,6 @@ class Texts:
         "Расход заметно больше обычного, поэтому мы проверим счётчик: заявка на проверку "
         "создана, специалист свяжется с вами."
     )
-    failed = "Не получилось сохранить показание: {reason}. Попробуйте ещё раз."
     cancelled = "Хорошо, показание не передаю. Чем ещё могу помочь?"
 
 
@@ -103,7 +102,14 @@ class SubmitReading(Form):
     cancelled_text = Texts.cancelled
     slots = (
         Slot("meter", Texts.ask_meter, entity="meter_type", from_text=_meter_from_text),
-        Slot("value", "", entity="reading_value", from_text=readings.parse_reading_value),
+        Slot(
+            "value",
+            "",
+            entity="reading_value",
+            from_text=readings.parse_reading_value,
+            # Checked against that meter's previous reading.
+            needs=("meter",),
+        ),
     )
 
     async def _meters(self, ctx: FlowContext) -> list[MeterInfo]:
@@ -116,8 +122,8 @@ class SubmitReading(Form):
         meters: list[MeterInfo] = ctx.memo[key]
         return meters
 
-    async def _meter(self, ctx: FlowContext, form: FormState) -> MeterInfo | None:
-        wanted = form.slots.get("meter")
+    async def _meter(self, ctx: FlowContext, slots: Mapping[str, Any]) -> MeterInfo | None:
+        wanted = slots.get("meter")
         return next((m for m in await self._meters(ctx) if m.meter_type.value == wanted), None)
 
     async def precondition(self, ctx: FlowContext, form: FormState) -> Outcome | None:
@@ -127,71 +133,54 @@ class SubmitReading(Form):
             return answer(reply(Texts.no_meters.format(account=number)))
         return None
 
-    async def prefill(self, ctx: FlowContext, form: FormState) -> None:
+    async def prefill(self, ctx: FlowContext, form: FormState) -> Mapping[str, Any]:
         meters = await self._meters(ctx)
         if not form.has("meter") and len(meters) == 1:
-            form.slots["meter"] = meters[0].meter_type.value
-            if form.has("value_unchecked"):
-                value = form.slots.pop("value_unchecked")
-                check = await self.validate(ctx, form, "value", value)
-                if check.ok:
-                    form.slots["value"] = check.value
+            return {"meter": meters[0].meter_type.value}
+        return {}
 
     async def required_slots(self, ctx: FlowContext, form: FormState) -> list[str]:
         return ["meter", "value"]
 
-    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
-        account = await ctx.current_account()
-        number = account.number if account else ""
-        if slot == "meter":
-            kind = value if isinstance(value, MeterType) else _meter_type(value)
-            meters = await self._meters(ctx)
-            meter = next((m for m in meters if m.meter_type == kind), None)
-            if kind is None or meter is None:
-                name = Texts.meter_names.get(kind, "") if kind else ""
-                return invalid(
-                    Texts.no_such_meter.format(account=number, meter=name).replace("  ", " "),
-                    *self._meter_buttons(meters),
-                )
-            form.slots["meter"] = meter.meter_type.value
-            unchecked = form.slots.pop("value_unchecked", None)
-            if unchecked is not None:
-                check = self._check_value(ctx, meter, unchecked)
-                if not check.ok:
-                    return SlotCheck(ok=True, value=meter.meter_type.value, replies=check.replies)
-                return SlotCheck(ok=True, value=meter.meter_type.value, also={"value": check.value})
-            return valid(meter.meter_type.value)
-        if slot == "value":
-            meter = await self._meter(ctx, form)
-            if meter is None:
-                # Which meter is not known yet: check once it is.
-                amount = readings.to_decimal(value)
-                if amount is None:
-                    return invalid(Texts.not_a_number.format(example=_example(None)))
-                form.slots["value_unchecked"] = str(amount)
-                return SlotCheck(ok=False)
-            return self._check_value(ctx, meter, value)
-        return valid(value)
+    async def validate_meter(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        kind = value if isinstance(value, MeterType) else _meter_type(value)
+        meters = await self._meters(ctx)
+        meter = next((m for m in meters if m.meter_type == kind), None)
+        if kind is None or meter is None:
+            account = await ctx.current_account()
+            number = account.number if account else ""
+            name = Texts.meter_names.get(kind, "") if kind else ""
+            return refuse(
+                Texts.no_such_meter.format(account=number, meter=name).replace("  ", " "),
+                *self._meter_buttons(meters),
+            )
+        return {"meter": meter.meter_type.value}
 
-    def _check_value(self, ctx: FlowContext, meter: MeterInfo, raw: Any) -> SlotCheck:
-        amount = readings.to_decimal(raw)
+    async def validate_value(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        meter = await self._meter(ctx, slots)
+        assert meter is not None  # the slot needs the meter
+        amount = readings.to_decimal(value)
         if amount is None:
-            return invalid(Texts.not_a_number.format(example=_example(meter)))
+            return refuse(Texts.not_a_number.format(example=_example(meter)))
         check = readings.check_reading(meter, amount, ctx.settings, ctx.now)
         shown = fmt.volume(amount, meter.unit)
         if check.verdict is Verdict.BELOW_PREVIOUS:
             assert check.previous is not None
             assert meter.last_taken_at is not None
-            return invalid(
+            return refuse(
                 Texts.below.format(
                     value=shown,
                     previous=fmt.volume(check.previous, meter.unit),
-                    date=fmt.short_date(meter.last_taken_at.astimezone(ctx.settings.tz)),
+                    date=fmt.short_date(meter.last_taken_at, ctx.settings.tz),
                 )
             )
         if check.verdict is Verdict.ABSURD:
-            return invalid(Texts.absurd.format(value=shown))
-        return valid(str(amount))
+            return refuse(Texts.absurd.format(value=shown))
+        return {"value": str(amount)}
 
     def _meter_buttons(self, meters: list[MeterInfo]) -> tuple[Button, ...]:
         return tuple(
@@ -205,7 +194,7 @@ class SubmitReading(Form):
     async def prompt(self, ctx: FlowContext, form: FormState, slot: str) -> Reply:
         if slot == "meter":
             return reply(Texts.ask_meter, *self._meter_buttons(await self._meters(ctx)))
-        meter = await self._meter(ctx, form)
+        meter = await self._meter(ctx, form.slots)
         assert meter is not None
         text = Texts.ask_value.format(
             meter=Texts.meter_names[meter.meter_type], unit=meter.unit, example=_example(meter)
@@ -213,12 +202,12 @@ class SubmitReading(Form):
         if meter.last_value is not None and meter.last_taken_at is not None:
             text += Texts.previous.format(
                 value=fmt.volume(meter.last_value, meter.unit),
-                date=fmt.short_date(meter.last_taken_at.astimezone(ctx.settings.tz)),
+                date=fmt.short_date(meter.last_taken_at, ctx.settings.tz),
             )
         return reply(text)
 
     async def confirmation(self, ctx: FlowContext, form: FormState) -> Reply:
-        meter = await self._meter(ctx, form)
+        meter = await self._meter(ctx, form.slots)
         assert meter is not None
         return yes_no(
             Texts.confirm.format(
@@ -229,7 +218,7 @@ class SubmitReading(Form):
 
     async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
         account = await ctx.current_account()
-        meter = await self._meter(ctx, form)
+        meter = await self._meter(ctx, form.slots)
         assert account is not None
         assert meter is not None
         value = Decimal(form.slots["value"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import decimal_ru, full_date, roubles
+from dialogs.format import decimal_ru, money, short_date
 from dialogs.forms import Flow, Outcome, answer, reply
 from dialogs.state import DialogState
 from handlers.tariffs import ServiceTariffs, tariff_overview
@@ -37,22 +37,22 @@ def describe(item: ServiceTariffs) -> list[str]:
     if current is not None:
         line = Texts.current.format(
             service=SERVICE_TITLES[item.service],
-            price=roubles(current.price),
+            price=money(current.price),
             unit=current.unit,
-            since=full_date(current.valid_from),
+            since=short_date(current.valid_from),
         )
         change = item.last_change_percent
         if item.previous is not None and change is not None:
             line += Texts.was.format(
-                price=roubles(item.previous.price), sign=_sign(change), percent=decimal_ru(change)
+                price=money(item.previous.price), sign=_sign(change), percent=decimal_ru(change)
             )
         lines.append(line)
     if item.upcoming is not None:
         change = item.upcoming_change_percent
         lines.append(
             Texts.upcoming.format(
-                since=full_date(item.upcoming.valid_from),
-                price=roubles(item.upcoming.price),
+                since=short_date(item.upcoming.valid_from),
+                price=money(item.upcoming.price),
                 unit=item.upcoming.unit,
                 sign=_sign(change) if change is not None else "",
                 percent=decimal_ru(change) if change is not None else "—",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from config import Settings
 from dialogs.context import FlowContext
 from dialogs.engine import DialogEngine
 from dialogs.flows import ALL_FLOWS
-from dialogs.forms import Form, Outcome, Slot, SlotCheck, answer, invalid, reply, valid, yes_no
+from dialogs.forms import Form, Outcome, Slot, Validated, answer, refuse, reply, yes_no
 from dialogs.messages import Turn
 from dialogs.state import DialogState, FormState
 from nlu.types import Entity, Intent, ParseResult
@@ -34,10 +35,12 @@ class Order(Form):
         Slot("note", "Комментарий?", free_text=True),
     )
 
-    async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
-        if slot == "size" and int(value) > 10:
-            return invalid("Слишком большой размер.")
-        return valid(value)
+    async def validate_size(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        if int(value) > 10:
+            return refuse("Слишком большой размер.")
+        return {"size": value}
 
     async def confirmation(self, ctx: FlowContext, form: FormState) -> Any:
         return yes_no(f"Заказать размер {form.slots['size']}?")
@@ -183,3 +186,112 @@ def test_registry_refuses_a_one_turn_flow_that_requires_an_account() -> None:
     settings = make_settings("sqlite+aiosqlite://")
     with pytest.raises(FlowRegistryError, match="points"):
         DialogEngine(settings, flows=(*ALL_FLOWS, Points()))
+
+
+class Ticket(Form):
+    """Validators that fill two slots, wait for another, read and refuse."""
+
+    name = "ticket"
+    intents = frozenset({"ticket"})
+    slots = (
+        Slot("topic", "Какая тема?", from_text=lambda t: t if "тем" in t else None, loose=True),
+        Slot("row", "Какой ряд?", from_text=_number),
+        Slot("seat", "Какое место?", entity="seat", needs=("row",)),
+    )
+
+    async def validate_row(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        return {"row": int(value), "row_label": f"ряд {value}"}
+
+    async def validate_seat(
+        self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+    ) -> Validated:
+        if int(value) > int(slots["row"]) * 10:
+            return refuse(f"В ряду {slots['row']} нет места {value}.")
+        return {"seat": int(value)}
+
+    async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
+        return answer(reply(f"Билет: {form.slots['row_label']}, место {form.slots['seat']}."))
+
+
+async def test_a_validator_fills_several_slots_and_a_value_waits_for_what_it_needs(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    d.engine = DialogEngine(db_settings, [*ALL_FLOWS, Ticket()])
+    await d.start()
+    assert await d.say(parse("билет", "ticket")) == ["Какая тема?"]
+    # The seat comes before the row; it is checked once the row is known.
+    assert await d.say(parse("тема кино, место 35", seat="35")) == ["Какой ряд?"]
+    assert d.state.active is not None
+    assert d.state.active.pending == {"seat": "35"}
+    # A refused value that waited is explained, then asked for (its prompt was never shown).
+    assert await d.say(parse("2")) == ["В ряду 2 нет места 35.", "Какое место?"]
+    assert await d.say(parse("место 12", seat="12")) == ["Билет: ряд 2, место 12."]
+
+
+async def test_checking_values_stores_nothing(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    await d.start()
+    assert d.ctx is not None
+    form = Ticket()
+    fs = FormState(name="ticket", slots={"row": 1})
+    checked = await form.check(d.ctx, fs, {"seat": "50", "topic": "тема"})
+    assert checked.accepted == {"topic": "тема"}
+    assert [(name, r.text) for name, r in checked.refused] == [("seat", "В ряду 1 нет места 50.")]
+    assert fs.slots == {"row": 1}
+
+
+def test_a_misspelt_validator_is_refused_at_class_creation() -> None:
+    with pytest.raises(TypeError, match="validate_sise"):
+
+        class Typo(Form):
+            name = "typo"
+            slots = (Slot("size", "Какой размер?"),)
+
+            async def validate_sise(
+                self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
+            ) -> Validated:
+                return {"size": value}
+
+            async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
+                return answer()
+
+
+async def test_interruption_threshold_is_a_setting(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    await d.start()
+    await d.say(parse("хочу заказ", "order"))
+    # 0.75 clears the default bar (0.7): the question is answered, the form offered again.
+    replies = await d.say(parse("спасибо", "thanks", 0.75))
+    assert replies[-1] == "Продолжим заказ?"
+
+    strict = db_settings.model_copy(update={"form_interrupt_confidence": 0.8})
+    d2 = Driver(db_session, strict)
+    d2.ctx = d.ctx
+    await d2.say(parse("хочу заказ", "order"))
+    assert await d2.say(parse("спасибо", "thanks", 0.75)) == [
+        "Не совсем понял ответ.",
+        "Какой размер?",
+    ]
+
+
+async def test_a_keyword_answer_in_a_long_question_is_no_answer(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    d.engine = DialogEngine(db_settings, [*ALL_FLOWS, Ticket()])
+    await d.start()
+    await d.say(parse("билет", "ticket"))
+    # "тем" matches the loose topic slot, but four words read as "thanks" are a question.
+    replies = await d.say(parse("спасибо за эту тему", "thanks", 0.8))
+    assert replies[-1] == "Продолжим?"
+    assert d.state.suspended[-1].slots == {}
+    await d.say(parse("да", "affirm"))
+    # Short, it is the answer even when the NLU guesses another intent.
+    assert await d.say(parse("тема кино", "thanks", 0.8)) == ["Какой ряд?"]
