@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -68,10 +67,7 @@ async def build_nlu(settings: Settings) -> NluParser:
     from nlu.factory import build_parser
 
     # Loading or training the embedded model is CPU work: off the event loop.
-    parser = await asyncio.to_thread(build_parser, settings)
-    if inspect.isawaitable(parser):  # an async factory (the Rasa client, say)
-        parser = await parser
-    return parser
+    return await asyncio.to_thread(build_parser, settings)
 
 
 class NotStarted(RuntimeError):

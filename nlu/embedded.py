@@ -12,7 +12,6 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,29 +259,6 @@ class EmbeddedNluParser(NluParser):
             entities=tuple(entities),
             intent_ranking=tuple(ranking[:RANKING_LENGTH]),
         )
-
-    def rank(self, items: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Intent]]:
-        """Full intent rankings for several (text, entities) pairs at once."""
-        prepared = [prepare(text, ents, self.model.speller) for text, ents in items]
-        chars = self.model.char_vectorizer.transform([p[0] for p in prepared])
-        analyzer = self.model.char_vectorizer.build_analyzer()
-        vocab = self.model.char_vectorizer.vocabulary_
-        coverages = []
-        for char_text, _ in prepared:
-            tokens = analyzer(char_text)
-            coverages.append(sum(t in vocab for t in tokens) / len(tokens) if tokens else 0.0)
-        features = hstack(
-            [
-                chars,
-                self.model.word_vectorizer.transform([p[1] for p in prepared])
-                * WORD_FEATURE_WEIGHT,
-            ]
-        ).tocsr()
-        rows = self.model.classifier.predict_proba(features)
-        return [
-            self._ranking(damp_unfamiliar(row, coverage))
-            for row, coverage in zip(rows, coverages, strict=True)
-        ]
 
     def _ranking(self, probabilities: Any) -> list[Intent]:
         order = np.argsort(-probabilities, kind="stable")

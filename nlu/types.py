@@ -78,6 +78,3 @@ class ParseResult(BaseModel):
     def entity(self, name: str) -> Entity | None:
         """The first entity of that name, if any."""
         return next((e for e in self.entities if e.entity == name), None)
-
-    def entity_values(self, name: str) -> list[Any]:
-        return [e.value for e in self.entities if e.entity == name]

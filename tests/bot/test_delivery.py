@@ -24,20 +24,10 @@ from storage.models import (
     OutboxEntry,
     Sender,
 )
+from tests.harness import Clock
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = DeliveryPolicy(max_attempts=3, base_backoff_seconds=2.0, offline_park_seconds=300.0)
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -116,7 +106,7 @@ WorkerFactory = Callable[[ScriptedAdapter], DeliveryWorker]
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -162,21 +152,21 @@ async def test_failure_backs_off_then_fails_after_max_attempts(
     assert row.last_error is not None
     assert "502" in row.last_error
 
-    clock.advance(1)  # not due yet
+    clock.advance(timedelta(seconds=1))  # not due yet
     assert (await worker.run_once()).outcomes == {}
     assert len(adapter.script) == 4
 
-    clock.advance(1)
+    clock.advance(timedelta(seconds=1))
     await worker.run_once()
     row = await entry(session_factory, eid)
     assert (row.status, row.attempts) == (DeliveryStatus.PENDING, 2)
     assert row.next_attempt_at == clock.now + timedelta(seconds=4)  # doubled
 
-    clock.advance(4)
+    clock.advance(timedelta(seconds=4))
     assert (await worker.run_once())[Outcome.FAILED] == 1
     row = await entry(session_factory, eid)
     assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 3)
-    clock.advance(3600)
+    clock.advance(timedelta(seconds=3600))
     await worker.run_once()
     assert len(adapter.script) == 2  # never tried again
     assert adapter.sent == []
@@ -189,7 +179,7 @@ async def test_recovers_after_a_failure(
     adapter = ScriptedAdapter(script=[DeliveryError("timeout"), None])
     worker = make_worker(adapter)
     await worker.run_once()
-    clock.advance(2)
+    clock.advance(timedelta(seconds=2))
     await worker.run_once()
     row = await entry(session_factory, eid)
     assert (row.status, row.attempts, row.sent_at) == (DeliveryStatus.SENT, 1, clock.now)
@@ -206,10 +196,10 @@ async def test_retry_after_is_honoured(
     row = await entry(session_factory, eid)
     assert row.next_attempt_at == T0 + timedelta(seconds=17)
     assert row.attempts == 1
-    clock.advance(16)
+    clock.advance(timedelta(seconds=16))
     await worker.run_once()
     assert adapter.sent == []
-    clock.advance(1)
+    clock.advance(timedelta(seconds=1))
     await worker.run_once()
     assert len(adapter.sent) == 1
 
@@ -233,7 +223,7 @@ async def test_a_failed_reply_holds_back_the_later_ones(
     await worker.run_once()
     assert adapter.sent == []
     assert (await entry(session_factory, second)).status is DeliveryStatus.PENDING
-    clock.advance(2)
+    clock.advance(timedelta(seconds=2))
     await worker.run_once()
     assert [r.text for _, r, _ in adapter.sent] == ["Первый", "Второй"]
     assert (await entry(session_factory, first)).status is DeliveryStatus.SENT
@@ -260,7 +250,7 @@ async def test_offline_recipient_stays_pending_until_shown(
     assert (row.status, row.attempts) == (DeliveryStatus.PENDING, 0)  # not a failure
     assert row.next_attempt_at == T0 + timedelta(seconds=300)
 
-    clock.advance(10)
+    clock.advance(timedelta(seconds=10))
     assert await worker.mark_delivered("webchat", "c1", [row.message_id]) == 1
     row = await entry(session_factory, eid)
     assert (row.status, row.sent_at) == (DeliveryStatus.SENT, clock.now)
@@ -309,6 +299,6 @@ async def test_the_sweep_leaves_fresh_rows_to_their_turn(
     adapter = ScriptedAdapter()
     worker = make_worker(adapter)
     assert (await worker.run_once(min_age_seconds=5)).outcomes == {}
-    clock.advance(5)
+    clock.advance(timedelta(seconds=5))
     assert (await worker.run_once(min_age_seconds=5))[Outcome.SENT] == 1
     assert (await entry(session_factory, eid)).status is DeliveryStatus.SENT
