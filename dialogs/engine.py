@@ -176,7 +176,6 @@ class DialogEngine:
             state=st.dump(),
             handoff=outcome.handoff,
             intent=parse.intent.name,
-            events=outcome.events,
         )
 
     # ------------------------------------------------------------------
@@ -304,7 +303,6 @@ class DialogEngine:
                 replies=(*intro, *started.replies),
                 keep=started.keep,
                 handoff=started.handoff,
-                events=started.events,
             ),
         )
 
@@ -336,7 +334,6 @@ class DialogEngine:
         st.active = outcome.keep
         replies = list(outcome.replies)
         handoff = outcome.handoff
-        events = list(outcome.events)
         if st.active is None and handoff is None and st.resume_after_link is not None:
             target = st.resume_after_link
             st.resume_after_link = None
@@ -347,16 +344,13 @@ class DialogEngine:
                 st.active = resumed.keep
                 replies.extend(resumed.replies)
                 handoff = resumed.handoff
-                events.extend(resumed.events)
         if st.active is None and handoff is None and st.suspended:
             top = self._form(st.suspended[-1].name)
             replies.append(yes_no(top.resume_question))
             st.offered_resume = True
         if handoff is not None:
             st.clear_forms()
-        return Outcome(
-            replies=tuple(replies), handoff=handoff, keep=st.active, events=tuple(events)
-        )
+        return Outcome(replies=tuple(replies), handoff=handoff, keep=st.active)
 
     def _known_forms_only(self, st: DialogState) -> DialogState:
         """Drop forms this engine no longer has (a state saved by an older release)."""

@@ -55,7 +55,6 @@ class Outcome:
     replies: tuple[Reply, ...] = ()
     handoff: HandoffRequest | None = None
     keep: FormState | None = None
-    events: tuple[str, ...] = ()
 
 
 def answer(*replies: Reply, handoff: HandoffRequest | None = None) -> Outcome:
@@ -361,7 +360,6 @@ class Form(Flow):
             replies=(*replies, *done.replies),
             handoff=done.handoff,
             keep=done.keep,
-            events=done.events,
         )
 
     async def reprompt(self, ctx: FlowContext, form: FormState) -> Outcome:

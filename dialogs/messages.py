@@ -6,7 +6,7 @@ name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -82,4 +82,3 @@ class Turn:
     state: dict[str, object]  # the next dialog state, JSON-serialisable
     handoff: HandoffRequest | None = None
     intent: str | None = None  # what the step understood, for logs and KPIs
-    events: tuple[str, ...] = field(default=())
