@@ -22,11 +22,11 @@ from typing import Any, Final
 
 from config import Settings
 from dialogs.context import FlowContext
-from dialogs.forms import Flow, Form, Outcome, is_cancel, reply, yes_no
+from dialogs.forms import FLOW_KEY, Flow, Form, Outcome, is_cancel, reply, yes_no
 from dialogs.messages import Turn
 from dialogs.state import DialogState, FormState
 from dialogs.texts import MENU, EngineTexts
-from nlu.types import FALLBACK_INTENT, ParseResult
+from nlu.types import FALLBACK_INTENT, INTENTS, ParseResult
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,9 @@ class DialogEngine:
                 # Link-first resumes the target as a form (advance with no new
                 # values); a one-turn flow cannot be resumed that way.
                 raise FlowRegistryError(f"{flow.name!r} requires an account: make it a Form")
+            if flow.button_intent is not None and flow.button_intent not in INTENTS:
+                # The payload parser takes contract intents only: a dead button.
+                raise FlowRegistryError(f"{flow.name!r}: {flow.button_intent!r} is no intent")
             self._by_name[flow.name] = flow
             for intent in flow.intents:
                 if intent in self._by_intent:
@@ -267,9 +270,17 @@ class DialogEngine:
             return Outcome(replies=(*advanced.replies, reply(EngineTexts.form_gave_up, *MENU)))
         return await self._settle(ctx, st, advanced)
 
+    def _flow_for(self, parse: ParseResult) -> Flow | None:
+        """The flow a message starts: the one a button names, else by intent."""
+        named = parse.entity(FLOW_KEY)
+        if named is not None and named.extractor is None:  # a payload, not the text
+            flow = self._by_name.get(str(named.value))
+            if flow is not None and flow.button_intent == parse.intent.name:
+                return flow
+        return self._by_intent.get(parse.intent.name)
+
     async def _dispatch(self, ctx: FlowContext, st: DialogState, parse: ParseResult) -> Outcome:
-        intent = parse.intent.name
-        flow = self._by_intent.get(intent)
+        flow = self._flow_for(parse)
         if flow is None:
             flow = self._by_name[FALLBACK_FLOW]
         if flow.name == FALLBACK_FLOW:
@@ -307,12 +318,13 @@ class DialogEngine:
         )
 
     def _interrupts(self, form: Form, fs: FormState, parse: ParseResult) -> bool:
-        other = self._by_intent.get(parse.intent.name)
+        other = self._flow_for(parse)
         return self._policy.may_interrupt(form, fs, parse, other is not None and other is not form)
 
     async def _interrupt(self, ctx: FlowContext, st: DialogState, parse: ParseResult) -> Outcome:
         assert st.active is not None
-        flow = self._by_intent[parse.intent.name]
+        flow = self._flow_for(parse)
+        assert flow is not None  # _interrupts found it
         if (
             st.active.name == LINK_FLOW
             and flow.requires_account

@@ -25,6 +25,8 @@ from nlu.types import ParseResult
 
 YES_PAYLOAD = "/affirm"
 NO_PAYLOAD = "/deny"
+# The button payload key that names the flow to start (see Flow.button_intent).
+FLOW_KEY = "flow"
 
 
 def reply(text: str, *buttons: Button) -> Reply:
@@ -146,6 +148,17 @@ class Flow(abc.ABC):
     intents: ClassVar[frozenset[str]] = frozenset()
     # Run link_account first when no account is linked to the chat.
     requires_account: ClassVar[bool] = False
+    # A flow without an intent of its own (the intents are a fixed contract,
+    # shared/intents.md) starts from a button: :meth:`start_payload` names
+    # the flow and carries this contract intent, which logs and KPIs count.
+    button_intent: ClassVar[str | None] = None
+
+    @classmethod
+    def start_payload(cls, **entities: str) -> str:
+        """The payload of a button that starts this flow (and fills ``entities``)."""
+        if cls.button_intent is None:
+            raise TypeError(f"{cls.__name__} sets no button_intent: start it by its intent")
+        return payload(cls.button_intent, **{FLOW_KEY: cls.name}, **entities)
 
     @abc.abstractmethod
     async def run(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Outcome:

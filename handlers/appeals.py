@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
 from handlers.calendar import add_working_days
+from handlers.emails import mask_email
 from handlers.errors import HandlerError
 from handlers.numbering import next_number
 from handlers.pii import redact_text
@@ -67,6 +68,7 @@ class NewAppeal:
     channel: str | None = None
     address: str | None = None
     contact_phone: str | None = None
+    contact_email: str | None = None  # in the clear here; stored encrypted
     priority: Priority = Priority.NORMAL
 
 
@@ -113,7 +115,7 @@ async def create_appeal(
 ) -> AppealInfo:
     """Register an appeal: a fresh number, deadlines, a REGISTERED history row.
 
-    The contact phone is stored encrypted with a masked copy for display,
+    The contact phone and e-mail are stored encrypted with a masked copy for display,
     never in the clear; a phone or SNILS inside the description is redacted.
     """
     description = redact_text(new.description.strip())
@@ -133,6 +135,8 @@ async def create_appeal(
         address=new.address,
         contact_phone_enc=vault.encrypt(new.contact_phone) if new.contact_phone else None,
         contact_phone_masked=mask_phone(new.contact_phone) if new.contact_phone else None,
+        contact_email_enc=vault.encrypt(new.contact_email) if new.contact_email else None,
+        contact_email_masked=mask_email(new.contact_email) if new.contact_email else None,
         priority=new.priority,
         status=AppealStatus.REGISTERED,
         created_at=now,

@@ -1,10 +1,12 @@
-"""Personal text made safe to store: SNILS and phone numbers redacted.
+"""Personal text made safe to store: SNILS, phone numbers and e-mail
+addresses redacted.
 
 Every text the bot keeps (messages, outbox bodies, appeal descriptions,
 operator summaries) goes through :func:`redact_text`; button payloads go
-through :func:`redact_payload`. The recognizers are handlers.snils.find_snils
-and handlers.contacts.find_phones, the same ones the flows take a SNILS or a
-phone from, so what the bot accepts as personal data is what is removed.
+through :func:`redact_payload`. The recognizers are handlers.snils.find_snils,
+handlers.contacts.find_phones and handlers.emails.find_emails, the same ones
+the flows take a SNILS, a phone or an e-mail address from, so what the bot
+accepts as personal data is what is removed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
 from handlers.contacts import PHONE_MARK, InvalidPhone, find_phones, normalize_phone, redact_phones
+from handlers.emails import EMAIL_MARK, redact_emails
 from handlers.snils import SNILS_MARK, redact_snils
 from storage.crypto import PersonalDataVault
 from storage.models import Office
@@ -25,6 +28,8 @@ from storage.models import Office
 # Payload keys whose value is personal whatever it looks like (when it has
 # digits: ``{"phone": "skip"}`` is a button, not a number).
 _PERSONAL_KEYS: Final = {"snils": SNILS_MARK, "phone": PHONE_MARK, "contact_phone": PHONE_MARK}
+# Keys whose value is an e-mail address whatever it looks like.
+_EMAIL_KEYS: Final = frozenset({"email"})
 _MAX_DEPTH: Final = 20
 # The examples the flows' wording gives ("например 123-456-789 01",
 # "+7 910 123-45-67"): nobody's data, and a reply must keep them.
@@ -32,13 +37,15 @@ WORDING_EXAMPLES: Final = frozenset({"12345678901", "+79101234567"})
 
 
 def redact_text(text: str, keep: frozenset[str] = frozenset()) -> str:
-    """``text`` without SNILS and phone numbers (``keep``: numbers to leave,
-    normalised as ``+78001001900`` or 11 SNILS digits: the company's hotline
+    """``text`` without SNILS, phone numbers and e-mail addresses (``keep``:
+    numbers to leave, normalised as ``+78001001900`` or 11 SNILS digits: the company's hotline
     and the wording's examples in the bot's own replies)."""
     # Formatted SNILS first: its groups must not be read as a phone; then
     # phones, so that 89051234567 is marked as the phone it is; then plain
     # 11-digit runs, which linking may take for a SNILS, and written SNILS of
     # a wrong length (after phones: 471 200 000 0 may be a phone's ten digits).
+    # E-mail addresses go first of all: their digits are no phone or SNILS.
+    text = redact_emails(text)
     text = redact_snils(text, formatted_only=True, keep=keep)
     text = redact_phones(text, keep)
     return redact_snils(text, keep=keep)
@@ -54,6 +61,8 @@ def _redact_value(key: str | None, value: object, depth: int) -> object:
     if isinstance(value, bool) or value is None:
         return value
     text = str(value)
+    if key in _EMAIL_KEYS:
+        return EMAIL_MARK
     if key in _PERSONAL_KEYS and any(ch.isdigit() for ch in text):
         return _PERSONAL_KEYS[key]
     redacted = redact_text(text)

@@ -121,6 +121,7 @@ class AppealCategory(enum.StrEnum):
     METER = "meter"
     EMERGENCY = "emergency"  # no heating, a leak: accepted 24/7
     CALLBACK = "callback"  # an out-of-hours escalation
+    DEBT_CERTIFICATE = "debt_certificate"  # a request for a no-debt certificate
     OTHER = "other"
 
 
@@ -339,6 +340,9 @@ class Appeal(Base):
     address: Mapped[str | None] = mapped_column(String(300))
     contact_phone_enc: Mapped[str | None] = mapped_column(Text)
     contact_phone_masked: Mapped[str | None] = mapped_column(String(32))
+    # Where to send the answer (a certificate by e-mail): encrypted, with a mask.
+    contact_email_enc: Mapped[str | None] = mapped_column(Text)
+    contact_email_masked: Mapped[str | None] = mapped_column(String(80))
     priority: Mapped[Priority] = mapped_column(_enum(Priority), default=Priority.NORMAL)
     status: Mapped[AppealStatus] = mapped_column(
         _enum(AppealStatus), default=AppealStatus.REGISTERED

@@ -16,6 +16,7 @@ from dialogs.flows import (
     chitchat,
     connection_request,
     contacts_hours,
+    debt_certificate,
     fallback,
     file_appeal,
     greet,
@@ -49,4 +50,5 @@ ALL_FLOWS: tuple[Flow, ...] = (
     *bonus_balance.FLOWS,
     *subscribe_news.FLOWS,
     *office_appointment.FLOWS,
+    *debt_certificate.FLOWS,
 )

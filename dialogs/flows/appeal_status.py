@@ -67,6 +67,7 @@ CATEGORY_TITLES: dict[str, str] = {
     "meter": "счётчик",
     "emergency": "аварийная заявка",
     "callback": "обратный звонок",
+    "debt_certificate": "справка об отсутствии задолженности",
     "other": "другое",
 }
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from dialogs import format as fmt
 from dialogs.context import FlowContext
+from dialogs.flows.debt_certificate import DebtCertificate
 from dialogs.forms import Form, Outcome, Slot, answer, payload, reply
 from dialogs.messages import Button
 from dialogs.state import FormState
@@ -39,6 +40,7 @@ class Texts:
         Service.OTHER: "",
     }
     pay_button = "Оплатить"
+    certificate_button = "Заказать справку об отсутствии задолженности"
     pay_debt = "Оплатить {amount} по счёту {account} можно по ссылке, сумма уже подставлена:\n{url}"
     pay_nothing = (
         "Задолженности по счёту {account} нет. Если хотите внести аванс, "
@@ -138,7 +140,11 @@ class CheckBalance(Form):
                     method=p.method,
                 )
             )
-        buttons = (Button(Texts.pay_button, payload("pay_bill")),) if info.balance > 0 else ()
+        if info.balance > 0:
+            buttons: tuple[Button, ...] = (Button(Texts.pay_button, payload("pay_bill")),)
+        else:
+            start = DebtCertificate.start_payload(account_number=account.number)
+            buttons = (Button(Texts.certificate_button, start),)
         return answer(reply("\n".join(lines), *buttons))
 
 
