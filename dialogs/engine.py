@@ -101,11 +101,16 @@ class InterruptionPolicy:
         but asks something else. It is an answer when it is little more than
         its entities ("показание 149,8"), or when the form read the asked-for
         slot from the text itself and accepted it, except a keyword match
-        (a ``loose`` slot) inside a longer message.
+        (a ``loose`` slot) inside a longer message. At a free-text slot,
+        "оператор" is always the request it says.
         """
+        asked = fs.requested_slot
+        if form.has_slot(asked) and form.slot(asked or "").free_text:
+            # Only "оператор" gets this far (may_interrupt): any text would
+            # pass as a description, but the customer asks for a human.
+            return True
         if self._mostly_entities(parse):
             return False
-        asked = fs.requested_slot
         from_text = (
             asked is not None
             and asked in values

@@ -13,9 +13,10 @@ from config import Settings
 from dialogs.context import FlowContext
 from dialogs.engine import DialogEngine
 from dialogs.flows import ALL_FLOWS
-from dialogs.forms import Form, Outcome, Slot, Validated, answer, refuse, reply, yes_no
+from dialogs.forms import Flow, Form, Outcome, Slot, Validated, answer, refuse, reply, yes_no
 from dialogs.messages import Turn
 from dialogs.state import DialogState, FormState
+from nlu.payload import parse_payload
 from nlu.types import Entity, Intent, ParseResult
 from storage.crypto import PersonalDataVault
 from storage.models import ChannelIdentity, Conversation
@@ -295,3 +296,44 @@ async def test_a_keyword_answer_in_a_long_question_is_no_answer(
     await d.say(parse("да", "affirm"))
     # Short, it is the answer even when the NLU guesses another intent.
     assert await d.say(parse("тема кино", "thanks", 0.8)) == ["Какой ряд?"]
+
+
+def test_registry_refuses_a_button_intent_outside_the_contract() -> None:
+    from dialogs.engine import FlowRegistryError
+    from tests.conftest import make_settings
+
+    class Survey(Flow):
+        name = "survey"
+        button_intent = "take_survey"  # not in shared/intents.md: its buttons would be dead
+
+        async def run(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Outcome:
+            return answer(reply("ok"))
+
+    with pytest.raises(FlowRegistryError, match="take_survey"):
+        DialogEngine(make_settings("sqlite+aiosqlite://"), flows=(*ALL_FLOWS, Survey()))
+
+
+class Survey(Flow):
+    name = "survey"
+    button_intent = "thanks"
+
+    async def run(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Outcome:
+        return answer(reply("Оцените нас от 0 до 10."))
+
+
+async def test_a_button_starts_the_flow_it_names(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    d.engine = DialogEngine(db_settings, [*ALL_FLOWS, Survey()])
+    await d.start()
+    button = parse_payload(Survey.start_payload())
+    assert button is not None
+    assert await d.say(button) == ["Оцените нас от 0 до 10."]
+    # Only a button names a flow: the same words in the text are just "thanks".
+    typed = ParseResult(
+        text="flow survey",
+        intent=Intent(name="thanks", confidence=0.95),
+        entities=(Entity(entity="flow", start=0, end=4, value="survey", extractor="regex"),),
+    )
+    assert await d.say(typed) == ["Пожалуйста! Обращайтесь, если будут вопросы."]
