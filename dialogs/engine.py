@@ -8,8 +8,11 @@ Order of decisions in one step (the first that applies wins):
 3. An active form takes the message: a slot value, the "Да/Нет" of its
    confirmation, or, failing those, a confident other intent interrupts it
    (the form is suspended, the question answered, continuing offered).
-4. Otherwise the intent picks a flow; a form that needs an account runs
-   link_account first and resumes after it.
+4. Otherwise the flow a button names, or else the intent, picks a flow; a
+   form that needs an account runs link_account first and resumes after it.
+
+Whether a message mid-form is an answer or another question is decided by
+:class:`InterruptionPolicy` alone.
 """
 
 from __future__ import annotations

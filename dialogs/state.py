@@ -31,8 +31,9 @@ class FormState(BaseModel):
     misses: int = 0
     # Consecutive answers that were understood but refused by validation.
     invalid_answers: int = 0
-    # Values found before the form could validate them (it waited for
-    # link_account); validated when the form resumes.
+    # Values found before the form could validate them: it waited for
+    # link_account, or for the slots a value needs (Slot.needs); validated
+    # when the form resumes or those slots are filled.
     pending: dict[str, Any] = Field(default_factory=dict)
 
     def has(self, slot: str) -> bool:
