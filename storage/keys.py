@@ -13,5 +13,6 @@ class KeyBuilder:
     def conversation_lock(self, channel: str, chat_id: str) -> str:
         return self.build("lock", "conv", channel, chat_id)
 
-    def channel(self, name: str) -> str:
-        return self.build("pubsub", name)
+    def pubsub_channel(self, topic: str) -> str:
+        """The Redis channel of a logical pub/sub topic (``webchat:<chat id>``)."""
+        return self.build("pubsub", topic)
