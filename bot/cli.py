@@ -141,9 +141,10 @@ def render_replies(replies: Sequence[Reply], out: TextIO) -> tuple[Button, ...]:
 
 
 async def chat(settings: Settings, chat_id: str, stdin: TextIO, out: TextIO) -> int:
+    from bot.channels import InlineChannel, pick_button
     from bot.container import Container
 
-    container = Container(settings)
+    container = Container(settings, extra_channels=[InlineChannel("cli")])
     interactive = stdin.isatty()
     try:
         await container.start(worker=False)
@@ -162,9 +163,9 @@ async def chat(settings: Settings, chat_id: str, stdin: TextIO, out: TextIO) -> 
                 continue
             payload: str | None = None
             # A number presses that button; any other number (a reading) is text.
-            if text.strip().isdigit() and 1 <= int(text.strip()) <= len(buttons):
-                number = int(text.strip())
-                text, payload = buttons[number - 1].title, buttons[number - 1].payload
+            chosen = pick_button(text, buttons) if text.strip().isdigit() else None
+            if chosen is not None:
+                text, payload = chosen.title, chosen.payload
                 if not interactive:
                     out.write(f"{say.CLI_YOU}: {text}\n")
             msg = InboundMessage(

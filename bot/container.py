@@ -20,18 +20,20 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.channels import ChannelRegistry
+from bot.channels import ChannelAdapter, ChannelRegistry
+from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
-from bot.pipeline import HandleResult, Pipeline
+from bot.pipeline import HandleResult, Pipeline, Refusal
 from config import Settings
 from dialogs.engine import DialogEngine
-from dialogs.messages import InboundMessage
+from dialogs.messages import Button, InboundMessage
 from nlu.base import NluParser
 from storage.crypto import PersonalDataVault
 from storage.db import create_engine, create_session_factory
 from storage.keys import KeyBuilder
 from storage.locks import LockStore, MemoryLockStore, RedisLockStore
+from storage.pubsub import MemoryPubSub, PubSub, RedisPubSub
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,12 @@ def build_locks(settings: Settings) -> LockStore:
         ttl_seconds=settings.lock_ttl_seconds,
         wait_seconds=settings.lock_wait_seconds,
     )
+
+
+def build_pubsub(settings: Settings) -> PubSub:
+    if settings.redis_url is None:
+        return MemoryPubSub()
+    return RedisPubSub(Redis.from_url(settings.redis_url), KeyBuilder(settings.redis_key_prefix))
 
 
 async def build_nlu(settings: Settings) -> NluParser:
@@ -73,7 +81,7 @@ class Container:
         *,
         nlu: NluParser | None = None,
         delivery_policy: DeliveryPolicy | None = None,
-        inline_channels: frozenset[str] = frozenset({"cli", "test"}),
+        extra_channels: Sequence[ChannelAdapter] = (),
     ) -> None:
         self.settings = settings
         self.metrics = BotMetrics()
@@ -81,12 +89,20 @@ class Container:
         self.session_factory: async_sessionmaker[AsyncSession] = create_session_factory(self.db)
         self.vault = PersonalDataVault(settings.secret_key.get_secret_value())
         self.locks = build_locks(settings)
+        self._pubsub = build_pubsub(settings)
         self.engine = DialogEngine(settings)
-        self.channels = ChannelRegistry.from_settings(settings)
+        self.channels = ChannelRegistry.from_settings(settings, extra=extra_channels)
         self.delivery = DeliveryWorker(
             self.session_factory, self.channels, delivery_policy, metrics=self.metrics
         )
-        self._inline_channels = inline_channels
+        self.conversations = ConversationService(
+            settings,
+            self.session_factory,
+            self.locks,
+            self._pubsub,
+            channels=self.channels,
+            on_committed=self.delivery.on_committed,
+        )
         self._nlu = nlu
         self._owns_nlu = nlu is None
         self._pipeline: Pipeline | None = None
@@ -141,9 +157,10 @@ class Container:
             self.locks,
             self.engine,
             self.vault,
-            inline_channels=self._inline_channels,
-            on_committed=self.delivery.on_committed,
+            conversations=self.conversations,
         )
+        for adapter in self.channels.values():
+            await adapter.start(self)
         self.replayed = await self._pipeline.replay_unprocessed()
         if worker:
             await self.delivery.start()
@@ -165,10 +182,24 @@ class Container:
         await self.channels.close()
         if self._nlu is not None and self._owns_nlu:
             await self._nlu.close()
+        await self._pubsub.close()
         await self.locks.close()
         await self.db.dispose()
 
-    # --- what channels call -------------------------------------------------
+    # --- what channels call (bot.channels.base.ChannelHost) ---------------------
+
+    @property
+    def pubsub(self) -> PubSub:
+        return self._pubsub
+
+    def refusal(self, msg: InboundMessage) -> Refusal | None:
+        return self.pipeline.refusal(msg)
+
+    async def history(self, channel: str, chat_id: str, limit: int) -> list[HistoryItem]:
+        return await self.conversations.history(channel, chat_id, limit)
+
+    async def last_buttons(self, channel: str, chat_id: str) -> tuple[Button, ...]:
+        return await self.conversations.last_buttons(channel, chat_id)
 
     async def handle(self, msg: InboundMessage) -> HandleResult:
         """Process one inbound message, measured."""

@@ -12,14 +12,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from dialogs.messages import InboundMessage, Reply
+from bot.errors import PermanentDeliveryError
+from dialogs.messages import Button, InboundMessage, Reply
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from bot.pipeline import HandleResult
+    from bot.conversations import HistoryItem
+    from bot.pipeline import HandleResult, Refusal
     from config import Settings
+    from storage.pubsub import PubSub
 
 
 class ChannelHost(Protocol):
@@ -29,10 +31,25 @@ class ChannelHost(Protocol):
     def settings(self) -> Settings: ...
 
     @property
-    def session_factory(self) -> async_sessionmaker[AsyncSession]: ...
+    def pubsub(self) -> PubSub:
+        """Topics shared with the other processes of this bot."""
+        ...
 
     async def handle(self, msg: InboundMessage) -> HandleResult:
         """Record and process one inbound message (inbox, lock, NLU, engine)."""
+        ...
+
+    def refusal(self, msg: InboundMessage) -> Refusal | None:
+        """Why the pipeline would refuse this message (empty, oversized), if
+        it would: for a channel that shows that as an error instead."""
+        ...
+
+    async def history(self, channel: str, chat_id: str, limit: int) -> list[HistoryItem]:
+        """The chat's last ``limit`` messages, oldest first."""
+        ...
+
+    async def last_buttons(self, channel: str, chat_id: str) -> tuple[Button, ...]:
+        """The buttons of the bot's last answer in the chat (what "2" picks)."""
         ...
 
     async def mark_delivered(self, channel: str, chat_id: str, message_ids: Sequence[int]) -> int:
@@ -44,6 +61,9 @@ class ChannelAdapter(abc.ABC):
     """One messaging channel: ``webchat``, ``telegram``, ``whatsapp``..."""
 
     name: str
+    # The caller shows the replies :meth:`ChannelHost.handle` returns (the
+    # terminal, tests): their outbox rows are written sent, never delivered.
+    inline_replies: bool = False
 
     @abc.abstractmethod
     async def send(
@@ -66,5 +86,44 @@ class ChannelAdapter(abc.ABC):
         """HTTP/WebSocket routes that receive this channel's messages, if any."""
         return None
 
+    async def start(self, host: ChannelHost) -> None:  # noqa: B027 - optional hook
+        """Start receiving (polling, subscriptions) once the host is ready."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP clients, open sockets)."""
+
+
+class InlineChannel(ChannelAdapter):
+    """A channel whose caller shows the replies itself: the terminal chat,
+    the transcript tests. Nothing is ever delivered through it."""
+
+    inline_replies = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def send(
+        self,
+        chat_id: str,
+        reply: Reply,
+        *,
+        message_id: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        raise PermanentDeliveryError(f"{self.name} shows its replies inline")
+
+
+def pick_button(text: str, buttons: Sequence[Button]) -> Button | None:
+    """The button a typed answer chooses: its number in the list ("2") or its
+    label, case and spaces aside. Channels without real buttons (WhatsApp,
+    the terminal) show them numbered; any other number is just text (a
+    meter reading, say)."""
+    typed = " ".join(text.split())
+    if typed.isdigit():
+        number = int(typed)
+        return buttons[number - 1] if 1 <= number <= len(buttons) else None
+    folded = typed.casefold()
+    for button in buttons:
+        if " ".join(button.title.split()).casefold() == folded:
+            return button
+    return None

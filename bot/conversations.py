@@ -1,0 +1,466 @@
+"""The conversation service: the one writer of conversations.
+
+Customer turns (the pipeline), operator replies and notices (appeal status
+changes) all go through it, so that every message of a conversation is
+written the same way: the message rows, their outbox rows (written SENT when
+the channel shows replies inline, PENDING for the delivery worker otherwise),
+the conversation's status, and after the commit an event on the
+``conversations`` topic plus the delivery hook.
+
+It also owns the two things there must be exactly one of: the per-chat lock
+key and the SQLite write gate (SQLite has one writer: queueing here beats its
+busy-timeout polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from config import Settings
+from dialogs.messages import Button, Reply
+from storage.keys import KeyBuilder
+from storage.locks import LockStore
+from storage.models import (
+    Account,
+    ChannelIdentity,
+    Conversation,
+    ConversationStatus,
+    DeliveryStatus,
+    Direction,
+    Message,
+    OutboxEntry,
+    Sender,
+)
+from storage.pubsub import PubSub, PubSubError
+
+if TYPE_CHECKING:
+    from bot.channels.base import ChannelAdapter
+
+log = logging.getLogger(__name__)
+
+EVENTS_TOPIC: Final = "conversations"
+# How far back the last reply's buttons are looked for.
+_BUTTONS_LOOKBACK: Final = 10
+
+HistorySender = Literal["customer", "bot", "operator"]
+_SENDER_NAMES: Final[Mapping[Sender, HistorySender]] = {
+    Sender.CUSTOMER: "customer",
+    Sender.BOT: "bot",
+    Sender.OPERATOR: "operator",
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ConversationError(Exception):
+    """Root of the conversation service's errors."""
+
+
+class UnknownConversation(ConversationError):
+    """No conversation for that channel and chat (nobody ever wrote from it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One stored message as a channel shows it again (the widget's history)."""
+
+    id: int
+    sender: HistorySender
+    text: str
+    buttons: tuple[Button, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEvent:
+    """Published on the ``conversations`` topic after a commit (the console listens)."""
+
+    kind: Literal["turn", "outbound"]
+    conversation_id: int
+    channel: str
+    chat_id: str
+    status: ConversationStatus
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "conversation_id": self.conversation_id,
+                "channel": self.channel,
+                "chat_id": self.chat_id,
+                "status": self.status.value,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> ConversationEvent:
+        data = json.loads(raw)
+        return cls(
+            kind=data["kind"],
+            conversation_id=int(data["conversation_id"]),
+            channel=str(data["channel"]),
+            chat_id=str(data["chat_id"]),
+            status=ConversationStatus(data["status"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What :meth:`ConversationService.post` wrote."""
+
+    conversation_id: int
+    message_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerLine:
+    """The customer's message as it is stored (text already redacted)."""
+
+    text: str
+    at: datetime
+    button: str | None = None  # the pressed button's payload
+    intent: str | None = None
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A conversation as a turn works on it. ``account`` is held for the
+    turn so that the session's (weak) identity map keeps it: every
+    ``session.get(Account, ...)`` of the turn is then answered without SQL."""
+
+    identity: ChannelIdentity
+    conversation: Conversation
+    account: Account | None
+
+
+OnCommitted = Callable[[int], Awaitable[None]]
+
+_NO_GATE: Final = contextlib.nullcontext()
+
+
+class ConversationService:
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: async_sessionmaker[AsyncSession],
+        locks: LockStore,
+        pubsub: PubSub,
+        channels: Mapping[str, ChannelAdapter] | None = None,
+        on_committed: OnCommitted | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.settings = settings
+        self.sessions = session_factory
+        self._locks = locks
+        self.pubsub = pubsub
+        self._channels: Mapping[str, ChannelAdapter] = channels or {}
+        self._on_committed = on_committed
+        self._clock = clock
+        self._keys = KeyBuilder(settings.redis_key_prefix)
+        self._sqlite_writes: asyncio.Lock | None = asyncio.Lock() if settings.is_sqlite else None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        bind = self.sessions.kw["bind"]
+        assert isinstance(bind, AsyncEngine)
+        return bind
+
+    # ------------------------------------------------------------ plumbing
+
+    def lock(self, channel: str, chat_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """The chat's lock: one writer per conversation, across processes."""
+        return self._locks.lock(self._keys.conversation_lock(channel, chat_id))
+
+    def write_gate(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held around every write transaction (a no-op except on SQLite)."""
+        return self._sqlite_writes if self._sqlite_writes is not None else _NO_GATE
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session for one write transaction, behind the write gate. The
+        caller commits; leaving the block without a commit rolls back."""
+        async with self.write_gate(), self.sessions() as session:
+            yield session
+
+    def shows_inline(self, channel: str) -> bool:
+        adapter = self._channels.get(channel)
+        return adapter is not None and adapter.inline_replies
+
+    # ------------------------------------------------------ a conversation
+
+    async def load(
+        self,
+        session: AsyncSession,
+        channel: str,
+        chat_id: str,
+        user_id: str,
+        display_name: str | None = None,
+    ) -> Loaded:
+        """The chat's conversation and identity, created on the first message;
+        a closed conversation opens again. Call with the chat's lock held."""
+        row = (
+            await session.execute(
+                select(Conversation, ChannelIdentity, Account)
+                .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+                .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
+                .where(Conversation.channel == channel, Conversation.chat_id == chat_id)
+            )
+        ).first()
+        if row is not None and row[1].user_id == user_id:
+            # The usual case, one round trip: a returning customer in their chat.
+            conv, identity, account = row
+            if conv.status is ConversationStatus.CLOSED:
+                self.set_status(conv, ConversationStatus.BOT)
+            return Loaded(identity, conv, account)
+        return await self._load_slowly(session, channel, chat_id, user_id, display_name)
+
+    async def _load_slowly(
+        self,
+        session: AsyncSession,
+        channel: str,
+        chat_id: str,
+        user_id: str,
+        display_name: str | None,
+    ) -> Loaded:
+        identity = await session.scalar(
+            select(ChannelIdentity).where(
+                ChannelIdentity.channel == channel, ChannelIdentity.user_id == user_id
+            )
+        )
+        if identity is None:
+            identity = ChannelIdentity(
+                channel=channel,
+                user_id=user_id,
+                display_name=(display_name or None) and display_name[:200],
+                failed_link_attempts=0,
+            )
+            try:
+                async with session.begin_nested():
+                    session.add(identity)
+            except IntegrityError:
+                # The same person wrote from another chat at the same moment.
+                identity = await session.scalar(
+                    select(ChannelIdentity).where(
+                        ChannelIdentity.channel == channel, ChannelIdentity.user_id == user_id
+                    )
+                )
+                assert identity is not None
+        conv = await session.scalar(
+            select(Conversation).where(
+                Conversation.channel == channel, Conversation.chat_id == chat_id
+            )
+        )
+        if conv is None:
+            # The conversation lock is held: nobody else creates this row now.
+            conv = Conversation(
+                channel=channel,
+                chat_id=chat_id,
+                identity_id=identity.id,
+                status=ConversationStatus.BOT,
+                state={},
+            )
+            session.add(conv)
+            await session.flush()  # its id is needed for the messages
+        elif conv.status is ConversationStatus.CLOSED:
+            self.set_status(conv, ConversationStatus.BOT)
+        account = None
+        if identity.current_account_id is not None:
+            account = await session.get(Account, identity.current_account_id)
+        return Loaded(identity, conv, account)
+
+    def set_status(self, conv: Conversation, status: ConversationStatus) -> None:
+        """Change a conversation's status (written with the transaction)."""
+        conv.status = status
+
+    # ------------------------------------------------------------ messages
+
+    async def add_messages(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        replies: Sequence[Reply],
+        *,
+        sender: Sender,
+        now: datetime,
+        customer: CustomerLine | None = None,
+    ) -> list[int]:
+        """Write the customer's message (if any) and ``replies`` from
+        ``sender``, with an outbox row per reply, in two statements whatever
+        their number; the replies' message ids, in order."""
+        rows: list[dict[str, Any]] = []
+        if customer is not None:
+            rows.append(
+                {
+                    "conversation_id": conv.id,
+                    "direction": Direction.IN,
+                    "sender": Sender.CUSTOMER,
+                    "text": customer.text,
+                    "payload": {"button": customer.button} if customer.button else None,
+                    "intent": customer.intent[:40] if customer.intent else None,
+                    "created_at": customer.at,
+                }
+            )
+        rows.extend(
+            {
+                "conversation_id": conv.id,
+                "direction": Direction.OUT,
+                "sender": sender,
+                "text": reply.text,
+                "payload": reply.to_json() if reply.buttons else None,
+                "intent": None,
+                "created_at": now,
+            }
+            for reply in replies
+        )
+        if not rows:
+            return []
+        if not replies:
+            await session.execute(insert(Message), rows)
+            return []
+        ids = list(
+            (
+                await session.execute(
+                    insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
+                )
+            ).scalars()
+        )
+        out_ids = ids[len(rows) - len(replies) :]
+        inline = self.shows_inline(conv.channel)
+        await session.execute(
+            insert(OutboxEntry),
+            [
+                {
+                    "conversation_id": conv.id,
+                    "message_id": message_id,
+                    "channel": conv.channel,
+                    "chat_id": conv.chat_id,
+                    "body": reply.to_json(),
+                    # A channel that shows replies inline has shown them.
+                    "status": DeliveryStatus.SENT if inline else DeliveryStatus.PENDING,
+                    "attempts": 1 if inline else 0,
+                    "next_attempt_at": now,
+                    "sent_at": now if inline else None,
+                    "last_error": None,
+                    "created_at": now,
+                }
+                for reply, message_id in zip(replies, out_ids, strict=True)
+            ],
+        )
+        return out_ids
+
+    async def committed(
+        self, conv: Conversation, kind: Literal["turn", "outbound"], *, deliver: bool = True
+    ) -> None:
+        """After a commit: publish the event and hand the new rows to delivery.
+        Neither may fail the caller: the rows are committed, the sweep sends them."""
+        event = ConversationEvent(kind, conv.id, conv.channel, conv.chat_id, conv.status)
+        try:
+            await self.pubsub.publish(EVENTS_TOPIC, event.to_json())
+        except PubSubError as exc:
+            log.warning("conversation event not published (%s)", type(exc).__name__)
+        if deliver and self._on_committed is not None:
+            try:
+                await self._on_committed(conv.id)
+            except Exception:
+                log.exception("on_committed failed for conversation %s", conv.id)
+
+    async def post(
+        self,
+        channel: str,
+        chat_id: str,
+        replies: Sequence[Reply],
+        *,
+        sender: Sender = Sender.OPERATOR,
+    ) -> Posted:
+        """Write messages from ``sender`` (an operator, a notice) into the
+        chat's conversation and deliver them, in order with the bot's own
+        replies (the chat's lock is held while they are written)."""
+        now = self._clock()
+        async with self.lock(channel, chat_id), self.transaction() as session:
+            conv = await session.scalar(
+                select(Conversation).where(
+                    Conversation.channel == channel, Conversation.chat_id == chat_id
+                )
+            )
+            if conv is None:
+                raise UnknownConversation(f"no {channel} conversation for that chat")
+            ids = await self.add_messages(session, conv, replies, sender=sender, now=now)
+            await session.commit()
+        await self.committed(conv, "outbound")
+        return Posted(conv.id, tuple(ids))
+
+    # -------------------------------------------------------- what adapters read
+
+    async def history(self, channel: str, chat_id: str, limit: int) -> list[HistoryItem]:
+        """The chat's last ``limit`` messages, oldest first."""
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Message.id,
+                        Message.sender,
+                        Message.text,
+                        Message.payload,
+                        Message.created_at,
+                    )
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .where(Conversation.channel == channel, Conversation.chat_id == chat_id)
+                    .order_by(Message.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [
+            HistoryItem(
+                id=m_id,
+                sender=_SENDER_NAMES.get(sender, "bot"),
+                text=text,
+                buttons=() if sender is Sender.CUSTOMER else _buttons(payload),
+                at=at,
+            )
+            for m_id, sender, text, payload, at in reversed(rows)
+        ]
+
+    async def last_buttons(self, channel: str, chat_id: str) -> tuple[Button, ...]:
+        """The buttons of the bot's last answer (its last reply that had any,
+        since the customer last wrote): what a typed "2" or label chooses."""
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Message.direction, Message.payload)
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .where(Conversation.channel == channel, Conversation.chat_id == chat_id)
+                    .order_by(Message.id.desc())
+                    .limit(_BUTTONS_LOOKBACK)
+                )
+            ).all()
+        for direction, payload in rows:
+            if direction is Direction.IN:
+                break
+            buttons = _buttons(payload)
+            if buttons:
+                return buttons
+        return ()
+
+
+def _buttons(payload: dict[str, Any] | None) -> tuple[Button, ...]:
+    raw = (payload or {}).get("buttons") or []
+    if not isinstance(raw, list):
+        return ()
+    return tuple(
+        Button(title=str(b.get("title", "")), payload=str(b.get("payload", "")))
+        for b in raw
+        if isinstance(b, dict)
+    )
