@@ -1,0 +1,38 @@
+"""What adapters read through the host: history and the last buttons, typed."""
+
+from __future__ import annotations
+
+from bot.channels.base import pick_button
+from dialogs.messages import Button
+from tests.harness import ChatClient
+
+
+async def test_last_buttons_are_those_of_the_last_answer(chat: ChatClient) -> None:
+    service = chat.pipeline.conversations
+    assert await service.last_buttons("test", "chat-1") == ()
+    await chat.say("привет")
+    assert chat.last_buttons
+    assert await service.last_buttons("test", "chat-1") == tuple(chat.last_buttons)
+    await chat.say("спасибо")
+    assert await service.last_buttons("test", "chat-1") == tuple(chat.last_buttons)
+
+
+async def test_history_is_typed_and_oldest_first(chat: ChatClient) -> None:
+    await chat.say("привет")
+    items = await chat.pipeline.conversations.history("test", "chat-1", 10)
+    assert [i.sender for i in items] == ["customer", *["bot"] * len(chat.last_replies)]
+    assert items[0].text == "привет"
+    assert items[0].buttons == ()
+    assert items[-1].buttons == chat.last_replies[-1].buttons
+    assert [i.id for i in items] == sorted(i.id for i in items)
+    assert await chat.pipeline.conversations.history("test", "no-such-chat", 10) == []
+
+
+def test_a_typed_number_or_label_picks_a_button() -> None:
+    buttons = (Button("Баланс и начисления", "/check_balance"), Button("Оператор", "/human"))
+    assert pick_button("2", buttons) == buttons[1]
+    assert pick_button(" 1 ", buttons) == buttons[0]
+    assert pick_button("баланс  и начисления", buttons) == buttons[0]
+    assert pick_button("3", buttons) is None  # a number past the list is text
+    assert pick_button("149", buttons) is None
+    assert pick_button("сколько я должен", buttons) is None
