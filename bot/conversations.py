@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from sqlalchemy import insert, select
+from sqlalchemy import Update, and_, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from config import Settings
 from dialogs.messages import Button, Reply
@@ -38,6 +39,7 @@ from storage.models import (
     ConversationStatus,
     DeliveryStatus,
     Direction,
+    InboxEntry,
     Message,
     OutboxEntry,
     Sender,
@@ -135,6 +137,29 @@ class CustomerLine:
     intent: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class InboxClaim:
+    """Mark an inbox entry processed, once: committed with the turn."""
+
+    entry_id: int
+    now: datetime
+    error: str | None = None
+
+    def statement(self) -> Update:
+        return (
+            update(InboxEntry)
+            .where(InboxEntry.id == self.entry_id, InboxEntry.processed_at.is_(None))
+            .values(processed_at=self.now, error=self.error)
+        )
+
+    async def run(self, session: AsyncSession) -> bool:
+        """False if another run has claimed it already."""
+        result = await session.execute(
+            self.statement().execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+
 @dataclass(slots=True)
 class Loaded:
     """A conversation as a turn works on it. ``account`` is held for the
@@ -201,6 +226,10 @@ class ConversationService:
 
     # ------------------------------------------------------ a conversation
 
+    @property
+    def _postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
     async def load(
         self,
         session: AsyncSession,
@@ -208,19 +237,48 @@ class ConversationService:
         chat_id: str,
         user_id: str,
         display_name: str | None = None,
-    ) -> Loaded:
-        """The chat's conversation and identity, created on the first message;
-        a closed conversation opens again. Call with the chat's lock held."""
-        row = (
-            await session.execute(
-                select(Conversation, ChannelIdentity, Account)
-                .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+        *,
+        claim: InboxClaim | None = None,
+    ) -> Loaded | None:
+        """The chat's conversation, identity and linked account, created on
+        the first message; a closed conversation opens again. Call with the
+        chat's lock held.
+
+        With ``claim``, its inbox entry is marked processed in the same
+        transaction first (on PostgreSQL in the same statement); None when
+        another run has done that already (nothing is loaded then)."""
+        found = (
+            select(Conversation, ChannelIdentity, Account)
+            .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+            .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
+            .where(Conversation.channel == channel, Conversation.chat_id == chat_id)
+        )
+        row: Any
+        if claim is not None and self._postgres:
+            # One round trip for both: the claim is a data-modifying CTE, and
+            # the conversation is outer-joined to it so that a claimed entry
+            # of a new chat still returns a row.
+            claimed = claim.statement().returning(InboxEntry.id).cte("claimed")
+            joined = (
+                select(claimed.c.id, Conversation, ChannelIdentity, Account)
+                .select_from(claimed)
+                .outerjoin(
+                    Conversation,
+                    and_(Conversation.channel == channel, Conversation.chat_id == chat_id),
+                )
+                .outerjoin(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
                 .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
-                .where(Conversation.channel == channel, Conversation.chat_id == chat_id)
             )
-        ).first()
+            got = (await session.execute(joined)).first()
+            if got is None:
+                return None
+            row = got[1:] if got[1] is not None else None
+        else:
+            if claim is not None and not await claim.run(session):
+                return None
+            row = (await session.execute(found)).first()
         if row is not None and row[1].user_id == user_id:
-            # The usual case, one round trip: a returning customer in their chat.
+            # The usual case: a returning customer in their chat.
             conv, identity, account = row
             if conv.status is ConversationStatus.CLOSED:
                 self.set_status(conv, ConversationStatus.BOT)
@@ -296,10 +354,13 @@ class ConversationService:
         sender: Sender,
         now: datetime,
         customer: CustomerLine | None = None,
+        conversation: Mapping[str, Any] | None = None,
     ) -> list[int]:
         """Write the customer's message (if any) and ``replies`` from
-        ``sender``, with an outbox row per reply, in two statements whatever
-        their number; the replies' message ids, in order."""
+        ``sender``, with an outbox row per reply, and set the ``conversation``
+        columns given (its state...): on PostgreSQL in one statement, else
+        in three, whatever the number of replies. The replies' message ids,
+        in order."""
         rows: list[dict[str, Any]] = []
         if customer is not None:
             rows.append(
@@ -325,6 +386,13 @@ class ConversationService:
             }
             for reply in replies
         )
+        inline = self.shows_inline(conv.channel)
+        if replies and self._postgres:
+            return await self._add_in_one_statement(
+                session, conv, rows, conversation or {}, inline=inline, now=now
+            )
+        for name, value in (conversation or {}).items():
+            setattr(conv, name, value)  # written by the flush at commit
         if not rows:
             return []
         if not replies:
@@ -338,7 +406,6 @@ class ConversationService:
             ).scalars()
         )
         out_ids = ids[len(rows) - len(replies) :]
-        inline = self.shows_inline(conv.channel)
         await session.execute(
             insert(OutboxEntry),
             [
@@ -360,6 +427,46 @@ class ConversationService:
             ],
         )
         return out_ids
+
+    async def _add_in_one_statement(
+        self,
+        session: AsyncSession,
+        conv: Conversation,
+        rows: list[dict[str, Any]],
+        values: Mapping[str, Any],
+        *,
+        inline: bool,
+        now: datetime,
+    ) -> list[int]:
+        """PostgreSQL: the messages, their outbox rows and the conversation's
+        new state in ONE statement of a fixed shape (rows travel as arrays),
+        so that it is compiled and prepared once."""
+        unknown = set(values) - {"state", "last_customer_message_at"}
+        assert not unknown, f"not written in one statement: {unknown}"
+        params: dict[str, Any] = {
+            "conversation_id": conv.id,
+            "directions": [r["direction"].value for r in rows],
+            "senders": [r["sender"].value for r in rows],
+            "texts": [r["text"] for r in rows],
+            "payloads": [None if r["payload"] is None else json.dumps(r["payload"]) for r in rows],
+            "intents": [r["intent"] for r in rows],
+            "created": [r["created_at"] for r in rows],
+            "channel": conv.channel,
+            "chat_id": conv.chat_id,
+            "status": (DeliveryStatus.SENT if inline else DeliveryStatus.PENDING).value,
+            "attempts": 1 if inline else 0,
+            "now": now,
+            "sent_at": now if inline else None,
+            "set_state": "state" in values,
+            "state": json.dumps(values.get("state")),
+            "set_last": "last_customer_message_at" in values,
+            "last_at": values.get("last_customer_message_at"),
+        }
+        ids = sorted((await session.execute(_PG_WRITE, params)).scalars())
+        for name, value in values.items():
+            # Already written: the ORM object learns it without a second UPDATE.
+            set_committed_value(conv, name, value)
+        return ids
 
     async def committed(
         self, conv: Conversation, kind: Literal["turn", "outbound"], *, deliver: bool = True
@@ -453,6 +560,44 @@ class ConversationService:
             if buttons:
                 return buttons
         return ()
+
+
+# Reply.to_json() as the outbox body: the message's payload when it has
+# buttons, else its text with none. Enum columns hold their values.
+_PG_WRITE: Final = text(
+    """
+WITH new_messages AS (
+    INSERT INTO messages (conversation_id, direction, sender, text, payload, intent, created_at)
+    SELECT CAST(:conversation_id AS bigint), u.direction, u.sender, u.text,
+           CAST(u.payload AS jsonb), u.intent, u.created_at
+    FROM unnest(
+        CAST(:directions AS varchar[]), CAST(:senders AS varchar[]), CAST(:texts AS text[]),
+        CAST(:payloads AS text[]), CAST(:intents AS varchar[]), CAST(:created AS timestamptz[])
+    ) WITH ORDINALITY AS u(direction, sender, text, payload, intent, created_at, n)
+    ORDER BY u.n
+    RETURNING id, direction, text, payload
+), conversation_update AS (
+    UPDATE conversations SET
+        state = CASE WHEN CAST(:set_state AS boolean)
+                     THEN CAST(:state AS jsonb) ELSE state END,
+        last_customer_message_at = CASE WHEN CAST(:set_last AS boolean)
+                     THEN CAST(:last_at AS timestamptz) ELSE last_customer_message_at END,
+        updated_at = now()
+    WHERE id = CAST(:conversation_id AS bigint)
+)
+INSERT INTO outbox (conversation_id, message_id, channel, chat_id, body, status, attempts,
+                    next_attempt_at, sent_at, created_at)
+SELECT CAST(:conversation_id AS bigint), m.id, CAST(:channel AS varchar),
+       CAST(:chat_id AS varchar),
+       COALESCE(m.payload, jsonb_build_object('text', m.text, 'buttons', '[]'::jsonb)),
+       CAST(:status AS varchar), CAST(:attempts AS integer), CAST(:now AS timestamptz),
+       CAST(:sent_at AS timestamptz), CAST(:now AS timestamptz)
+FROM new_messages AS m
+WHERE m.direction = 'out'
+ORDER BY m.id
+RETURNING message_id
+"""
+)
 
 
 def _buttons(payload: dict[str, Any] | None) -> tuple[Button, ...]:

@@ -41,13 +41,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError
 from sqlalchemy.exc import OperationalError as SAOperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.conversations import ConversationService, CustomerLine, Loaded, OnCommitted
+from bot.conversations import ConversationService, CustomerLine, InboxClaim, Loaded, OnCommitted
 from config import Settings
 from dialogs import format as fmt
 from dialogs.context import FlowContext
@@ -325,14 +325,20 @@ class Pipeline:
         async with self.conversations.transaction() as session:
             turn.session = session
             try:
-                # Claimed first: a replay that lost the race does no work.
-                if not await self._claim(session, turn.entry_id, turn.now):
-                    return DUPLICATE
                 msg = turn.msg
-                turn.loaded = await self.conversations.load(
-                    session, msg.channel, msg.chat_id, msg.user_id, msg.display_name
+                # Claimed first: a replay that lost the race does no work.
+                loaded = await self.conversations.load(
+                    session,
+                    msg.channel,
+                    msg.chat_id,
+                    msg.user_id,
+                    msg.display_name,
+                    claim=InboxClaim(turn.entry_id, turn.now),
                 )
-                conv = turn.loaded.conversation
+                if loaded is None:
+                    return DUPLICATE
+                turn.loaded = loaded
+                conv = loaded.conversation
                 turn.state = DialogState.load(conv.state)
                 last = conv.last_customer_message_at
                 if last is not None and msg.received_at - last > FORM_TIMEOUT:
@@ -353,9 +359,11 @@ class Pipeline:
             sender=Sender.BOT,
             now=turn.now,
             customer=self._customer_line(turn.msg, turn.intent),
+            conversation={
+                "state": turn.state.dump(),
+                "last_customer_message_at": turn.msg.received_at,
+            },
         )
-        conv.last_customer_message_at = turn.msg.received_at
-        conv.state = turn.state.dump()
         await turn.db.commit()
         log.info(
             "turn done: conversation=%s intent=%s replies=%d",
@@ -504,19 +512,6 @@ class Pipeline:
             entry_id = (await conn.execute(statement)).scalar()
         return None if entry_id is None else int(entry_id)
 
-    async def _claim(
-        self, session: AsyncSession, entry_id: int, now: datetime, error: str | None = None
-    ) -> bool:
-        """Mark the inbox entry processed (committed with the turn); False if
-        another run has already done it."""
-        result = await session.execute(
-            update(InboxEntry)
-            .where(InboxEntry.id == entry_id, InboxEntry.processed_at.is_(None))
-            .values(processed_at=now, error=error)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(getattr(result, "rowcount", 0) == 1)
-
     # --------------------------------------------------------- the apology
 
     async def _apologise(self, turn: TurnContext, exc: BaseException) -> HandleResult:
@@ -524,11 +519,16 @@ class Pipeline:
         now = turn.now
         turn.loaded = None
         async with self.conversations.transaction() as session:
-            if not await self._claim(session, turn.entry_id, now, type(exc).__name__):
-                return DUPLICATE
             loaded = await self.conversations.load(
-                session, msg.channel, msg.chat_id, msg.user_id, msg.display_name
+                session,
+                msg.channel,
+                msg.chat_id,
+                msg.user_id,
+                msg.display_name,
+                claim=InboxClaim(turn.entry_id, now, type(exc).__name__),
             )
+            if loaded is None:
+                return DUPLICATE
             conv = loaded.conversation
             state = DialogState.load(conv.state)
             state.clear_forms()
@@ -549,6 +549,7 @@ class Pipeline:
             else:
                 text = Texts.apology
             replies = [Reply(text)]
+            state.queued_notice_sent = False
             await self.conversations.add_messages(
                 session,
                 conv,
@@ -556,10 +557,8 @@ class Pipeline:
                 sender=Sender.BOT,
                 now=now,
                 customer=self._customer_line(msg, None),
+                conversation={"state": state.dump(), "last_customer_message_at": msg.received_at},
             )
-            conv.last_customer_message_at = msg.received_at
-            state.queued_notice_sent = False
-            conv.state = state.dump()
             await session.commit()
         turn.loaded = loaded
         return HandleResult(
