@@ -7,8 +7,8 @@ the channel shows replies inline, PENDING for the delivery worker otherwise),
 the conversation's status, and after the commit an event on the
 ``conversations`` topic plus the delivery hook.
 
-It also owns the two things there must be exactly one of: the per-chat lock
-key and the SQLite write gate (SQLite has one writer: queueing here beats its
+It also owns the two things there must be exactly one of: taking the per-chat
+lock and the SQLite write gate (SQLite has one writer: queueing here beats its
 busy-timeout polling).
 """
 
@@ -30,7 +30,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from config import Settings
 from dialogs.messages import Button, Reply
-from storage.keys import KeyBuilder
+from handlers import pii
 from storage.locks import LockStore
 from storage.models import (
     Account,
@@ -194,7 +194,6 @@ class ConversationService:
         self._channels: Mapping[str, ChannelAdapter] = channels or {}
         self._on_committed = on_committed
         self._clock = clock
-        self._keys = KeyBuilder(settings.redis_key_prefix)
         self._sqlite_writes: asyncio.Lock | None = asyncio.Lock() if settings.is_sqlite else None
 
     @property
@@ -207,7 +206,7 @@ class ConversationService:
 
     def lock(self, channel: str, chat_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """The chat's lock: one writer per conversation, across processes."""
-        return self._locks.lock(self._keys.conversation_lock(channel, chat_id))
+        return self._locks.conversation(channel, chat_id)
 
     def write_gate(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Held around every write transaction (a no-op except on SQLite)."""
@@ -361,6 +360,10 @@ class ConversationService:
         columns given (its state...): on PostgreSQL in one statement, else
         in three, whatever the number of replies. The replies' message ids,
         in order."""
+        if replies:
+            # What is stored and sent: a customer's SNILS or phone never.
+            texts = await pii.redact_outbound(session, self.settings, [r.text for r in replies])
+            replies = [Reply(t, buttons=r.buttons) for t, r in zip(texts, replies, strict=True)]
         rows: list[dict[str, Any]] = []
         if customer is not None:
             rows.append(

@@ -26,8 +26,9 @@ turn itself. The order is the contract:
 9. understand: a button payload is parsed, anything else goes to the NLU.
 10. engine: one step of the dialog engine; a handoff it asks for is queued.
 
-Message texts are personal data: never logged, SNILS-shaped numbers redacted
-before they are stored, and the inbox keeps the text encrypted.
+Message texts are personal data: never logged, SNILS and phone numbers
+redacted before they are stored (handlers.pii), and the inbox keeps the text
+and the button payload encrypted.
 """
 
 from __future__ import annotations
@@ -43,8 +44,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError
-from sqlalchemy.exc import OperationalError as SAOperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.conversations import ConversationService, CustomerLine, InboxClaim, Loaded, OnCommitted
@@ -56,12 +55,13 @@ from dialogs.forms import is_cancel
 from dialogs.messages import Attachment, InboundMessage, Reply
 from dialogs.state import DialogState
 from dialogs.texts import MENU
-from handlers import handoff
-from handlers.snils import redact_snils
+from handlers import handoff, pii
 from nlu.base import NluParser, NluUnavailable
 from nlu.payload import parse_payload
 from nlu.types import FALLBACK_INTENT, Intent, ParseResult
 from storage.crypto import PersonalDataVault
+from storage.errors import StorageUnavailable as StorageUnavailable  # re-exported
+from storage.errors import is_storage_failure
 from storage.locks import LockStore
 from storage.models import ConversationStatus, InboxEntry, Sender
 from storage.pubsub import MemoryPubSub, PubSub
@@ -108,10 +108,6 @@ class PipelineError(Exception):
     """Root of the pipeline's errors."""
 
 
-class StorageUnavailable(PipelineError):
-    """The database could not be used; the message stays in the inbox unprocessed."""
-
-
 @dataclass(frozen=True)
 class HandleResult:
     duplicate: bool
@@ -142,13 +138,8 @@ def refusal(msg: InboundMessage, settings: Settings) -> Refusal | None:
     return None
 
 
-def _is_storage_failure(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        SAOperationalError | InterfaceError | DisconnectionError | ConnectionError | OSError,
-    )
+# Classified by storage (storage/errors.py), where the drivers' errors are known.
+_is_storage_failure = is_storage_failure
 
 
 def _utcnow() -> datetime:
@@ -465,7 +456,7 @@ class Pipeline:
             "text_enc": self._vault.encrypt(text),
             "platform_message_id": msg.platform_message_id,
             "received_at": msg.received_at.isoformat(),
-            "payload": msg.payload,
+            "payload_enc": self._vault.encrypt(msg.payload) if msg.payload else None,
             "attachments": [
                 {"kind": a.kind, "url": a.url, "file_id": a.file_id, "mime_type": a.mime_type}
                 for a in msg.attachments
@@ -484,7 +475,7 @@ class Pipeline:
             text=self._vault.decrypt(body["text_enc"]),
             platform_message_id=body["platform_message_id"],
             received_at=datetime.fromisoformat(body["received_at"]),
-            payload=body.get("payload"),
+            payload=pii.decrypt_payload(self._vault, body),
             attachments=tuple(Attachment(**a) for a in body.get("attachments") or ()),
             display_name=self._vault.decrypt(name) if name else None,
         )
@@ -593,9 +584,10 @@ class Pipeline:
     def _stored_text(self, msg: InboundMessage) -> str:
         limit = self._settings.max_message_chars
         text = msg.text if len(msg.text) <= limit else msg.text[:limit] + "…"
-        return redact_snils(text)
+        return pii.redact_text(text)
 
     def _customer_line(self, msg: InboundMessage, intent: str | None) -> CustomerLine:
+        button = pii.redact_payload(msg.payload) if msg.payload else None
         return CustomerLine(
-            text=self._stored_text(msg), at=msg.received_at, button=msg.payload, intent=intent
+            text=self._stored_text(msg), at=msg.received_at, button=button, intent=intent
         )
