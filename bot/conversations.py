@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from sqlalchemy import Update, and_, insert, select, text, update
+from sqlalchemy import and_, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -145,18 +145,12 @@ class InboxClaim:
     now: datetime
     error: str | None = None
 
-    def statement(self) -> Update:
-        return (
-            update(InboxEntry)
-            .where(InboxEntry.id == self.entry_id, InboxEntry.processed_at.is_(None))
-            .values(processed_at=self.now, error=self.error)
-        )
+    def params(self) -> dict[str, Any]:
+        return {"claim_id": self.entry_id, "claimed_at": self.now, "claim_error": self.error}
 
     async def run(self, session: AsyncSession) -> bool:
         """False if another run has claimed it already."""
-        result = await session.execute(
-            self.statement().execution_options(synchronize_session=False)
-        )
+        result = await session.execute(_CLAIM, self.params())
         return bool(getattr(result, "rowcount", 0) == 1)
 
 
@@ -246,36 +240,17 @@ class ConversationService:
         With ``claim``, its inbox entry is marked processed in the same
         transaction first (on PostgreSQL in the same statement); None when
         another run has done that already (nothing is loaded then)."""
-        found = (
-            select(Conversation, ChannelIdentity, Account)
-            .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
-            .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
-            .where(Conversation.channel == channel, Conversation.chat_id == chat_id)
-        )
+        where = {"conv_channel": channel, "conv_chat_id": chat_id}
         row: Any
         if claim is not None and self._postgres:
-            # One round trip for both: the claim is a data-modifying CTE, and
-            # the conversation is outer-joined to it so that a claimed entry
-            # of a new chat still returns a row.
-            claimed = claim.statement().returning(InboxEntry.id).cte("claimed")
-            joined = (
-                select(claimed.c.id, Conversation, ChannelIdentity, Account)
-                .select_from(claimed)
-                .outerjoin(
-                    Conversation,
-                    and_(Conversation.channel == channel, Conversation.chat_id == chat_id),
-                )
-                .outerjoin(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
-                .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
-            )
-            got = (await session.execute(joined)).first()
+            got = (await session.execute(_CLAIM_AND_LOAD, {**where, **claim.params()})).first()
             if got is None:
                 return None
             row = got[1:] if got[1] is not None else None
         else:
             if claim is not None and not await claim.run(session):
                 return None
-            row = (await session.execute(found)).first()
+            row = (await session.execute(_LOAD, where)).first()
         if row is not None and row[1].user_id == user_id:
             # The usual case: a returning customer in their chat.
             conv, identity, account = row
@@ -564,6 +539,47 @@ class ConversationService:
                 return buttons
         return ()
 
+
+# Built once, with parameters: a turn neither builds nor keys them again.
+# Their names are unlike any column's: an UPDATE would take those as SET values.
+_CLAIM: Final = (
+    update(InboxEntry)
+    .where(InboxEntry.id == bindparam("claim_id"), InboxEntry.processed_at.is_(None))
+    .values(processed_at=bindparam("claimed_at"), error=bindparam("claim_error"))
+    .execution_options(synchronize_session=False)
+)
+_LOAD: Final = (
+    select(Conversation, ChannelIdentity, Account)
+    .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+    .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
+    .where(
+        Conversation.channel == bindparam("conv_channel"),
+        Conversation.chat_id == bindparam("conv_chat_id"),
+    )
+)
+# PostgreSQL: one round trip for both. The claim is a data-modifying CTE and
+# the conversation is outer-joined to it, so a claimed entry of a new chat
+# still returns a row (and an entry claimed already returns none).
+_CLAIMED: Final = (
+    update(InboxEntry)
+    .where(InboxEntry.id == bindparam("claim_id"), InboxEntry.processed_at.is_(None))
+    .values(processed_at=bindparam("claimed_at"), error=bindparam("claim_error"))
+    .returning(InboxEntry.id)
+    .cte("claimed")
+)
+_CLAIM_AND_LOAD: Final = (
+    select(_CLAIMED.c.id, Conversation, ChannelIdentity, Account)
+    .select_from(_CLAIMED)
+    .outerjoin(
+        Conversation,
+        and_(
+            Conversation.channel == bindparam("conv_channel"),
+            Conversation.chat_id == bindparam("conv_chat_id"),
+        ),
+    )
+    .outerjoin(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+    .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
+)
 
 # Reply.to_json() as the outbox body: the message's payload when it has
 # buttons, else its text with none. Enum columns hold their values.

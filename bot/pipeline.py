@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -146,6 +146,21 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _record_statement(insert: Callable[..., Any]) -> Any:
+    """INSERT of an inbox entry that skips a duplicate delivery (no row back)."""
+    columns = ("channel", "platform_message_id", "chat_id", "body", "received_at")
+    return (
+        insert(InboxEntry)
+        .values({name: bindparam(name) for name in columns})
+        .on_conflict_do_nothing(index_elements=["channel", "platform_message_id"])
+        .returning(InboxEntry.id)
+    )
+
+
+_RECORD_PG: Final = _record_statement(postgresql.insert)
+_RECORD_SQLITE: Final = _record_statement(sqlite.insert)
+
+
 @dataclass(slots=True)
 class TurnContext:
     """One message on its way through the chain; steps fill it in."""
@@ -218,6 +233,7 @@ class Pipeline:
             on_committed=on_committed,
             clock=clock,
         )
+        self._autocommit = self.conversations.engine.execution_options(isolation_level="AUTOCOMMIT")
         # The order is the contract: see the module docstring.
         turn_steps: list[Step] = [
             self._lock,
@@ -483,24 +499,18 @@ class Pipeline:
     async def _record(self, msg: InboundMessage) -> int | None:
         """The new inbox entry's id; None for a duplicate delivery."""
         service = self.conversations
-        insert = postgresql.insert if service.engine.dialect.name == "postgresql" else sqlite.insert
-        statement = (
-            insert(InboxEntry)
-            .values(
-                channel=msg.channel,
-                platform_message_id=msg.platform_message_id,
-                chat_id=msg.chat_id,
-                body=self._encode(msg),
-                received_at=msg.received_at,
-            )
-            .on_conflict_do_nothing(index_elements=["channel", "platform_message_id"])
-            .returning(InboxEntry.id)
-        )
+        statement = _RECORD_PG if service.engine.dialect.name == "postgresql" else _RECORD_SQLITE
+        params = {
+            "channel": msg.channel,
+            "platform_message_id": msg.platform_message_id,
+            "chat_id": msg.chat_id,
+            "body": self._encode(msg),
+            "received_at": msg.received_at,
+        }
         # One statement in autocommit: durable before the turn starts, and
         # without the two round trips of BEGIN and COMMIT.
-        async with service.write_gate(), service.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            entry_id = (await conn.execute(statement)).scalar()
+        async with service.write_gate(), self._autocommit.connect() as conn:
+            entry_id = (await conn.execute(statement, params)).scalar()
         return None if entry_id is None else int(entry_id)
 
     # --------------------------------------------------------- the apology
