@@ -23,6 +23,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from storage.errors import StorageUnavailable
 from storage.keys import KeyBuilder
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class PubSubError(Exception):
     """Root of the pub/sub errors."""
 
 
-class PubSubUnavailable(PubSubError):
+class PubSubUnavailable(PubSubError, StorageUnavailable):
     """The broker (Redis) cannot be reached; nothing was published."""
 
 

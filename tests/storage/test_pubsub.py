@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from redis.asyncio import Redis
 
+from storage.errors import StorageUnavailable
 from storage.keys import KeyBuilder
 from storage.pubsub import MemoryPubSub, PubSub, RedisPubSub
+from tests.servers import PrivateRedis
 
 # Makes a store as one process would have it: the one shared store in memory
 # (embedded mode has one process), a store with its own Redis connections
@@ -165,3 +167,39 @@ async def test_redis_channels_are_prefixed_once(redis_url: str) -> None:
     finally:
         await store.close()
         await spy.aclose()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+async def test_a_stopped_redis_is_unavailable_then_subscriptions_resume(
+    private_redis: PrivateRedis,
+) -> None:
+    listener = RedisPubSub(Redis.from_url(private_redis.url), KeyBuilder("test"))
+    publisher = RedisPubSub(Redis.from_url(private_redis.url), KeyBuilder("test"))
+    inbox = Inbox()
+    try:
+        await listener.subscribe("webchat:c9", inbox)
+        await publisher.publish("webchat:c9", "before")
+        await inbox.wait_for(1)
+        private_redis.kill()
+        with pytest.raises(StorageUnavailable):  # translated, not a raw redis error
+            await publisher.publish("webchat:c9", "while down")
+        private_redis.start()  # the same port, empty
+        # The listener subscribes again on its new connection by itself.
+        async with asyncio.timeout(10):
+            while await publisher.publish("webchat:c9", "after") == 0:
+                await asyncio.sleep(0.1)
+        got = await inbox.wait_for(2)
+        assert got[0] == "before"
+        assert set(got[1:]) == {"after"}
+    finally:
+        await listener.close()
+        await publisher.close()
