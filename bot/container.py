@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.channels import ChannelAdapter, ChannelRegistry
+from bot.channels import ChannelAdapter, ChannelRegistry, WebchatAdapter
 from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
@@ -37,6 +37,7 @@ from storage.errors import OutageLog, is_storage_failure
 from storage.keys import KeyBuilder
 from storage.locks import LockStore, LockTimeout, MemoryLockStore, RedisLockStore
 from storage.pubsub import MemoryPubSub, PubSub, RedisPubSub
+from storage.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,14 @@ def build_pubsub(settings: Settings) -> PubSub:
     if settings.redis_url is None:
         return MemoryPubSub()
     return RedisPubSub(Redis.from_url(settings.redis_url), KeyBuilder(settings.redis_key_prefix))
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    if settings.redis_url is None:
+        return MemoryRateLimiter()
+    return RedisRateLimiter(
+        Redis.from_url(settings.redis_url), KeyBuilder(settings.redis_key_prefix)
+    )
 
 
 async def build_nlu(settings: Settings) -> NluParser:
@@ -96,7 +105,10 @@ class Container:
         self.locks = build_locks(settings)
         self._pubsub = build_pubsub(settings)
         self.engine = DialogEngine(settings)
+        self.rate_limiter = build_rate_limiter(settings)
         self.channels = ChannelRegistry.from_settings(settings, extra=extra_channels)
+        if isinstance(webchat := self.channels.get("webchat"), WebchatAdapter):
+            webchat.rate_limiter = self.rate_limiter  # shared by every process on Redis
         self.delivery = DeliveryWorker(
             self.session_factory,
             self.channels,
@@ -194,6 +206,7 @@ class Container:
             await self._nlu.close()
         await self._pubsub.close()
         await self.locks.close()
+        await self.rate_limiter.close()
         await self.db.dispose()
 
     # --- what channels call (bot.channels.base.ChannelHost) ---------------------

@@ -7,7 +7,8 @@ turn itself. The order is the contract:
 1. deliver: once everything below is done and the lock released, hand the
    committed replies to delivery and publish the conversation's event.
 2. inbox: record the message, unique per channel + platform message id; a
-   duplicate delivery stops here, so nothing is answered twice.
+   duplicate delivery stops here, so nothing is answered twice. A storage
+   failure after this is :class:`StoredUnanswered` (do not send it again).
 3. lock: the chat's lock, so two messages of one chat never run at once,
    across processes too; the state is read only under it (aiogram#1012).
 4. errors: a storage failure propagates as :class:`StorageUnavailable` with
@@ -106,6 +107,12 @@ class Texts:
 
 class PipelineError(Exception):
     """Root of the pipeline's errors."""
+
+
+class StoredUnanswered(StorageUnavailable):
+    """The inbox holds the message but its turn failed: a replay answers it, so
+    the sender must not be asked to send it again. A plain StorageUnavailable
+    from :meth:`Pipeline.handle` means it was never stored (resend it, same id)."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +309,10 @@ class Pipeline:
         if entry_id is None:
             return DUPLICATE
         turn.entry_id = entry_id
-        return await call_next(turn)
+        try:
+            return await call_next(turn)
+        except StorageUnavailable as exc:
+            raise StoredUnanswered(str(exc)) from exc
 
     async def _lock(self, turn: TurnContext, call_next: Next) -> HandleResult:
         async with self.conversations.lock(turn.msg.channel, turn.msg.chat_id):

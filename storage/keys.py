@@ -26,3 +26,6 @@ class KeyBuilder:
     def pubsub_channel(self, topic: str) -> str:
         """The Redis channel of a logical pub/sub topic (``webchat:<chat id>``)."""
         return self.build("pubsub", topic)
+
+    def rate_limit(self, key: str) -> str:
+        return self.build("ratelimit", key)
