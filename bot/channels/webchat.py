@@ -511,9 +511,13 @@ class WebchatAdapter(ChannelAdapter):
         at: datetime | None = None,
     ) -> None:
         frame = message_frame("bot", reply, message_id, at)
-        if await self.hub.publish(chat_id, frame, message_id):
+        here = await self.hub.publish(chat_id, frame, message_id)
+        # Tabs of this chat may be open in other processes too. This process
+        # hears its own hand-over as well, if it has tabs: they skip the id.
+        listening = await self.hub.hand_over(chat_id, frame, message_id)
+        if here:
             return
-        if await self.hub.hand_over(chat_id, frame, message_id):
+        if listening:
             raise HandedOver(f"widget of chat {chat_id[:6]}… open in another process")
         raise RecipientOffline(f"no open widget for chat {chat_id[:6]}…")
 

@@ -137,6 +137,12 @@ def test_a_reply_made_in_one_process_reaches_a_socket_held_by_another(
         frames, _ = tab.say("здравствуйте")  # the conversation starts on A
         assert bot_texts(frames)
         sid = sid_of(app_a, tab)
+        with app_b.websocket_connect("/widget/ws") as ws_b:
+            # A second tab of the same session, served by B: A's replies reach it.
+            Tab(ws_b).hello(tab.token)
+            frames, _ = tab.say("как оплатить?")
+            got = [ws_b.receive_json() for _ in bot_texts(frames)]
+            assert [g["text"] for g in got] == bot_texts(frames)
         text = "Оператор Анна: счёт пересчитали, проверьте, пожалуйста."
         app_b.portal.call(  # type: ignore[union-attr]
             lambda: b.conversations.post("webchat", sid, [Reply(text)], sender=Sender.OPERATOR)
