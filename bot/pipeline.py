@@ -14,12 +14,13 @@ turn itself. The order is the contract:
 4. errors: a storage failure propagates as :class:`StorageUnavailable` with
    the inbox entry left unprocessed (:meth:`Pipeline.replay_unprocessed`
    runs it again later); any other error becomes an apology and a handoff.
-5. conversation: ONE transaction for the rest: the inbox entry is claimed
-   (a replay that lost the race stops here), the conversation, identity,
-   linked account and dialog state are loaded in one query.
+5. conversation: ONE transaction for the rest. The inbox entry is claimed
+   as processed (committed only with the turn; a replay that lost the race
+   stops here) and the conversation, identity, linked account and dialog
+   state are loaded: on PostgreSQL both in one statement.
 6. persist: wraps the steps after it and writes what they decided, even
    when one of them finished early: the customer's message, the replies and
-   their outbox rows, the new state, the inbox entry processed; one commit.
+   their outbox rows, the new state (on PostgreSQL one statement); one commit.
 7. status gate: an operator-owned or queued conversation only stores the
    message ("отмена" leaves the queue; the queue notice is said once).
 8. validate: empty and oversized messages are refused, in one wording
@@ -231,6 +232,8 @@ class Pipeline:
         self._engine = engine
         self._vault = vault
         self._clock = clock
+        # The container passes its service; tests and benchmarks get one built
+        # from the arguments above.
         self.conversations = conversations or ConversationService(
             settings,
             session_factory,
