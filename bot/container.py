@@ -171,6 +171,8 @@ class Container:
         await self.prepare_storage()
         if self._nlu is None:
             self._nlu = await build_nlu(self.settings)
+        for adapter in self.channels.values():
+            await adapter.start(self)
         self._pipeline = Pipeline(
             self.settings,
             self.session_factory,
@@ -180,8 +182,6 @@ class Container:
             self.vault,
             conversations=self.conversations,
         )
-        for adapter in self.channels.values():
-            await adapter.start(self)
         if worker:
             await self.delivery.start()
         # In the background: a stale lock (its TTL) or a slow database must not

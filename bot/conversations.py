@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_TOPIC: Final = "conversations"
 # How far back the last reply's buttons are looked for.
-_BUTTONS_LOOKBACK: Final = 10
+_BUTTONS_LOOKBACK: Final = 20
 
 HistorySender = Literal["customer", "bot", "operator"]
 _SENDER_NAMES: Final[Mapping[Sender, HistorySender]] = {

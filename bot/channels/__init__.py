@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from bot.channels.base import ChannelAdapter, ChannelHost, InlineChannel, pick_button
+from bot.channels.base import ChannelAdapter, ChannelHost, InlineChannel
 from bot.channels.webchat import WebchatAdapter
+from bot.channels.whatsapp import WhatsAppAdapter
 from config import Settings
 
 # A factory returns None when its channel is off in these settings (no token...).
@@ -17,6 +18,7 @@ ChannelFactory = Callable[[Settings], ChannelAdapter | None]
 
 CHANNEL_FACTORIES: Mapping[str, ChannelFactory] = {
     "webchat": WebchatAdapter.from_settings,
+    "whatsapp": WhatsAppAdapter.from_settings,
 }
 
 
@@ -65,5 +67,5 @@ __all__ = [
     "ChannelRegistry",
     "InlineChannel",
     "WebchatAdapter",
-    "pick_button",
+    "WhatsAppAdapter",
 ]

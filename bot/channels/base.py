@@ -17,6 +17,7 @@ from dialogs.messages import Button, InboundMessage, Reply
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from bot.conversations import HistoryItem
     from bot.pipeline import HandleResult, Refusal
@@ -29,6 +30,12 @@ class ChannelHost(Protocol):
 
     @property
     def settings(self) -> Settings: ...
+
+    @property
+    def session_factory(self) -> async_sessionmaker[AsyncSession]:
+        """For platform state an adapter keeps itself (WhatsApp's addresses and
+        delivery statuses); conversations are read through the methods below."""
+        ...
 
     @property
     def pubsub(self) -> PubSub:
@@ -82,12 +89,13 @@ class ChannelAdapter(abc.ABC):
         receive it now, and :class:`bot.errors.DeliveryError` otherwise.
         """
 
+    async def start(self, host: ChannelHost) -> None:  # noqa: B027 - optional hook
+        """Called once at start-up, before any send, with what the host offers
+        (subscriptions, polling start here)."""
+
     def router(self, host: ChannelHost) -> APIRouter | None:
         """HTTP/WebSocket routes that receive this channel's messages, if any."""
         return None
-
-    async def start(self, host: ChannelHost) -> None:  # noqa: B027 - optional hook
-        """Start receiving (polling, subscriptions) once the host is ready."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP clients, open sockets)."""
@@ -111,19 +119,3 @@ class InlineChannel(ChannelAdapter):
         at: datetime | None = None,
     ) -> None:
         raise PermanentDeliveryError(f"{self.name} shows its replies inline")
-
-
-def pick_button(text: str, buttons: Sequence[Button]) -> Button | None:
-    """The button a typed answer chooses: its number in the list ("2") or its
-    label, case and spaces aside. Channels without real buttons (WhatsApp,
-    the terminal) show them numbered; any other number is just text (a
-    meter reading, say)."""
-    typed = " ".join(text.split())
-    if typed.isdigit():
-        number = int(typed)
-        return buttons[number - 1] if 1 <= number <= len(buttons) else None
-    folded = typed.casefold()
-    for button in buttons:
-        if " ".join(button.title.split()).casefold() == folded:
-            return button
-    return None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from bot.channels.base import pick_button
-from dialogs.messages import Button
 from tests.harness import ChatClient
 
 
@@ -26,13 +24,3 @@ async def test_history_is_typed_and_oldest_first(chat: ChatClient) -> None:
     assert items[-1].buttons == chat.last_replies[-1].buttons
     assert [i.id for i in items] == sorted(i.id for i in items)
     assert await chat.pipeline.conversations.history("test", "no-such-chat", 10) == []
-
-
-def test_a_typed_number_or_label_picks_a_button() -> None:
-    buttons = (Button("Баланс и начисления", "/check_balance"), Button("Оператор", "/human"))
-    assert pick_button("2", buttons) == buttons[1]
-    assert pick_button(" 1 ", buttons) == buttons[0]
-    assert pick_button("баланс  и начисления", buttons) == buttons[0]
-    assert pick_button("3", buttons) is None  # a number past the list is text
-    assert pick_button("149", buttons) is None
-    assert pick_button("сколько я должен", buttons) is None
