@@ -148,6 +148,8 @@ class Container:
         if worker:
             await self.delivery.start()
             self._replayer = asyncio.create_task(self._replay_loop(), name="inbox-replay")
+            for adapter in self.channels.values():
+                await adapter.start(self)
         log.info(
             "started in %.2f s (channels: %s; replayed %d inbox entries)",
             time.perf_counter() - started,

@@ -319,7 +319,12 @@ class Pipeline:
                     replies.append(Reply(Texts.queued_notice))
                     state.queued_notice_sent = True
                 new_state = state.dump()
-            elif not msg.text.strip() and msg.payload is None:
+            elif (
+                not msg.text.strip()
+                and msg.payload is None
+                # A file is for the form in progress (an appeal's photo).
+                and not (msg.attachments and state.active is not None)
+            ):
                 replies.append(Reply(Texts.empty))
                 new_state = state.dump()
             elif len(msg.text) > self._settings.max_message_chars:
@@ -336,6 +341,7 @@ class Pipeline:
                     identity=identity,
                     conversation=conv,
                     channel=msg.channel,
+                    attachments=msg.attachments,
                 )
                 turn = await self._engine.step(ctx, state, parse)
                 intent = turn.intent

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from bot.channels.base import ChannelAdapter, ChannelHost
+from bot.channels.telegram import TelegramAdapter
 from bot.channels.webchat import WebchatAdapter
 from config import Settings
 
@@ -17,6 +18,7 @@ ChannelFactory = Callable[[Settings], ChannelAdapter | None]
 
 CHANNEL_FACTORIES: Mapping[str, ChannelFactory] = {
     "webchat": WebchatAdapter.from_settings,
+    "telegram": TelegramAdapter.from_settings,
 }
 
 
@@ -57,5 +59,6 @@ __all__ = [
     "ChannelFactory",
     "ChannelHost",
     "ChannelRegistry",
+    "TelegramAdapter",
     "WebchatAdapter",
 ]

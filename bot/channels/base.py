@@ -62,6 +62,10 @@ class ChannelAdapter(abc.ABC):
         receive it now, and :class:`bot.errors.DeliveryError` otherwise.
         """
 
+    async def start(self, host: ChannelHost) -> None:  # noqa: B027 - optional hook
+        """Begin receiving, once the pipeline is ready (register a webhook,
+        start long polling). Must return promptly: long work runs as a task."""
+
     def router(self, host: ChannelHost) -> APIRouter | None:
         """HTTP/WebSocket routes that receive this channel's messages, if any."""
         return None
