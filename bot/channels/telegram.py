@@ -330,8 +330,11 @@ class TelegramAdapter(ChannelAdapter):
             return None
         if not isinstance(data, dict):
             return None
+        # Only the types asked for are read: a field of another type that this
+        # aiogram cannot parse must not make Telegram retry the update forever.
+        handled = {k: v for k, v in data.items() if k == "update_id" or k in ALLOWED_UPDATES}
         try:
-            return Update.model_validate(data, context={"bot": self.bot})
+            return Update.model_validate(handled, context={"bot": self.bot})
         except ValidationError:
             return None
 
@@ -343,7 +346,9 @@ class TelegramAdapter(ChannelAdapter):
         """
         inbound = await self.inbound(host, update)
         if inbound.callback_id is not None:
-            self._spawn(self._answer_callback(inbound.callback_id), "telegram-answer-callback")
+            answering = asyncio.create_task(self._answer_callback(inbound.callback_id))
+            self._turns.add(answering)
+            answering.add_done_callback(self._turns.discard)
         if inbound.message is None:
             return
         committed = asyncio.Event()
@@ -371,6 +376,11 @@ class TelegramAdapter(ChannelAdapter):
             # Still not committed (a lock or the database stuck): have it
             # delivered again; the turn may still finish, a redelivery is a duplicate.
             raise NotAccepted("the turn is not committed yet")
+
+    async def drain(self) -> None:
+        """Wait for the turns (and button answers) in flight to finish."""
+        while self._turns:
+            await asyncio.wait(list(self._turns))
 
     def _turn_done(self, task: asyncio.Task[Any]) -> None:
         self._turns.discard(task)
