@@ -529,3 +529,56 @@ def test_telegram_is_off_without_a_token_and_webhook_mode_needs_a_secret(tmp_pat
     polling = TelegramAdapter.from_settings(make_settings(url, telegram_bot_token=TOKEN))
     assert polling is not None
     assert not polling.webhook_mode
+
+
+# --------------------------------------------------------------------------
+# Long polling (no public URL)
+# --------------------------------------------------------------------------
+
+
+def test_without_a_public_url_the_bot_long_polls_and_answers(
+    tmp_path: Path, nlu_model_path: Path
+) -> None:
+    api = FakeBotApi().start()
+    try:
+        settings = telegram_settings(
+            tmp_path, nlu_model_path, api, public_base_url=None, telegram_webhook_secret=None
+        )
+        api.fail("getUpdates", INTERNAL_ERROR)  # a bad moment first: polling goes on
+        app = create_app(settings, Container(settings, delivery_policy=FAST_DELIVERY))
+        with TestClient(app) as client:
+            chat = TelegramChat(client, api)
+            assert chat.post(message_update(chat.chat_id, "привет")).status_code == 404
+            update = message_update(chat.chat_id, "привет")
+            api.push_update(update)
+            (hello,) = api.wait_texts(chat.chat_id, 1)
+            assert hello.startswith("Здравствуйте")
+            # The update is confirmed only after it was accepted.
+            api.wait_for(
+                lambda: any(
+                    int(c.params.get("offset") or 0) == update["update_id"] + 1
+                    for c in api.calls("getUpdates")
+                ),
+                what="the update confirmed",
+            )
+            # Pressing a button works the same way as through the webhook.
+            api.push_update(chat.press_update("Контакты"))
+            api.wait_texts(chat.chat_id, 2)
+            api.wait_for(lambda: bool(api.calls("answerCallbackQuery")), what="the press answered")
+            # Delivered again (say, before a restart confirmed it): not answered twice.
+            api.push_update({**update, "update_id": update["update_id"] + 10_000})
+            api.wait_for(
+                lambda: any(
+                    int(c.params.get("offset") or 0) == update["update_id"] + 10_001
+                    for c in api.calls("getUpdates")
+                ),
+                what="the redelivery confirmed",
+            )
+            drain(client)
+            assert len(api.sent(chat.chat_id)) == 2
+        assert api.calls("deleteWebhook")
+        assert not api.calls("setWebhook")
+        first_poll = api.calls("getUpdates")[0].params
+        assert first_poll["allowed_updates"] == ["message", "edited_message", "callback_query"]
+    finally:
+        api.stop()
