@@ -31,8 +31,7 @@ longer payload (Rasa-style ``/intent{"slot":"value"}``) is sent as
 message of this chat. A reply that asks for a phone carries a one-time reply
 keyboard with "share my number" (a shared contact becomes the phone text).
 
-Personal data: message texts, phone numbers and chat ids are never logged
-(a chat id only as a short hash).
+Personal data: message texts, phone numbers and chat ids are never logged.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import hashlib
 import hmac
 import json
 import logging
@@ -118,11 +116,6 @@ class Texts:
 
 class NotAccepted(Exception):
     """An update could not be recorded now; the platform should deliver it again."""
-
-
-def chat_tag(chat_id: str | int) -> str:
-    """A short, stable hash of a chat id for logs (the id itself is personal data)."""
-    return hashlib.sha256(str(chat_id).encode()).hexdigest()[:10]
 
 
 def split_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:

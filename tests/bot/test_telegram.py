@@ -582,3 +582,67 @@ def test_without_a_public_url_the_bot_long_polls_and_answers(
         assert first_poll["allowed_updates"] == ["message", "edited_message", "callback_query"]
     finally:
         api.stop()
+
+
+# --------------------------------------------------------------------------
+# The phone keyboard and attachments, beyond the transcript
+# --------------------------------------------------------------------------
+
+
+def test_ask_contact_travels_with_the_reply_and_other_channels_see_no_change() -> None:
+    asked = Reply("Телефон?", (Button("Без телефона", "/x"),), ask_contact=True)
+    assert Reply.from_json(asked.to_json()) == asked
+    plain_reply = Reply("Привет", (Button("Да", "/affirm"),))
+    assert "ask_contact" not in plain_reply.to_json()
+    assert Reply.from_json(plain_reply.to_json()).ask_contact is False
+
+
+def test_a_connection_request_asks_the_phone_with_the_share_contact_keyboard(
+    client: TestClient, api: FakeBotApi
+) -> None:
+    chat = TelegramChat(client, api)
+    chat.say("хочу подключить дом к теплосети")
+    chat.say("Литовская 15")
+    chat.press("Частный дом")
+    (phone,) = chat.say("0,05")
+    assert "телефон" in phone.lower()
+    keyboard = api.sent(chat.chat_id)[-1].params["reply_markup"]
+    assert keyboard["keyboard"] == [[{"text": "📱 Отправить мой номер", "request_contact": True}]]
+    (check,) = chat.share_contact("+7 910 123-45-67")
+    assert "+7 *** ***-**-67" in check
+
+
+def test_a_photo_outside_an_appeal_is_not_taken_and_one_at_the_confirmation_is(
+    client: TestClient, api: FakeBotApi
+) -> None:
+    chat = TelegramChat(client, api)
+    (not_now,) = chat.send_photo("AgACPhotoNoForm")
+    assert "текстом" in not_now
+    chat.say("хочу подать жалобу")
+    chat.press("Качество отопления")
+    chat.say("В квартире плохо греют батареи уже неделю")
+    # The keyboard's other key types its title, as the customer would.
+    (check,) = chat.say("Без телефона")
+    assert "Отправляем?" in check
+    assert "Вложения" not in check
+    texts = chat.deliver(
+        message_update(
+            chat.chat_id,
+            document={
+                "file_id": "BQACDoc1",
+                "file_unique_id": "d1",
+                "file_name": "акт.pdf",
+                "mime_type": "application/pdf",
+            },
+        )
+    )
+    assert "Вложения: 1" in texts[-1]
+    (registered,) = chat.press("Да")
+    number = registered.split("номер ", 1)[1].split(".", 1)[0]
+    rows = run_db(
+        client,
+        select(AppealAttachment.kind, AppealAttachment.file_id, AppealAttachment.mime_type)
+        .join(Appeal, Appeal.id == AppealAttachment.appeal_id)
+        .where(Appeal.number == number),
+    )
+    assert [tuple(r) for r in rows] == [("document", "BQACDoc1", "application/pdf")]
