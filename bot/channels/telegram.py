@@ -52,7 +52,7 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
-    TelegramAPIError,
+    AiogramError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNotFound,
@@ -275,7 +275,7 @@ class TelegramAdapter(ChannelAdapter):
             try:
                 await call()
                 return
-            except TelegramAPIError as exc:
+            except AiogramError as exc:
                 log.warning(
                     "telegram: %s failed (%s); retrying in %.1f s",
                     what,
@@ -449,7 +449,7 @@ class TelegramAdapter(ChannelAdapter):
         # Stops the button's spinner; the answer itself comes as a message.
         try:
             await self.bot.answer_callback_query(callback_id)
-        except TelegramAPIError as exc:
+        except AiogramError as exc:
             # Too late or the API is down: the spinner times out by itself.
             log.info("telegram: answerCallbackQuery failed (%s)", type(exc).__name__)
 
@@ -469,7 +469,7 @@ class TelegramAdapter(ChannelAdapter):
                     allowed_updates=list(ALLOWED_UPDATES),
                     request_timeout=request_timeout,
                 )
-            except TelegramAPIError as exc:
+            except AiogramError as exc:
                 log.warning(
                     "telegram: getUpdates failed (%s); retrying in %.1f s",
                     type(exc).__name__,
@@ -486,6 +486,10 @@ class TelegramAdapter(ChannelAdapter):
                     except NotAccepted:
                         log.warning("telegram: update not accepted; retrying")
                         await backoff.asleep()
+                    except Exception:
+                        # A bug, not an outage: retrying would stall every later update.
+                        log.exception("telegram: update %s dropped", update.update_id)
+                        break
                 backoff.reset()
                 offset = update.update_id + 1
 
@@ -557,7 +561,7 @@ class TelegramAdapter(ChannelAdapter):
         except (TelegramBadRequest, TelegramNotFound) as exc:
             # "chat not found", a malformed message: sending it again cannot help.
             raise PermanentDeliveryError(f"Telegram refused: {exc.message[:120]}") from exc
-        except TelegramAPIError as exc:  # network, 5xx, unauthorised
+        except AiogramError as exc:  # network, 5xx, unauthorised, a garbled answer
             raise DeliveryError(f"Telegram: {type(exc).__name__}") from exc
 
 

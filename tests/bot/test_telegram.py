@@ -48,6 +48,7 @@ from tests.bot.telegram_support import (
 )
 from tests.conftest import make_settings
 from tests.fakes.telegram_api import (
+    BAD_GATEWAY_PAGE,
     BOT_BLOCKED,
     INTERNAL_ERROR,
     STICKER_FIELDS,
@@ -466,12 +467,13 @@ def test_429_with_retry_after_then_500_the_reply_arrives_once(
     client: TestClient, api: FakeBotApi
 ) -> None:
     chat = TelegramChat(client, api)
-    api.fail("sendMessage", TOO_MANY_REQUESTS, INTERNAL_ERROR)
+    # Then a proxy's HTML error page: not even the Bot API's JSON.
+    api.fail("sendMessage", TOO_MANY_REQUESTS, INTERNAL_ERROR, BAD_GATEWAY_PAGE)
     assert chat.post(message_update(chat.chat_id, "здравствуйте")).status_code == 200
     api.wait_texts(chat.chat_id, 1)
     wait_all_sent(client, api, chat)
     tries = [c for c in api.calls("sendMessage") if str(c.params["chat_id"]) == str(chat.chat_id)]
-    assert [c.ok for c in tries] == [False, False, True]
+    assert [c.ok for c in tries] == [False, False, False, True]
     assert len({c.params["text"] for c in tries}) == 1
     assert api.texts(chat.chat_id)[0].startswith("Здравствуйте")
 

@@ -56,6 +56,7 @@ class Fault:
     status: int
     description: str
     retry_after: int | None = None
+    raw: str | None = None  # a non-JSON body (a proxy's error page) instead
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -70,6 +71,9 @@ class Fault:
 
 TOO_MANY_REQUESTS = Fault(429, "Too Many Requests: retry after 1", retry_after=1)
 INTERNAL_ERROR = Fault(500, "Internal Server Error")
+BAD_GATEWAY_PAGE = Fault(
+    502, "Bad Gateway", raw="<html><body><h1>502 Bad Gateway</h1></body></html>"
+)
 BOT_BLOCKED = Fault(403, "Forbidden: bot was blocked by the user")
 CHAT_NOT_FOUND = Fault(400, "Bad Request: chat not found")
 
@@ -252,6 +256,8 @@ class FakeBotApi:
             fault = faults.pop(0) if faults else None
         if fault is not None:
             self._record(method, params, ok=False)
+            if fault.raw is not None:
+                return web.Response(text=fault.raw, status=fault.status, content_type="text/html")
             return web.json_response(fault.body(), status=fault.status)
         result = await self._result(method, params)
         if isinstance(result, Fault):
