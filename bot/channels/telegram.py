@@ -123,7 +123,7 @@ def split_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
 
     Cut at line breaks; a single line longer than ``limit`` at its last
     space before the limit, and a word longer than that where it must.
-    The line break a cut falls on is dropped; nothing else is lost.
+    The line break or spaces a cut falls on are dropped; no other text is.
     """
     if len(text) <= limit:
         return [text]
@@ -192,7 +192,6 @@ class TelegramAdapter(ChannelAdapter):
         self.bot = bot
         secret = settings.telegram_webhook_secret
         self._secret = secret.get_secret_value().encode() if secret else b""
-        self._host: ChannelHost | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turns: set[asyncio.Task[Any]] = set()
         # Parts of a split reply already sent, by stored message id: a retry
@@ -232,7 +231,6 @@ class TelegramAdapter(ChannelAdapter):
     # --- lifecycle ----------------------------------------------------------
 
     async def start(self, host: ChannelHost) -> None:
-        self._host = host
         if self.webhook_mode:
             self._spawn(self._until_done("setWebhook", self._set_webhook), "telegram-set-webhook")
         else:
@@ -289,6 +287,8 @@ class TelegramAdapter(ChannelAdapter):
     def router(self, host: ChannelHost) -> APIRouter | None:
         if not self.webhook_mode:
             return None  # long polling: nothing listens over HTTP
+        if not self._secret:
+            raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be set for the Telegram webhook")
         router = APIRouter(tags=["telegram"])
 
         @router.post(WEBHOOK_PATH, summary="Telegram Bot API webhook")
