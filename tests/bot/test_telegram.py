@@ -25,6 +25,7 @@ from bot.container import Container
 from config import Settings
 from config.settings import ConfigError
 from dialogs.messages import Button, Reply
+from storage.keys import KeyBuilder
 from storage.models import (
     Appeal,
     AppealAttachment,
@@ -648,3 +649,27 @@ def test_a_photo_outside_an_appeal_is_not_taken_and_one_at_the_confirmation_is(
         .where(Appeal.number == number),
     )
     assert [tuple(r) for r in rows] == [("document", "BQACDoc1", "application/pdf")]
+
+
+def test_a_turn_not_committed_in_time_gets_503_and_its_redelivery_is_answered_once(
+    tmp_path: Path, nlu_model_path: Path, api: FakeBotApi
+) -> None:
+    """Another process holds the chat's lock: Telegram is asked to retry, and
+    the message it had already sent is answered once, when the lock is free."""
+    settings = telegram_settings(tmp_path, nlu_model_path, api, telegram_ack_timeout_seconds=0.5)
+    app = create_app(settings, Container(settings, delivery_policy=FAST_DELIVERY))
+    with TestClient(app) as client:
+        chat = TelegramChat(client, api)
+        update = message_update(chat.chat_id, "привет")
+        container = container_of(client)
+        key = KeyBuilder(settings.redis_key_prefix).conversation_lock("telegram", str(chat.chat_id))
+        assert client.portal is not None
+        with client.portal.wrap_async_context_manager(container.locks.lock(key)):
+            assert chat.post(update).status_code == 503
+            assert api.sent(chat.chat_id) == []
+        drain(client)  # the first delivery's turn goes on once the lock is free
+        assert chat.post(update).status_code == 200  # Telegram's retry: a duplicate
+        drain(client)
+        wait_all_sent(client, api, chat)
+        assert len(api.sent(chat.chat_id)) == len(outbox_rows(client, chat)) == 1
+        assert inbox_count(client, chat) == 1
