@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from bot.container import Container
 from bot.metrics import CONTENT_TYPE
 from bot.security import SecurityHeaders, inline_style_hashes, metrics_allowed, page_csp
-from config import Settings
+from config import Settings, load_settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -68,3 +69,18 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         if router is not None:
             app.include_router(router)
     return app
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's factory for worker processes (``--workers``): each process
+    loads the settings from the environment, as ``python -m bot run`` did."""
+    settings = load_settings()
+    configure_logging(settings)  # a spawned worker inherits no logging set-up
+    return create_app(settings)

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("")
     secret_key_file: Path = PROJECT_ROOT / "var" / "secret_key"
     log_level: str = "INFO"
+    # Worker processes of `python -m bot run` (uvicorn's WEB_CONCURRENCY);
+    # more than one needs PostgreSQL and Redis.
+    web_concurrency: int = Field(default=1, ge=1)
     # /metrics answers loopback and private addresses; others need this bearer token.
     metrics_token: SecretStr | None = None
 
@@ -54,7 +57,9 @@ class Settings(BaseSettings):
     # None means in-process memory for locks and pub/sub (embedded mode).
     redis_url: str | None = None
     redis_key_prefix: str = "heatdesk"
-    lock_ttl_seconds: float = 30.0
+    # Short, because a killed process's lock lives this long; the holder renews
+    # it every third of it while it holds it (storage/locks.py).
+    lock_ttl_seconds: float = Field(default=5.0, gt=0)
     lock_wait_seconds: float = 20.0
     load_demo_data: bool = True  # on the first start in embedded mode
 

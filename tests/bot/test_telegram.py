@@ -25,7 +25,6 @@ from bot.container import Container
 from config import Settings
 from config.settings import ConfigError
 from dialogs.messages import Button, Reply
-from storage.keys import KeyBuilder
 from storage.models import (
     Appeal,
     AppealAttachment,
@@ -662,9 +661,9 @@ def test_a_turn_not_committed_in_time_gets_503_and_its_redelivery_is_answered_on
         chat = TelegramChat(client, api)
         update = message_update(chat.chat_id, "привет")
         container = container_of(client)
-        key = KeyBuilder(settings.redis_key_prefix).conversation_lock("telegram", str(chat.chat_id))
+        held = container.locks.conversation("telegram", str(chat.chat_id))
         assert client.portal is not None
-        with client.portal.wrap_async_context_manager(container.locks.lock(key)):
+        with client.portal.wrap_async_context_manager(held):
             assert chat.post(update).status_code == 503
             assert api.sent(chat.chat_id) == []
         drain(client)  # the first delivery's turn goes on once the lock is free
