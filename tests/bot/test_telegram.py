@@ -212,6 +212,16 @@ def test_whole_customer_conversation_over_the_webhook(client: TestClient, api: F
     )
     assert status[0] is ConversationStatus.QUEUED
 
+    # The shared number is personal data: not kept in the clear in the history.
+    said = run_db(
+        client,
+        select(Message.text)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.chat_id == str(chat.chat_id)),
+    )
+    assert said
+    assert not [t for (t,) in said if "9101234567" in t]
+
     # Every reply went out once, in the order the outbox has them.
     wait_all_sent(client, api, chat)
     assert api.texts(chat.chat_id) == [body["text"] for _, body in outbox_rows(client, chat)]
