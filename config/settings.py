@@ -89,6 +89,20 @@ class Settings(BaseSettings):
     operator_bot_token: SecretStr | None = None
     operator_chat_id: int | None = None
     widget_session_days: int = 30
+    # Origins of the sites that may embed the widget (JSON list, e.g.
+    # '["https://kursk-gen.example"]'); "*" allows any. The server's own pages
+    # (Origin matching the Host they were served from, or HOST:PORT) and
+    # PUBLIC_BASE_URL's origin are always allowed. A handshake without an Origin
+    # (not a browser: scripts, tests, the benchmark) is allowed too.
+    widget_allowed_origins: tuple[str, ...] = ()
+    # Customer messages per widget session, and per client IP across sessions.
+    widget_message_rate_per_second: float = Field(default=1.0, gt=0)
+    widget_message_burst: int = Field(default=5, ge=1)
+    widget_ip_message_rate_per_second: float = Field(default=5.0, gt=0)
+    widget_ip_message_burst: int = Field(default=30, ge=1)
+    # Other frames (pings, repeated hellos, malformed ones) per widget session.
+    widget_frame_rate_per_second: float = Field(default=1.0, gt=0)
+    widget_frame_burst: int = Field(default=20, ge=1)
     max_message_chars: int = 4096
 
     # --- business rules ---------------------------------------------------
