@@ -100,6 +100,11 @@ class Container:
         self.channels = ChannelRegistry.from_settings(settings)
         if isinstance(webchat := self.channels.get("webchat"), WebchatAdapter):
             webchat.rate_limiter = self.rate_limiter  # shared by every process on Redis
+        if "telegram" in self.channels:
+            from bot.channels.telegram import TelegramAdapter  # loaded: the registry built it
+
+            if isinstance(telegram := self.channels["telegram"], TelegramAdapter):
+                telegram.rate_limiter = self.rate_limiter
         self.delivery = DeliveryWorker(
             self.session_factory,
             self.channels,

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # The webhook answers once the turn is committed, or 503 after this long
     # (Telegram then delivers the update again; the inbox drops a duplicate).
     telegram_ack_timeout_seconds: float = Field(default=25.0, gt=0)
+    # Bot API limits: about one message a second per chat, 30 a second overall.
+    telegram_chat_rate_per_second: float = Field(default=1.0, gt=0)
+    telegram_chat_burst: int = Field(default=3, ge=1)
+    telegram_global_rate_per_second: float = Field(default=30.0, gt=0)
+    telegram_global_burst: int = Field(default=30, ge=1)
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_whatsapp_from: str | None = None

@@ -4,6 +4,7 @@ replies read from the fake Bot API's record of sendMessage calls."""
 from __future__ import annotations
 
 import itertools
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from starlette.testclient import TestClient
 
+from sqlalchemy import func, select
+
 from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH, TelegramAdapter
 from bot.delivery import DeliveryPolicy
 from config import Settings
+from storage.models import DeliveryStatus, OutboxEntry
 from tests.bot.conftest import app_settings_for, container_of
 from tests.fakes.telegram_api import (
     TOKEN,
@@ -33,7 +37,8 @@ FAST_DELIVERY = DeliveryPolicy(
     base_backoff_seconds=0.2,
     max_backoff_seconds=1.0,
     sweep_interval_seconds=0.2,
-    sweep_min_age_seconds=0.0,
+    # Fresh replies are the turn's own to send, as in production.
+    sweep_min_age_seconds=1.0,
     lease_seconds=5.0,
 )
 _chat_ids = itertools.count(710_000_001)
@@ -60,9 +65,33 @@ def telegram_of(client: TestClient) -> TelegramAdapter:
 
 
 def drain(client: TestClient) -> None:
-    """Wait for the turns the webhook acknowledged to finish (replies sent)."""
+    """Wait for the turns the webhook acknowledged to finish."""
     assert client.portal is not None
     client.portal.call(telegram_of(client).drain)
+
+
+def wait_delivered(client: TestClient, chat_id: int, timeout: float = 20.0) -> None:
+    """Wait until no reply of the chat is pending (a paced one may still be out)."""
+
+    async def pending() -> int:
+        async with container_of(client).session_factory() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(OutboxEntry)
+                .where(
+                    OutboxEntry.channel == "telegram",
+                    OutboxEntry.chat_id == str(chat_id),
+                    OutboxEntry.status == DeliveryStatus.PENDING,
+                )
+            )
+        return int(count or 0)
+
+    assert client.portal is not None
+    portal = client.portal
+    deadline = time.monotonic() + timeout
+    while portal.call(pending):
+        assert time.monotonic() < deadline, "replies still pending"
+        time.sleep(0.02)
 
 
 class TelegramChat:
@@ -86,6 +115,7 @@ class TelegramChat:
         response = self.post(update)
         assert response.status_code == 200, response.text
         drain(self.client)
+        wait_delivered(self.client, self.chat_id)
         return self.api.texts(self.chat_id)[before:]
 
     def say(self, text: str) -> list[str]:

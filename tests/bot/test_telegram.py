@@ -16,12 +16,14 @@ from starlette.testclient import TestClient
 from bot.app import create_app
 from bot.channels.telegram import (
     CALLBACK_DATA_BYTES,
+    MAX_PACE_SECONDS,
     MAX_UPDATE_BYTES,
     TelegramAdapter,
     callback_data,
     split_text,
 )
 from bot.container import Container
+from bot.errors import RetryAfter
 from config import Settings
 from config.settings import ConfigError
 from dialogs.messages import Button, Reply
@@ -682,3 +684,54 @@ def test_a_turn_not_committed_in_time_gets_503_and_its_redelivery_is_answered_on
         wait_all_sent(client, api, chat)
         assert len(api.sent(chat.chat_id)) == len(outbox_rows(client, chat)) == 1
         assert inbox_count(client, chat) == 1
+
+
+# --------------------------------------------------------------------------
+# Our own pacing within the Bot API's limits
+# --------------------------------------------------------------------------
+
+
+async def test_sends_keep_within_the_per_chat_and_overall_limits(
+    api: FakeBotApi, tg_settings: Settings
+) -> None:
+    slow = tg_settings.model_copy(
+        update={
+            "telegram_chat_rate_per_second": 0.01,
+            "telegram_chat_burst": 1,
+            "telegram_global_rate_per_second": 0.01,
+            "telegram_global_burst": 3,
+        }
+    )
+    adapter = TelegramAdapter.from_settings(slow)
+    assert adapter is not None
+    try:
+        await adapter.send("7001", Reply("Первое"))
+        with pytest.raises(RetryAfter) as too_soon:
+            await adapter.send("7001", Reply("Второе"))
+        # Too long to wait in the send: the worker reschedules the reply.
+        assert too_soon.value.retry_after > MAX_PACE_SECONDS
+        await adapter.send("7002", Reply("Другой чат"))  # its own bucket
+        await adapter.send("7003", Reply("Третий чат"))
+        with pytest.raises(RetryAfter):
+            await adapter.send("7004", Reply("Сверх общего предела"))
+    finally:
+        await adapter.close()
+    assert api.texts(7001) == ["Первое"]
+    assert api.texts(7002) == ["Другой чат"]
+    assert api.texts(7004) == []
+
+
+async def test_a_short_wait_for_the_limit_is_slept_not_rescheduled(
+    api: FakeBotApi, tg_settings: Settings
+) -> None:
+    brisk = tg_settings.model_copy(
+        update={"telegram_chat_rate_per_second": 20.0, "telegram_chat_burst": 1}
+    )
+    adapter = TelegramAdapter.from_settings(brisk)
+    assert adapter is not None
+    try:
+        for n in range(3):
+            await adapter.send("7101", Reply(f"Сообщение {n}"))
+    finally:
+        await adapter.close()
+    assert api.texts(7101) == ["Сообщение 0", "Сообщение 1", "Сообщение 2"]
