@@ -170,10 +170,11 @@ class Container:
             inline_channels=self._inline_channels,
             on_committed=self.delivery.on_committed,
         )
+        # Once the pipeline can take what an adapter receives, before any send.
+        for adapter in self.channels.values():
+            await adapter.start(self)
         if worker:
             await self.delivery.start()
-            for adapter in self.channels.values():
-                await adapter.start(self)
         # In the background: a stale lock (its TTL) or a slow database must not
         # hold up, or fail, the start-up.
         self._replay_wanted.set()

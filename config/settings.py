@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_whatsapp_from: str | None = None
     twilio_api_base: str | None = None
+    # Approved WhatsApp templates (Twilio Content SIDs, "HX...") by purpose, sent
+    # outside the 24-hour window instead of free text, e.g.
+    # TWILIO_TEMPLATES='{"reply": "HX..."}'; "reply" carries the text as {{1}}.
+    twilio_templates: dict[str, str] = Field(default_factory=dict)
+    twilio_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Twilio gives a webhook 15 s; a slower turn is acknowledged anyway and
+    # finishes in the background (its inbox entry is written first).
+    twilio_ack_seconds: float = Field(default=5.0, gt=0)
     operator_bot_token: SecretStr | None = None
     operator_chat_id: int | None = None
     widget_session_days: int = 30
@@ -149,6 +157,32 @@ class Settings(BaseSettings):
         if not self.public_base_url.startswith("https://") and self.environment == "production":
             raise ValueError("PUBLIC_BASE_URL must be https:// (Telegram calls webhooks over TLS)")
         return self
+
+    @model_validator(mode="after")
+    def _whatsapp_complete(self) -> Settings:
+        wanted = (self.twilio_account_sid, self.twilio_auth_token, self.twilio_whatsapp_from)
+        if any(wanted):
+            missing = [
+                name
+                for name, value in (
+                    ("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                    ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                    ("TWILIO_WHATSAPP_FROM", self.twilio_whatsapp_from),
+                    ("PUBLIC_BASE_URL", self.public_base_url),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "WhatsApp (Twilio) needs " + ", ".join(missing) + " as well: Twilio signs "
+                    "each webhook with the auth token over PUBLIC_BASE_URL + /webhooks/whatsapp, "
+                    "and the bot refuses unsigned requests"
+                )
+        return self
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        return bool(self.twilio_account_sid)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from bot.channels.base import ChannelAdapter, ChannelHost
 from bot.channels.webchat import WebchatAdapter
+from bot.channels.whatsapp import WhatsAppAdapter
 from config import Settings
 
 # A factory returns None when its channel is off in these settings (no token...).
@@ -29,6 +30,7 @@ def _telegram(settings: Settings) -> ChannelAdapter | None:
 CHANNEL_FACTORIES: Mapping[str, ChannelFactory] = {
     "webchat": WebchatAdapter.from_settings,
     "telegram": _telegram,
+    "whatsapp": WhatsAppAdapter.from_settings,
 }
 
 
@@ -70,4 +72,5 @@ __all__ = [
     "ChannelHost",
     "ChannelRegistry",
     "WebchatAdapter",
+    "WhatsAppAdapter",
 ]
