@@ -31,6 +31,10 @@ longer payload (Rasa-style ``/intent{"slot":"value"}``) is sent as
 message of this chat. A reply that asks for a phone carries a one-time reply
 keyboard with "share my number" (a shared contact becomes the phone text).
 
+Sends keep within the Bot API's limits (about 1 message/s per chat, 30/s
+overall) through the shared rate limiter; a 429 raises :class:`RetryAfter`
+with Telegram's ``retry_after`` and the delivery worker waits that long.
+
 Personal data: message texts, phone numbers and chat ids are never logged.
 """
 
