@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -338,7 +339,7 @@ class ConversationService:
         if replies:
             # What is stored and sent: a customer's SNILS or phone never.
             texts = await pii.redact_outbound(session, self.settings, [r.text for r in replies])
-            replies = [Reply(t, buttons=r.buttons) for t, r in zip(texts, replies, strict=True)]
+            replies = [dataclasses.replace(r, text=t) for t, r in zip(texts, replies, strict=True)]
         rows: list[dict[str, Any]] = []
         if customer is not None:
             rows.append(
@@ -366,8 +367,9 @@ class ConversationService:
         )
         inline = self.shows_inline(conv.channel)
         if replies and self._postgres:
+            bodies = [reply.to_json() for reply in replies]
             return await self._add_in_one_statement(
-                session, conv, rows, conversation or {}, inline=inline, now=now
+                session, conv, rows, bodies, conversation or {}, inline=inline, now=now
             )
         for name, value in (conversation or {}).items():
             setattr(conv, name, value)  # written by the flush at commit
@@ -411,6 +413,7 @@ class ConversationService:
         session: AsyncSession,
         conv: Conversation,
         rows: list[dict[str, Any]],
+        bodies: list[dict[str, object]],
         values: Mapping[str, Any],
         *,
         inline: bool,
@@ -429,6 +432,7 @@ class ConversationService:
             "payloads": [None if r["payload"] is None else json.dumps(r["payload"]) for r in rows],
             "intents": [r["intent"] for r in rows],
             "created": [r["created_at"] for r in rows],
+            "bodies": [json.dumps(body) for body in bodies],
             "channel": conv.channel,
             "chat_id": conv.chat_id,
             "status": (DeliveryStatus.SENT if inline else DeliveryStatus.PENDING).value,
@@ -581,8 +585,8 @@ _CLAIM_AND_LOAD: Final = (
     .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
 )
 
-# Reply.to_json() as the outbox body: the message's payload when it has
-# buttons, else its text with none. Enum columns hold their values.
+# The outbox bodies (Reply.to_json()) travel as an array too, matched to the
+# new outbound messages by their order. Enum columns hold their values.
 _PG_WRITE: Final = text(
     """
 WITH new_messages AS (
@@ -594,7 +598,9 @@ WITH new_messages AS (
         CAST(:payloads AS text[]), CAST(:intents AS varchar[]), CAST(:created AS timestamptz[])
     ) WITH ORDINALITY AS u(direction, sender, text, payload, intent, created_at, n)
     ORDER BY u.n
-    RETURNING id, direction, text, payload
+    RETURNING id, direction
+), out_messages AS (
+    SELECT id, row_number() OVER (ORDER BY id) AS n FROM new_messages WHERE direction = 'out'
 ), conversation_update AS (
     UPDATE conversations SET
         state = CASE WHEN CAST(:set_state AS boolean)
@@ -607,12 +613,11 @@ WITH new_messages AS (
 INSERT INTO outbox (conversation_id, message_id, channel, chat_id, body, status, attempts,
                     next_attempt_at, sent_at, created_at)
 SELECT CAST(:conversation_id AS bigint), m.id, CAST(:channel AS varchar),
-       CAST(:chat_id AS varchar),
-       COALESCE(m.payload, jsonb_build_object('text', m.text, 'buttons', '[]'::jsonb)),
+       CAST(:chat_id AS varchar), CAST(b.body AS jsonb),
        CAST(:status AS varchar), CAST(:attempts AS integer), CAST(:now AS timestamptz),
        CAST(:sent_at AS timestamptz), CAST(:now AS timestamptz)
-FROM new_messages AS m
-WHERE m.direction = 'out'
+FROM out_messages AS m
+JOIN unnest(CAST(:bodies AS text[])) WITH ORDINALITY AS b(body, n) ON b.n = m.n
 ORDER BY m.id
 RETURNING message_id
 """

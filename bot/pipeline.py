@@ -136,9 +136,12 @@ class Refusal:
     text: str
 
 
-def refusal(msg: InboundMessage, settings: Settings) -> Refusal | None:
-    """The one check of a message's size and emptiness (every channel)."""
-    if not msg.text.strip() and msg.payload is None:
+def refusal(
+    msg: InboundMessage, settings: Settings, *, form_active: bool = False
+) -> Refusal | None:
+    """The one check of a message's size and emptiness (every channel). A
+    file without text is for the form in progress (an appeal's photo)."""
+    if not msg.text.strip() and msg.payload is None and not (msg.attachments and form_active):
         return Refusal("empty", Texts.empty)
     limit = settings.max_message_chars
     if len(msg.text) > limit:
@@ -413,7 +416,7 @@ class Pipeline:
         return await call_next(turn)
 
     async def _validate(self, turn: TurnContext, call_next: Next) -> HandleResult:
-        refused = refusal(turn.msg, self._settings)
+        refused = refusal(turn.msg, self._settings, form_active=turn.state.active is not None)
         if refused is not None:
             turn.replies.append(Reply(refused.text))
             return self._done(turn)
@@ -444,6 +447,7 @@ class Pipeline:
             identity=loaded.identity,
             conversation=loaded.conversation,
             channel=turn.msg.channel,
+            attachments=turn.msg.attachments,
         )
         step = await self._engine.step(ctx, turn.state, turn.parse)
         turn.intent = step.intent
