@@ -84,10 +84,23 @@ def refuse(text: str, *buttons: Button, reprompt: bool = False) -> Refusal:
     return Refusal(text=text, buttons=tuple(buttons), reprompt=reprompt)
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """Slot values with a word to the customer ("Файл приложу к обращению")."""
+
+    values: Mapping[str, Any]
+    replies: tuple[Reply, ...] = ()
+
+
+def accept(values: Mapping[str, Any], *replies: Reply) -> Accepted:
+    return Accepted(values=values, replies=tuple(replies))
+
+
 # What a ``validate_<slot>`` method returns: the slot values to store (one
-# validator may fill several slots, say an encrypted phone and its mask), or
-# a refusal. An empty mapping accepts nothing and says nothing.
-Validated = Mapping[str, Any] | Refusal
+# validator may fill several slots, say an encrypted phone and its mask),
+# those values with a reply (:func:`accept`), or a refusal. An empty mapping
+# accepts nothing and says nothing.
+Validated = Mapping[str, Any] | Accepted | Refusal
 Validator = Callable[[FlowContext, Any, Mapping[str, Any]], Awaitable[Validated]]
 
 
@@ -102,6 +115,8 @@ class Checked:
     accepted: dict[str, Any] = field(default_factory=dict)
     refused: tuple[tuple[str, Refusal], ...] = ()
     deferred: dict[str, Any] = field(default_factory=dict)
+    # What the validators said, in their order: refusals and acknowledgements.
+    replies: tuple[Reply, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,8 @@ class Slot:
       intent it is no answer: the engine lets that message interrupt.
     - ``needs``: slots that must be filled before this one's value can be
       checked (the meter before its reading); an early value waits.
+    - ``optional``: never asked for, filled when the customer gives it (the
+      files of an appeal); :meth:`Form.extract` overrides fill it.
     """
 
     name: str
@@ -130,6 +147,7 @@ class Slot:
     free_text: bool = False
     loose: bool = False
     needs: tuple[str, ...] = ()
+    optional: bool = False
 
     @property
     def entity_name(self) -> str:
@@ -224,7 +242,7 @@ class Form(Flow):
 
     async def required_slots(self, ctx: FlowContext, form: FormState) -> list[str]:
         """The slots still to fill, in order (override for conditional slots)."""
-        return [s.name for s in self.slots]
+        return [s.name for s in self.slots if not s.optional]
 
     async def prefill(self, ctx: FlowContext, form: FormState) -> Mapping[str, Any]:
         """Slot values that need no question (say, the only meter), from a
@@ -304,6 +322,7 @@ class Form(Flow):
         accepted: dict[str, Any] = {}
         refused: list[tuple[str, Refusal]] = []
         deferred: dict[str, Any] = {}
+        said: list[Reply] = []
         for name in order:
             value = values[name]
             if not self._needs_met(name, slots):
@@ -318,10 +337,16 @@ class Form(Flow):
             if isinstance(result, Refusal):
                 slots.pop(name, None)
                 refused.append((name, result))
-            else:
-                slots.update(result)
-                accepted.update(result)
-        return Checked(accepted=accepted, refused=tuple(refused), deferred=deferred)
+                said.append(result.reply)
+                continue
+            if isinstance(result, Accepted):
+                said.extend(result.replies)
+                result = result.values
+            slots.update(result)
+            accepted.update(result)
+        return Checked(
+            accepted=accepted, refused=tuple(refused), deferred=deferred, replies=tuple(said)
+        )
 
     async def advance(
         self, ctx: FlowContext, form: FormState, values: Mapping[str, Any]
@@ -336,9 +361,9 @@ class Form(Flow):
         for round_ in ("given", "after prefill"):
             checked = await self.check(ctx, form, pending)
             form.slots.update(checked.accepted)
+            replies.extend(checked.replies)
             for name, refusal in checked.refused:
                 form.slots.pop(name, None)
-                replies.append(refusal.reply)
                 # The refusal stands for the prompt, unless the prompt carries
                 # what to choose from or was never shown.
                 if not refusal.reprompt and name not in waited:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from dialogs.state import DialogState
+
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
@@ -48,12 +50,18 @@ class Button:
 class Reply:
     text: str
     buttons: tuple[Button, ...] = ()
+    # The reply asks for a phone number: a channel that can (Telegram) offers
+    # a "share my number" button; the others ignore it.
+    ask_contact: bool = False
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "text": self.text,
             "buttons": [{"title": b.title, "payload": b.payload} for b in self.buttons],
         }
+        if self.ask_contact:
+            data["ask_contact"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Reply:
@@ -62,6 +70,7 @@ class Reply:
         return cls(
             text=str(data["text"]),
             buttons=tuple(Button(title=str(b["title"]), payload=str(b["payload"])) for b in raw),
+            ask_contact=data.get("ask_contact") is True,
         )
 
 
@@ -79,6 +88,6 @@ class Turn:
     """What one step of the engine decided."""
 
     replies: tuple[Reply, ...]
-    state: dict[str, object]  # the next dialog state, JSON-serialisable
+    state: DialogState  # the next dialog state (the engine's own copy)
     handoff: HandoffRequest | None = None
     intent: str | None = None  # what the step understood, for logs and KPIs

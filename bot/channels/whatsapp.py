@@ -54,8 +54,6 @@ from storage.models import (
     ChannelAddress,
     Conversation,
     DeliveryStatus,
-    Direction,
-    Message,
     OutboxEntry,
 )
 
@@ -462,33 +460,10 @@ class WhatsAppAdapter(ChannelAdapter):
         self._addresses[chat_id] = number
 
     async def _last_buttons(self, chat_id: str) -> tuple[Button, ...]:
-        """The choices of the bot's last replies in this chat.
-
-        TEMPORARY: replace with the core's typed ``ChannelHost.last_buttons``
-        once it lands; this is the only place the adapter reads messages.
-        """
-        async with self._sessions()() as session:
-            conversation = await session.scalar(
-                select(Conversation.id).where(
-                    Conversation.channel == CHANNEL, Conversation.chat_id == chat_id
-                )
-            )
-            if conversation is None:
-                return ()
-            rows = (
-                await session.execute(
-                    select(Message.direction, Message.payload)
-                    .where(Message.conversation_id == conversation)
-                    .order_by(Message.id.desc())
-                    .limit(20)
-                )
-            ).all()
-        for direction, payload in rows:
-            if direction is Direction.IN:
-                break  # the customer has spoken since: those choices are gone
-            if payload and payload.get("buttons"):
-                return Reply.from_json(payload).buttons
-        return ()
+        """The choices of the bot's last replies in this chat."""
+        if self._host is None:
+            raise DeliveryError("the WhatsApp adapter is not started")
+        return await self._host.last_buttons(CHANNEL, chat_id)
 
     async def _status(self, request: Request) -> Response:
         form = await self._signed_form(request, STATUS_PATH)

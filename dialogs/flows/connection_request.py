@@ -3,6 +3,7 @@ phone; feasibility against the network zones and an application number."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -137,6 +138,10 @@ class ConnectionRequest(Form):
             loose=True,
         ),
     )
+
+    async def prompt(self, ctx: FlowContext, form: FormState, slot: str) -> Reply:
+        asked = await super().prompt(ctx, form, slot)
+        return dataclasses.replace(asked, ask_contact=True) if slot == "contact_phone" else asked
 
     async def extract(
         self, ctx: FlowContext, form: FormState, parse: ParseResult
