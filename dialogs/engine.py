@@ -91,14 +91,12 @@ class InterruptionPolicy:
         return True
 
     def is_question(
-        self,
-        form: Form,
-        fs: FormState,
-        parse: ParseResult,
-        values: Mapping[str, Any],
-        accepted: bool,
-    ) -> bool:
+        self, form: Form, fs: FormState, parse: ParseResult, values: Mapping[str, Any]
+    ) -> bool | None:
         """A message that may interrupt yet carries slot values: answer or question?
+
+        None: an answer if the form accepts a value of it (the engine asks the
+        validators only then, as they may read the database).
 
         "сколько я должен за отопление" at "Какой счётчик?" mentions a value
         but asks something else. It is an answer when it is little more than
@@ -125,7 +123,7 @@ class InterruptionPolicy:
         assert asked is not None
         if form.slot(asked).loose and len(parse.text.split()) > self.loose_answer_words:
             return True
-        return not accepted
+        return None
 
     def _mostly_entities(self, parse: ParseResult) -> bool:
         text = parse.text
@@ -244,9 +242,11 @@ class DialogEngine:
 
         values = await form.extract(ctx, fs, parse)
         if values and self._interrupts(form, fs, parse):
-            # Validators are pure: asking them whether this is an answer costs nothing.
-            accepted = bool((await form.check(ctx, fs, values)).accepted)
-            if self._policy.is_question(form, fs, parse, values, accepted):
+            question = self._policy.is_question(form, fs, parse, values)
+            if question is None:
+                # Validators are pure: asking them whether this is an answer leaves no trace.
+                question = not (await form.check(ctx, fs, values)).accepted
+            if question:
                 return await self._interrupt(ctx, st, parse)
         if not values:
             if self._interrupts(form, fs, parse):
