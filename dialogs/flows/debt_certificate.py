@@ -45,6 +45,10 @@ class Texts:
     period_today = "На сегодня"
     period_12m = "За последние 12 месяцев"
     period_year = "За {year} год"
+    # The period inside a sentence: "справку ... на 24.11.2026".
+    label_today = "на {date}"
+    label_12m = "за последние 12 месяцев"
+    label_year = "за {year} год"
     bad_period = (
         "Справку можно заказать на сегодня, за последние 12 месяцев или за год "
         "с {first} по {last}. Выберите, пожалуйста:"
@@ -114,10 +118,10 @@ def email_from_text(text: str) -> str | None:
 def period_label(period: str, now: datetime, ctx: FlowContext) -> str:
     """``на 24.11.2026``, ``за последние 12 месяцев``, ``за 2025 год``."""
     if period == TODAY:
-        return f"на {fmt.short_date(now, ctx.settings.tz)}"
+        return Texts.label_today.format(date=fmt.short_date(now, ctx.settings.tz))
     if period == LAST_12_MONTHS:
-        return "за последние 12 месяцев"
-    return f"за {period} год"
+        return Texts.label_12m
+    return Texts.label_year.format(year=period)
 
 
 class DebtCertificate(Form):
