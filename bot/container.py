@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.channels import ChannelAdapter, ChannelRegistry, WebchatAdapter
+from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
@@ -107,13 +107,8 @@ class Container:
         self.engine = DialogEngine(settings)
         self.rate_limiter = build_rate_limiter(settings)
         self.channels = ChannelRegistry.from_settings(settings, extra=extra_channels)
-        if isinstance(webchat := self.channels.get("webchat"), WebchatAdapter):
-            webchat.rate_limiter = self.rate_limiter  # shared by every process on Redis
-        if "telegram" in self.channels:
-            from bot.channels.telegram import TelegramAdapter  # loaded: the registry built it
-
-            if isinstance(telegram := self.channels["telegram"], TelegramAdapter):
-                telegram.rate_limiter = self.rate_limiter
+        for adapter in self.channels.values():
+            adapter.share_rate_limiter(self.rate_limiter)  # shared by every process on Redis
         self.delivery = DeliveryWorker(
             self.session_factory,
             self.channels,

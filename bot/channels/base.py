@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bot.pipeline import HandleResult, Refusal
     from config import Settings
     from storage.pubsub import PubSub
+    from storage.ratelimit import RateLimiter
 
 
 class ChannelHost(Protocol):
@@ -93,6 +94,10 @@ class ChannelAdapter(abc.ABC):
         """Called once at start-up, before any send, with what the host offers:
         begin receiving (register a webhook, start long polling, subscribe to
         pub/sub topics). Must return promptly: long work runs as a task."""
+
+    def share_rate_limiter(self, limiter: RateLimiter) -> None:  # noqa: B027 - optional hook
+        """Count this channel's limits on the container's limiter (Redis: in
+        every process together) instead of one of its own."""
 
     def router(self, host: ChannelHost) -> APIRouter | None:
         """HTTP/WebSocket routes that receive this channel's messages, if any."""

@@ -44,8 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
-import hmac
 import json
 import logging
 import math
@@ -68,6 +66,7 @@ from starlette.websockets import WebSocketDisconnected, WebSocketState
 
 from bot import messages as say
 from bot.channels.base import ChannelAdapter, ChannelHost
+from bot.channels.pacing import Pacer
 from bot.conversations import HistoryItem
 from bot.errors import HandedOver, RecipientOffline
 from bot.pipeline import StorageUnavailable, StoredUnanswered
@@ -76,7 +75,7 @@ from dialogs.messages import InboundMessage, Reply
 from storage.crypto import derive_fernet_key
 from storage.locks import LockTimeout
 from storage.pubsub import PubSub, PubSubError, Subscription
-from storage.ratelimit import MemoryRateLimiter, RateLimit, RateLimiter, RateLimiterUnavailable
+from storage.ratelimit import RateLimit, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,6 @@ HISTORY_LIMIT = 200
 _SID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # Lone surrogates: valid in a Python str (JSON's "\ud800" escape), not in UTF-8.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-LIMITER_WARNING_SECONDS = 60.0
 
 Frame = dict[str, Any]
 
@@ -448,12 +446,10 @@ class WebchatAdapter(ChannelAdapter):
             settings.secret_key.get_secret_value(), settings.widget_session_days
         )
         self.hub = WebchatHub()
-        # The container passes the shared (Redis) one; alone, one process.
-        self.rate_limiter: RateLimiter = rate_limiter or MemoryRateLimiter()
+        # The container shares its own (Redis: every process counts together).
+        self.pacer = Pacer(CHANNEL, settings.secret_key.get_secret_value(), rate_limiter)
         self.limits = WidgetLimits.from_settings(settings)
         self.origins = allowed_origins(settings)
-        self._ip_key = settings.secret_key.get_secret_value().encode()
-        self._limiter_warned_at = -math.inf
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """May a page of ``origin`` open the widget's socket (sent to ``host``)?
@@ -474,29 +470,8 @@ class WebchatAdapter(ChannelAdapter):
         scheme = normal.split("://", 1)[0]
         return normalize_origin(f"{scheme}://{host.strip()}") == normal
 
-    def ip_key(self, ip: str) -> str:
-        """A rate-limit key for a client IP: keyed hash, the address is personal data."""
-        digest = hmac.new(self._ip_key, ip.encode(), hashlib.sha256).hexdigest()[:24]
-        return f"webchat:ip:{digest}"
-
-    async def wait_for(self, *checks: tuple[str, RateLimit]) -> float:
-        """0.0 when every bucket has a unit (taken); else the seconds to wait.
-
-        A limiter that cannot be reached lets the frame through: the limits
-        protect the service, an outage of Redis should not stop customers.
-        """
-        for key, limit in checks:
-            try:
-                wait = await self.rate_limiter.hit(key, limit)
-            except RateLimiterUnavailable as exc:
-                now = time.monotonic()
-                if now - self._limiter_warned_at >= LIMITER_WARNING_SECONDS:
-                    self._limiter_warned_at = now
-                    log.warning("webchat: rate limiter unavailable (%s); not limiting", exc)
-                return 0.0
-            if wait > 0:
-                return wait
-        return 0.0
+    def share_rate_limiter(self, limiter: RateLimiter) -> None:
+        self.pacer.limiter = limiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebchatAdapter:
@@ -653,9 +628,9 @@ class WebchatConnection:
         assert self.sid is not None
         frame = parse_frame(raw)
         if isinstance(frame, TextFrame | ButtonFrame):
-            wait = await self.adapter.wait_for(
+            wait = await self.adapter.pacer.wait_for(
                 (f"webchat:msg:{self.sid}", self.adapter.limits.per_session),
-                (self.adapter.ip_key(self.ip), self.adapter.limits.per_ip),
+                (self.adapter.pacer.key("ip", self.ip), self.adapter.limits.per_ip),
             )
             if wait > 0:
                 await self._rate_limited(wait, frame.client_id)
@@ -663,7 +638,7 @@ class WebchatConnection:
             await self._customer_message(frame)
             return
         # Pings, hellos and refusals are cheap, but not free in bulk.
-        wait = await self.adapter.wait_for(
+        wait = await self.adapter.pacer.wait_for(
             (f"webchat:frame:{self.sid}", self.adapter.limits.frames)
         )
         if wait > 0:

@@ -46,6 +46,7 @@ from twilio.request_validator import RequestValidator
 
 from bot.channels.base import ChannelAdapter, ChannelHost
 from bot.channels.choices import render_text, resolve_choice
+from bot.channels.pacing import Pacer
 from bot.errors import DeliveryError, PermanentDeliveryError, RetryAfter
 from config import Settings
 from dialogs.messages import Attachment, Button, InboundMessage, Reply
@@ -56,6 +57,7 @@ from storage.models import (
     DeliveryStatus,
     OutboxEntry,
 )
+from storage.ratelimit import RateLimit, RateLimiter
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -306,6 +308,15 @@ class WhatsAppAdapter(ChannelAdapter):
         # Numbers already stored, by chat id (their hash), in this process.
         self._addresses: dict[str, str] = {}
         self._turns: set[asyncio.Task[Any]] = set()
+        # Twilio queues what a sender number sends beyond its rate (and drops
+        # it after a while): keep within it, counted across processes.
+        self.pacer = Pacer(CHANNEL, settings.secret_key.get_secret_value())
+        self._sender_rate = RateLimit(
+            settings.twilio_sender_rate_per_second, settings.twilio_sender_burst
+        )
+
+    def share_rate_limiter(self, limiter: RateLimiter) -> None:
+        self.pacer.limiter = limiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WhatsAppAdapter | None:
@@ -586,6 +597,7 @@ class WhatsAppAdapter(ChannelAdapter):
             ]
         sent: Any = None
         for call in calls:
+            await self.pacer.pace((self.pacer.key("sender", self._from), self._sender_rate))
             sent = await self._create(
                 message_id,
                 to=f"whatsapp:{number}",

@@ -482,7 +482,7 @@ def test_limits_on_redis_are_shared_by_every_process(
 ) -> None:
     on_redis = limited_settings.model_copy(update={"redis_url": redis_url})
     with TestClient(create_app(on_redis)) as one, TestClient(create_app(on_redis)) as two:
-        assert isinstance(webchat(one).rate_limiter, RedisRateLimiter)
+        assert isinstance(webchat(one).pacer.limiter, RedisRateLimiter)
         with one.websocket_connect("/widget/ws") as ws:
             tab = Tab(ws).hello()
             for text in ("здравствуйте", "как оплатить?"):
