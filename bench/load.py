@@ -164,6 +164,22 @@ def open_files(pid: int) -> int:
         return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its descendants so far."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in family(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 _STARTED = time.perf_counter()
 
 
@@ -480,6 +496,7 @@ class Run:
         self.last_reading: dict[str, Decimal] = {}
         self.stop_at = float("inf")
         self.gate: Callable[[], Awaitable[None]] | None = None
+        self.cpu: dict[str, float] = {}  # share of one core used in the window
         sink.on_reply = self._route
 
     def _route(self, chat: int, reply: SinkReply) -> None:
@@ -709,6 +726,7 @@ class OpenLoop:
         self.waiting: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
         self.skipped = 0  # ticks with nobody free and the customer cap reached
+        self.closed = False
         self._scenario = itertools.count()
         self._granted: set[asyncio.Task[Any]] = set()
 
@@ -717,9 +735,13 @@ class OpenLoop:
         if task in self._granted:  # a new customer's first message: it has its tick
             self._granted.discard(task)
             return
+        if self.closed:
+            raise StopSending
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self.waiting.put(fut)
+        self.waiting.put_nowait(fut)
         await fut
+        if self.closed:
+            raise StopSending
 
     async def drive(self) -> None:
         start = time.perf_counter()
@@ -747,6 +769,8 @@ class OpenLoop:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         # The run is over: let the waiting ones find out.
+        await asyncio.sleep(max(0.0, self.run.stop_at - time.perf_counter()))
+        self.closed = True
         while not self.waiting.empty():
             fut = self.waiting.get_nowait()
             if not fut.done():
@@ -772,12 +796,32 @@ async def calibrate(run: Run, show: bool) -> dict[tuple[str, str], int]:
     return dict(run.learned)
 
 
+async def sample_cpu(run: Run, window: tuple[float, float], pids: Sequence[int]) -> None:
+    """CPU used in the window: by this process (the customers and the fake Bot
+    API) and by the app processes, to tell whose cores ran out."""
+    samples = []
+    for at in window:
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        samples.append((own_cpu_seconds(), [cpu_seconds(p) for p in pids]))
+    span = window[1] - window[0]
+    (own0, apps0), (own1, apps1) = samples
+    run.cpu = {"bench": (own1 - own0) / span}
+    for i, (a, b) in enumerate(zip(apps0, apps1, strict=True)):
+        run.cpu[f"app{i + 1}" if len(pids) > 1 else "app"] = (b - a) / span
+
+
 async def load(
-    run: Run, customers: int, rate: float | None, warmup: float, duration: float
+    run: Run,
+    customers: int,
+    rate: float | None,
+    warmup: float,
+    duration: float,
+    pids: Sequence[int],
 ) -> tuple[float, float, OpenLoop | None]:
     started = time.perf_counter()
     window = (started + warmup, started + warmup + duration)
     run.stop_at = window[1]
+    sampler = asyncio.create_task(sample_cpu(run, window, pids))
     open_loop: OpenLoop | None = None
     if rate is None:
         await asyncio.gather(*(customer_loop(run, i) for i in range(customers)))
@@ -789,6 +833,7 @@ async def load(
             await asyncio.wait(list(open_loop.tasks))
     # Late and duplicated replies still arriving for the last messages.
     await asyncio.sleep(2.0)
+    await sampler
     return window[0], window[1], open_loop
 
 
@@ -856,6 +901,8 @@ def report(
         f"{len(run.sink.callback_answers)}; readings refused as below another's "
         f"{stats.refused_readings}; conversations cut short {len(stats.diverged)}"
     )
+    cpu = ", ".join(f"{who} {share * 100:.0f}%" for who, share in run.cpu.items())
+    print(f"CPU in the window (100% = one core): {cpu}; load average {os.getloadavg()[0]:.2f}")
     off = [
         s for s in stats.sent if s.replies and not _on_script(s.step, [r.text for r in s.replies])
     ]
@@ -1003,6 +1050,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def amain(args: argparse.Namespace) -> int:
     raise_fd_limit()
+    # Ctrl-C or a kill: cancel the run, so the finally below stops the app
+    # processes and drops the database (a SIGINT may be ignored when started
+    # in the background, so it is asked for explicitly).
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, main_task.cancel)
     tmp = Path(tempfile.mkdtemp(prefix="heatdesk-load-"))
     sink = BotApiSink()
     app = App()
@@ -1066,7 +1121,12 @@ async def amain(args: argparse.Namespace) -> int:
             run = Run(sink, http, app.ports, secret, expected, args.reply_timeout, args.quiet)
             sink.callback_answers.clear()
             w0, w1, open_loop = await load(
-                run, args.customers, args.rate, args.warmup, args.duration
+                run,
+                args.customers,
+                args.rate,
+                args.warmup,
+                args.duration,
+                [p.pid for p in app.procs],
             )
             label = (
                 f"open loop at {args.rate:.0f} msg/s"
@@ -1103,12 +1163,12 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        import uvloop
+    import uvloop
 
+    try:
         return uvloop.run(amain(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; app processes stopped, database dropped", file=sys.stderr)
         return 130
 
 
