@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from bot.container import Container
 from bot.metrics import CONTENT_TYPE
-from config import Settings
+from bot.security import SecurityHeaders, inline_style_hashes, metrics_allowed, page_csp
+from config import Settings, load_settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -34,6 +36,9 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.container = c
+    demo_page_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    app.add_middleware(SecurityHeaders, csp=page_csp(inline_style_hashes(demo_page_html)))
+    metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
 
     @app.get("/", include_in_schema=False)
     async def demo_page() -> FileResponse:
@@ -52,8 +57,11 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
 
     @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
-        """Prometheus metrics."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: from the local network, or with ``Authorization: Bearer``."""
+        client = request.client.host if request.client else None
+        if not metrics_allowed(client, request.headers.get("authorization"), metrics_token):
+            return JSONResponse({"detail": "metrics are served to the local network only"}, 403)
         return Response(c.metrics.render(), media_type=CONTENT_TYPE)
 
     for adapter in c.channels.values():
@@ -61,3 +69,18 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         if router is not None:
             app.include_router(router)
     return app
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's factory for worker processes (``--workers``): each process
+    loads the settings from the environment, as ``python -m bot run`` did."""
+    settings = load_settings()
+    configure_logging(settings)  # a spawned worker inherits no logging set-up
+    return create_app(settings)

@@ -28,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bot", description="Heatdesk: the contact-center bot."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="serve the app (default): widget, health, metrics")
+    run = sub.add_parser("run", help="serve the app (default): widget, health, metrics")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: WEB_CONCURRENCY, else 1); >1 needs PostgreSQL and Redis",
+    )
     chat = sub.add_parser("chat", help="talk to the bot in this terminal")
     chat.add_argument(
         "--chat-id", default=None, help="conversation to continue (default: per OS user)"
@@ -57,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     command = args.command or "run"
     if command == "run":
-        return run_server(settings)
+        return run_server(settings, getattr(args, "workers", None))
     if command == "chat":
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         chat_id = args.chat_id or f"local-{getpass.getuser()}"
@@ -77,17 +83,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(command)
 
 
-def run_server(settings: Settings) -> int:
+def multiprocess_problem(settings: Settings, workers: int) -> str | None:
+    """Why ``workers`` processes cannot serve with these settings, if they cannot."""
+    if workers < 1:
+        return "--workers must be at least 1"
+    if workers == 1:
+        return None
+    if settings.is_sqlite:
+        return (
+            f"{workers} workers need PostgreSQL: SQLite (embedded mode) serves one process; "
+            "set DATABASE_URL, or run one worker"
+        )
+    if settings.redis_url is None:
+        return (
+            f"{workers} workers need REDIS_URL: in-process locks do not keep two processes "
+            "off one conversation"
+        )
+    return None
+
+
+def run_server(settings: Settings, workers: int | None = None) -> int:
     import uvicorn
+    from fastapi import FastAPI
 
-    from bot.app import create_app
+    from bot.app import configure_logging, create_app
 
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    workers = settings.web_concurrency if workers is None else workers
+    problem = multiprocess_problem(settings, workers)
+    if problem is not None:
+        print(f"configuration error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings)
+    # Several processes need an import string: each worker builds its own app
+    # from the environment (bot.app.create_app_from_env).
+    app: FastAPI | str = create_app(settings) if workers == 1 else "bot.app:create_app_from_env"
     uvicorn.run(
-        create_app(settings),
+        app,
+        factory=workers > 1,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

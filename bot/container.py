@@ -2,8 +2,10 @@
 
 Construction is cheap and synchronous (nothing connects yet);
 :meth:`Container.start` does the work of a start-up (migrations and demo data
-in embedded mode, the NLU model, replaying unprocessed inbox entries, the
-delivery worker) and :meth:`Container.close` undoes it.
+in embedded mode, the NLU model, the delivery worker) and :meth:`Container.close`
+undoes it. Unprocessed inbox entries (a crash, an outage) are replayed by a
+background task, starting at once: a start-up never waits for, or fails on, a
+conversation whose lock a dead process left behind.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from dialogs.messages import InboundMessage
 from nlu.base import NluParser
 from storage.crypto import PersonalDataVault
 from storage.db import create_engine, create_session_factory
+from storage.errors import OutageLog, is_storage_failure
 from storage.keys import KeyBuilder
-from storage.locks import LockStore, MemoryLockStore, RedisLockStore
+from storage.locks import LockStore, LockTimeout, MemoryLockStore, RedisLockStore
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,8 @@ class Container:
     ) -> None:
         self.settings = settings
         self.metrics = BotMetrics()
+        # One warning per outage, shared by turns, the replay, readiness and delivery.
+        self.outage = OutageLog(log, "storage")
         self.db: AsyncEngine = create_engine(settings)
         self.session_factory: async_sessionmaker[AsyncSession] = create_session_factory(self.db)
         self.vault = PersonalDataVault(settings.secret_key.get_secret_value())
@@ -84,15 +89,19 @@ class Container:
         self.engine = DialogEngine(settings)
         self.channels = ChannelRegistry.from_settings(settings)
         self.delivery = DeliveryWorker(
-            self.session_factory, self.channels, delivery_policy, metrics=self.metrics
+            self.session_factory,
+            self.channels,
+            delivery_policy,
+            metrics=self.metrics,
+            outage=self.outage,
         )
         self._inline_channels = inline_channels
         self._nlu = nlu
         self._owns_nlu = nlu is None
         self._pipeline: Pipeline | None = None
-        self.replayed = 0
-        # Set when a turn failed: its inbox entry may be accepted but not
-        # answered; a background replay answers it once storage is back.
+        self.replayed = 0  # inbox entries answered by the background replay
+        # Set at start and when a turn failed: an inbox entry may be accepted
+        # but not answered; the background replay answers it once it can.
         self._replay_wanted = asyncio.Event()
         self._replayer: asyncio.Task[None] | None = None
 
@@ -144,15 +153,16 @@ class Container:
             inline_channels=self._inline_channels,
             on_committed=self.delivery.on_committed,
         )
-        self.replayed = await self._pipeline.replay_unprocessed()
         if worker:
             await self.delivery.start()
-            self._replayer = asyncio.create_task(self._replay_loop(), name="inbox-replay")
+        # In the background: a stale lock (its TTL) or a slow database must not
+        # hold up, or fail, the start-up.
+        self._replay_wanted.set()
+        self._replayer = asyncio.create_task(self._replay_loop(), name="inbox-replay")
         log.info(
-            "started in %.2f s (channels: %s; replayed %d inbox entries)",
+            "started in %.2f s (channels: %s; inbox replay running)",
             time.perf_counter() - started,
             ", ".join(self.channels) or "none",
-            self.replayed,
         )
 
     async def close(self) -> None:
@@ -177,10 +187,13 @@ class Container:
         started = time.perf_counter()
         try:
             result = await self.pipeline.handle(msg)
-        except Exception:
+        except Exception as exc:
             m.turn_errors.labels(msg.channel).inc()
+            if is_storage_failure(exc):
+                self.outage.failed(exc)
             self._replay_wanted.set()
             raise
+        self.outage.recovered()
         m.turn_seconds.labels(msg.channel).observe(time.perf_counter() - started)
         if result.duplicate:
             m.duplicates.labels(msg.channel).inc()
@@ -190,19 +203,28 @@ class Container:
         return result
 
     async def _replay_loop(self) -> None:
-        delay = REPLAY_FIRST_DELAY_SECONDS
+        delay = 0.0  # the start-up pass runs at once
         while True:
             await self._replay_wanted.wait()
-            await asyncio.sleep(delay)
+            if delay:
+                await asyncio.sleep(delay)
             self._replay_wanted.clear()
             try:
                 done = await self.pipeline.replay_unprocessed()
             except Exception as exc:
-                log.warning("inbox replay failed (%s); retrying", type(exc).__name__)
+                if is_storage_failure(exc):
+                    self.outage.failed(exc)
+                elif isinstance(exc, LockTimeout):
+                    # Held by a live turn elsewhere, or a dead one's until its TTL.
+                    log.info("inbox replay: a conversation is busy; retrying")
+                else:
+                    log.warning("inbox replay failed (%s); retrying", type(exc).__name__)
                 self._replay_wanted.set()
-                delay = min(delay * 2, REPLAY_MAX_DELAY_SECONDS)
+                delay = min(max(delay * 2, REPLAY_FIRST_DELAY_SECONDS), REPLAY_MAX_DELAY_SECONDS)
                 continue
+            self.outage.recovered()
             delay = REPLAY_FIRST_DELAY_SECONDS
+            self.replayed += done
             if done:
                 log.info("replayed %d unanswered inbox entries", done)
 
@@ -214,6 +236,10 @@ class Container:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS), self.db.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:
-            log.warning("database not reachable: %s", type(exc).__name__)
+            if is_storage_failure(exc):
+                self.outage.failed(exc)
+            else:
+                log.warning("database not reachable: %s", type(exc).__name__)
             return False
+        self.outage.recovered()
         return True

@@ -31,6 +31,7 @@ from bot.channels.base import ChannelAdapter
 from bot.errors import PermanentDeliveryError, RecipientOffline, RetryAfter, UnknownChannel
 from bot.metrics import BotMetrics
 from dialogs.messages import Reply
+from storage.errors import OutageLog, is_storage_failure
 from storage.models import DeliveryStatus, OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,10 @@ class DeliveryWorker:
         policy: DeliveryPolicy | None = None,
         metrics: BotMetrics | None = None,
         clock: Callable[[], datetime] = utcnow,
+        outage: OutageLog | None = None,
     ) -> None:
         self._sf = session_factory
+        self._outage = outage
         self._adapters = adapters
         self.policy = policy or DeliveryPolicy()
         self._metrics = metrics
@@ -159,8 +162,14 @@ class DeliveryWorker:
             self._wake.clear()
             try:
                 await self.run_once(min_age_seconds=self.policy.sweep_min_age_seconds)
-            except Exception:
-                log.exception("delivery sweep failed")
+            except Exception as exc:
+                if self._outage is not None and is_storage_failure(exc):
+                    self._outage.failed(exc)  # one line per outage, not a traceback a sweep
+                else:
+                    log.exception("delivery sweep failed")
+            else:
+                if self._outage is not None:
+                    self._outage.recovered()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.policy.sweep_interval_seconds)
 

@@ -13,8 +13,9 @@
 An unexpected error in a turn becomes an apology and a handoff; a storage
 failure propagates as :class:`StorageUnavailable` with the inbox entry left
 unprocessed, and :meth:`Pipeline.replay_unprocessed` runs it again later.
-Message texts are personal data: never logged, SNILS-shaped numbers redacted
-before they are stored, and the inbox keeps the text encrypted.
+Message texts are personal data: never logged, SNILS and phone numbers
+redacted before they are stored (handlers.pii), and the inbox keeps the text
+and the button payload encrypted.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError
-from sqlalchemy.exc import OperationalError as SAOperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config import Settings
@@ -42,13 +42,13 @@ from dialogs.forms import is_cancel
 from dialogs.messages import Attachment, InboundMessage, Reply
 from dialogs.state import DialogState
 from dialogs.texts import MENU
-from handlers import handoff
-from handlers.snils import redact_snils
+from handlers import handoff, pii
 from nlu.base import NluParser, NluUnavailable
 from nlu.payload import parse_payload
 from nlu.types import FALLBACK_INTENT, Intent, ParseResult
 from storage.crypto import PersonalDataVault
-from storage.keys import KeyBuilder
+from storage.errors import StorageUnavailable as StorageUnavailable  # re-exported
+from storage.errors import is_storage_failure
 from storage.locks import LockStore
 from storage.models import (
     Account,
@@ -102,10 +102,6 @@ class PipelineError(Exception):
     """Root of the pipeline's errors."""
 
 
-class StorageUnavailable(PipelineError):
-    """The database could not be used; the message stays in the inbox unprocessed."""
-
-
 @dataclass(frozen=True)
 class HandleResult:
     duplicate: bool
@@ -115,13 +111,8 @@ class HandleResult:
     handed_off: bool = False
 
 
-def _is_storage_failure(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        SAOperationalError | InterfaceError | DisconnectionError | ConnectionError | OSError,
-    )
+# Classified by storage (storage/errors.py), where the drivers' errors are known.
+_is_storage_failure = is_storage_failure
 
 
 _NO_GATE: Final = contextlib.nullcontext()
@@ -153,7 +144,6 @@ class Pipeline:
         self._inline = inline_channels
         self._on_committed = on_committed
         self._clock = clock
-        self._keys = KeyBuilder(settings.redis_key_prefix)
         self._sqlite_writes: asyncio.Lock | None = asyncio.Lock() if settings.is_sqlite else None
 
     # ------------------------------------------------------------------ API
@@ -208,7 +198,7 @@ class Pipeline:
             "text_enc": self._vault.encrypt(text),
             "platform_message_id": msg.platform_message_id,
             "received_at": msg.received_at.isoformat(),
-            "payload": msg.payload,
+            "payload_enc": self._vault.encrypt(msg.payload) if msg.payload else None,
             "attachments": [
                 {"kind": a.kind, "url": a.url, "file_id": a.file_id, "mime_type": a.mime_type}
                 for a in msg.attachments
@@ -227,7 +217,7 @@ class Pipeline:
             text=self._vault.decrypt(body["text_enc"]),
             platform_message_id=body["platform_message_id"],
             received_at=datetime.fromisoformat(body["received_at"]),
-            payload=body.get("payload"),
+            payload=pii.decrypt_payload(self._vault, body),
             attachments=tuple(Attachment(**a) for a in body.get("attachments") or ()),
             display_name=self._vault.decrypt(name) if name else None,
         )
@@ -266,7 +256,7 @@ class Pipeline:
     # --------------------------------------------------------------- a turn
 
     async def _process(self, entry_id: int, msg: InboundMessage) -> HandleResult:
-        async with self._locks.lock(self._keys.conversation_lock(msg.channel, msg.chat_id)):
+        async with self._locks.conversation(msg.channel, msg.chat_id):
             try:
                 result = await self._turn(entry_id, msg)
             except Exception as exc:
@@ -514,7 +504,7 @@ class Pipeline:
     def _stored_text(self, msg: InboundMessage) -> str:
         limit = self._settings.max_message_chars
         text = msg.text if len(msg.text) <= limit else msg.text[:limit] + "…"
-        return redact_snils(text)
+        return pii.redact_text(text)
 
     async def _store(
         self,
@@ -531,13 +521,15 @@ class Pipeline:
                 direction=Direction.IN,
                 sender=Sender.CUSTOMER,
                 text=self._stored_text(msg),
-                payload={"button": msg.payload} if msg.payload else None,
+                payload={"button": pii.redact_payload(msg.payload)} if msg.payload else None,
                 intent=intent[:40] if intent else None,
                 created_at=msg.received_at,
             )
         )
         conv.last_customer_message_at = msg.received_at
         inline = msg.channel in self._inline
+        texts = await pii.redact_outbound(session, self._settings, [r.text for r in replies])
+        replies = [Reply(text, buttons=r.buttons) for text, r in zip(texts, replies, strict=True)]
         outs = [
             Message(
                 conversation_id=conv.id,

@@ -8,16 +8,21 @@ the object down.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Published in the source, so it protects nothing: accepted only in tests.
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_GENERATE_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
 class ConfigError(Exception):
@@ -34,15 +39,25 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_base_url: str | None = None
-    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    # Empty means "not configured": in development load_settings generates one
+    # into secret_key_file; production refuses; tests use the published default.
+    secret_key: SecretStr = SecretStr("")
+    secret_key_file: Path = PROJECT_ROOT / "var" / "secret_key"
     log_level: str = "INFO"
+    # Worker processes of `python -m bot run` (uvicorn's WEB_CONCURRENCY);
+    # more than one needs PostgreSQL and Redis.
+    web_concurrency: int = Field(default=1, ge=1)
+    # /metrics answers loopback and private addresses; others need this bearer token.
+    metrics_token: SecretStr | None = None
 
     # --- storage ----------------------------------------------------------
     database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'bot.sqlite3'}"
     # None means in-process memory for locks and pub/sub (embedded mode).
     redis_url: str | None = None
     redis_key_prefix: str = "heatdesk"
-    lock_ttl_seconds: float = 30.0
+    # Short, because a killed process's lock lives this long; the holder renews
+    # it every third of it while it holds it (storage/locks.py).
+    lock_ttl_seconds: float = Field(default=5.0, gt=0)
     lock_wait_seconds: float = 20.0
     load_demo_data: bool = True  # on the first start in embedded mode
 
@@ -88,14 +103,6 @@ class Settings(BaseSettings):
     )
     fallbacks_before_operator: int = Field(default=2, ge=1)
 
-    @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> Settings:
-        if self.environment == "production" and (
-            self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY
-        ):
-            raise ValueError("SECRET_KEY must be set to a non-default value in production")
-        return self
-
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -108,6 +115,88 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Load settings from the environment and ``.env``; overrides win (tests)."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    return resolve_secret_key(settings)
+
+
+def resolve_secret_key(settings: Settings) -> Settings:
+    """``settings`` with a secret key: the configured one, else the generated one.
+
+    The key encrypts stored personal data, so a generated key is kept and read
+    again on every later start rather than made anew.
+    """
+    configured = settings.secret_key.get_secret_value()
+    if configured == DEFAULT_SECRET_KEY and settings.environment != "test":
+        instead = (
+            ""
+            if settings.environment == "production"
+            else "remove SECRET_KEY to have a random key generated into "
+            f"{settings.secret_key_file}, or "
+        )
+        raise ConfigError(
+            "SECRET_KEY is the default published in the source code, so anyone could sign "
+            f"widget session tokens with it: {instead}set it to a long random value "
+            f"({_GENERATE_HINT})"
+        )
+    if configured:
+        return settings
+    if settings.environment == "production":
+        # A key generated on one server would be lost with it, and with the
+        # key every stored phone number: production names its own.
+        raise ConfigError(
+            "SECRET_KEY is not set: production needs a fixed key of its own (it encrypts "
+            "stored personal data and widget sessions; keep it and back it up). Set SECRET_KEY "
+            f"to a long random value ({_GENERATE_HINT})"
+        )
+    if settings.environment == "test":
+        key = DEFAULT_SECRET_KEY
+    else:
+        key = read_or_create_secret_key(settings.secret_key_file)
+    return settings.model_copy(update={"secret_key": SecretStr(key)})
+
+
+def read_or_create_secret_key(path: Path) -> str:
+    """The key kept in ``path``; a random one is written there (0600) if none is."""
+    with contextlib.suppress(FileNotFoundError):
+        return _read_secret_key(path)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(secrets.token_urlsafe(48) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            # A hard link never replaces an existing file: of two processes
+            # starting at once, the second one reads the first one's key.
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write a generated SECRET_KEY to {path} ({exc.strerror}): "
+            "make the directory writable, point SECRET_KEY_FILE elsewhere, or set SECRET_KEY"
+        ) from exc
+    return _read_secret_key(path)
+
+
+def _read_secret_key(path: Path) -> str:
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the SECRET_KEY kept in {path} ({exc}): fix its path or "
+            "permissions, point SECRET_KEY_FILE elsewhere, or set SECRET_KEY"
+        ) from exc
+    if len(key) < 32:
+        raise ConfigError(
+            f"{path} does not hold a usable SECRET_KEY (too short): delete it to have a new "
+            "one generated (personal data encrypted with the old key is lost) or restore it"
+        )
+    return key

@@ -21,6 +21,7 @@ from config import Settings
 from handlers.calendar import add_working_days
 from handlers.errors import HandlerError
 from handlers.numbering import next_number
+from handlers.pii import redact_text
 from storage.crypto import PersonalDataVault, mask_phone
 from storage.models import (
     Appeal,
@@ -113,9 +114,9 @@ async def create_appeal(
     """Register an appeal: a fresh number, deadlines, a REGISTERED history row.
 
     The contact phone is stored encrypted with a masked copy for display,
-    never in the clear.
+    never in the clear; a phone or SNILS inside the description is redacted.
     """
-    description = new.description.strip()
+    description = redact_text(new.description.strip())
     if not description:
         raise InvalidAppeal("empty description")
     if len(description) > MAX_DESCRIPTION_CHARS:

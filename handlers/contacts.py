@@ -4,8 +4,10 @@ normalisation of a customer's phone number."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,34 +15,94 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config import Settings
 from handlers.errors import HandlerError
 from handlers.hours import is_open, next_opening
+from handlers.snils import DASHES, SPACES
 from storage.models import Office
 
 _NON_DIGITS = re.compile(r"\D+")
-# What a phone number may look like before its digits are taken.
-_PHONE_CHARS = re.compile(r"^\+?[\d\s()\-.]{10,24}$")
+# Between two digits of a phone: spaces and at most one dash, dot or bracket
+# ("+7 (4712) 39-55-55", "8 800 100-19-00", "+7-910-210-45-67").
+_GAP = rf"{SPACES}(?:[{DASHES}.()]{SPACES})?"
+# A Russian number: +7, 8 or 7, then ten digits whose first is a geographic
+# (3, 4, 8) or mobile (9) code; or the same ten digits without the prefix.
+PHONE_PATTERN: Final = re.compile(
+    rf"(?<![\w+])(?:(?P<prefix>\+{SPACES}7|8|7){_GAP})?(?P<national>\(?[3489](?:{_GAP}\d){{9}})"
+    rf"(?!\d)"
+)
+# A Kursk number without its city code: 39-55-55.
+_LOCAL = re.compile(rf"(?<![\d{DASHES}])\d{{2}}-\d{{2}}-\d{{2}}(?![\d{DASHES}])")
+_CITY_CODE = "4712"
+PHONE_MARK: Final = "[телефон скрыт]"
 
 
 class InvalidPhone(HandlerError):
     """Not a Russian phone number."""
 
 
+@dataclass(frozen=True, slots=True)
+class PhoneMatch:
+    phone: str  # +7 and ten digits
+    start: int
+    end: int
+
+
+def _phone(match: re.Match[str], *, asked: bool) -> str | None:
+    national = _NON_DIGITS.sub("", match.group("national"))
+    bare = match.group("prefix") is None and match.group(0).isdigit()
+    # Ten bare digits are an account number as often as a phone: only a
+    # mobile code (9xx) makes them a phone, unless a phone was asked for.
+    if bare and not asked and national[0] != "9":
+        return None
+    return "+7" + national
+
+
+def find_phones(text: str) -> Iterator[PhoneMatch]:
+    """Every phone number in ``text``, left to right: the one recognizer that
+    the flows take a phone from and that redaction removes."""
+    found: list[PhoneMatch] = []
+    for match in PHONE_PATTERN.finditer(text):
+        phone = _phone(match, asked=False)
+        if phone is not None:
+            found.append(PhoneMatch(phone, match.start(), match.end()))
+    for match in _LOCAL.finditer(text):
+        if not any(p.start <= match.start() < p.end for p in found):
+            found.append(
+                PhoneMatch(f"+7{_CITY_CODE}{_NON_DIGITS.sub('', match.group())}", *match.span())
+            )
+    yield from sorted(found, key=lambda p: p.start)
+
+
+def redact_phones(text: str, keep: frozenset[str] = frozenset()) -> str:
+    """``text`` with every phone replaced by a mark, except the numbers in
+    ``keep`` (the company's own, normalised: ``+78001001900``)."""
+    parts: list[str] = []
+    last = 0
+    for match in find_phones(text):
+        if match.phone in keep:
+            continue
+        parts.append(text[last : match.start])
+        parts.append(PHONE_MARK)
+        last = match.end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
 def normalize_phone(raw: str) -> str:
     """``8 (910) 210-45-67`` / ``+7 910 2104567`` / ``9102104567`` -> ``+79102104567``.
 
+    The whole text must be one phone (the customer was asked for it).
     Raises :class:`InvalidPhone` for anything else (the text is not echoed
     in the error: it may be personal data).
     """
     text = raw.strip()
-    if not _PHONE_CHARS.match(text):
-        raise InvalidPhone("not a phone number")
-    digits = _NON_DIGITS.sub("", text)
-    if len(digits) == 10:
-        digits = "7" + digits
-    elif len(digits) == 11 and digits[0] in "78":
-        digits = "7" + digits[1:]
-    else:
-        raise InvalidPhone("a Russian number has 10 digits after +7")
-    return "+" + digits
+    match = PHONE_PATTERN.fullmatch(text)
+    if match is not None:
+        phone = _phone(match, asked=True)
+        if phone is not None:
+            return phone
+    local = _LOCAL.fullmatch(text)
+    if local is not None:
+        return f"+7{_CITY_CODE}{_NON_DIGITS.sub('', text)}"
+    raise InvalidPhone("not a Russian phone number")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config import Settings
 from handlers.appeals import AppealInfo, NewAppeal, create_appeal
 from handlers.hours import is_open, next_opening
+from handlers.pii import redact_text
 from storage.crypto import PersonalDataVault
 from storage.models import (
     AppealCategory,
@@ -37,7 +38,7 @@ class QueuedInfo:
 async def last_customer_messages(
     session: AsyncSession, conversation_id: int, limit: int = SUMMARY_MESSAGES
 ) -> list[str]:
-    """The customer's latest stored messages, oldest first."""
+    """The customer's latest stored messages (redacted), oldest first."""
     rows = (
         await session.execute(
             select(Message.text)
@@ -55,7 +56,10 @@ def build_summary(intents: list[str], account_number: str | None, messages: list
         f"Лицевой счёт: {account_number or 'не привязан'}",
         f"Темы: {', '.join(intents) if intents else '—'}",
     ]
-    for text in messages[-SUMMARY_MESSAGES:]:
+    for message in messages[-SUMMARY_MESSAGES:]:
+        # Stored texts are redacted already; a line of this turn, or one
+        # stored before redaction covered phones, may not be.
+        text = redact_text(message)
         short = text if len(text) <= SUMMARY_MESSAGE_CHARS else text[:SUMMARY_MESSAGE_CHARS] + "…"
         lines.append(f"Клиент: {short}")
     return "\n".join(lines)

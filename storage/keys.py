@@ -1,6 +1,16 @@
-"""The one place Redis keys are built."""
+"""The one place Redis keys are built.
+
+Every key is ``<prefix>:<role>:<name>``, built once, by the store that owns the
+role; callers pass logical names only. The per-conversation lock, for example,
+is ``heatdesk:lock:conv:<channel>:<chat_id>`` (see :func:`conversation_lock_name`).
+"""
 
 from __future__ import annotations
+
+
+def conversation_lock_name(channel: str, chat_id: str) -> str:
+    """The logical name of a conversation's lock (the store adds the prefix)."""
+    return f"conv:{channel}:{chat_id}"
 
 
 class KeyBuilder:
@@ -10,8 +20,8 @@ class KeyBuilder:
     def build(self, *parts: str | int) -> str:
         return ":".join([self.prefix, *(str(p) for p in parts)])
 
-    def conversation_lock(self, channel: str, chat_id: str) -> str:
-        return self.build("lock", "conv", channel, chat_id)
+    def lock(self, name: str) -> str:
+        return self.build("lock", name)
 
     def channel(self, name: str) -> str:
         return self.build("pubsub", name)

@@ -1,6 +1,18 @@
 """Per-conversation locks: two messages of one chat are never processed at
 once, across processes too (aiogram's FSM middleware learnt to take the lock
 before reading the state: aiogram/aiogram#1012).
+
+Callers name what they lock (``conversation(channel, chat_id)``, or a logical
+name for :meth:`LockStore.lock`); the store builds the key, once.
+
+A Redis lock has a short TTL that its holder renews while it holds it, so a lock
+left by a killed process frees itself within about one TTL. If the holder cannot
+renew in time (Redis unreachable, or the key gone), another process may already
+hold the lock: the holder's block is cancelled at its next ``await`` and
+:class:`LockLost` is raised instead, so a turn that lost its lock rolls back
+rather than commits beside another one. The inbox entry stays unprocessed and is
+replayed. One window is left: a commit already on the wire when the TTL runs
+out; a fencing token checked by the database would close it.
 """
 
 from __future__ import annotations
@@ -8,45 +20,73 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import logging
 import weakref
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
-from redis.exceptions import LockError
+from redis.asyncio.lock import Lock
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from storage.keys import KeyBuilder
+from storage.errors import StorageUnavailable
+from storage.keys import KeyBuilder, conversation_lock_name
+
+log = logging.getLogger(__name__)
+
+
+def _role(name: str) -> str:
+    # A lock's name holds a chat id (a WhatsApp chat id is a phone number):
+    # errors and logs name only its role.
+    return name.split(":", 1)[0]
+
+
+# What an unreachable Redis raises; translated into StorageUnavailable here.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class LockTimeout(Exception):
     """The lock was not acquired within the wait time."""
 
 
+class LockLost(StorageUnavailable):
+    """The lock could not be renewed before its TTL ran out; the block was
+    cancelled so that it does not commit beside another holder."""
+
+
 class LockStore(abc.ABC):
     @abc.abstractmethod
-    def lock(self, key: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Hold an exclusive lock on ``key`` for the duration of the block."""
+    def lock(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold an exclusive lock on the logical ``name`` for the block."""
+
+    def conversation(
+        self, channel: str, chat_id: str
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the lock of one conversation."""
+        return self.lock(conversation_lock_name(channel, chat_id))
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
 
 class MemoryLockStore(LockStore):
-    """In-process locks for embedded mode (one process)."""
+    """In-process locks for embedded mode (one process: they die with it)."""
 
     def __init__(self, wait_seconds: float = 20.0) -> None:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._wait = wait_seconds
 
     @contextlib.asynccontextmanager
-    async def lock(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.get(key)
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        lock = self._locks.get(name)
         if lock is None:
             lock = asyncio.Lock()
-            self._locks[key] = lock
+            self._locks[name] = lock
         try:
             await asyncio.wait_for(lock.acquire(), self._wait)
         except TimeoutError as exc:
-            raise LockTimeout(key) from exc
+            raise LockTimeout(_role(name)) from exc
         try:
             yield
         finally:
@@ -54,36 +94,123 @@ class MemoryLockStore(LockStore):
 
 
 class RedisLockStore(LockStore):
-    """Redis locks (redis-py's token-checked ``Lock``) shared by all processes."""
+    """Redis locks (redis-py's token-checked ``Lock``) shared by all processes,
+    with a short TTL renewed every third of it by the holder."""
 
     def __init__(
         self,
         redis: Redis,
         keys: KeyBuilder,
-        ttl_seconds: float = 30.0,
+        ttl_seconds: float = 5.0,
         wait_seconds: float = 20.0,
     ) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive")
         self._redis = redis
         self._keys = keys
         self._ttl = ttl_seconds
         self._wait = wait_seconds
 
+    def key(self, name: str) -> str:
+        """The Redis key of the lock ``name``."""
+        return self._keys.lock(name)
+
     @contextlib.asynccontextmanager
-    async def lock(self, key: str) -> AsyncIterator[None]:
+    async def lock(self, name: str) -> AsyncIterator[None]:
         lock = self._redis.lock(
-            self._keys.build("lock", key),
+            self.key(name),
             timeout=self._ttl,
             blocking_timeout=self._wait,
             sleep=0.01,
+            thread_local=False,  # renewed from another task
         )
-        if not await lock.acquire():
-            raise LockTimeout(key)
+        try:
+            acquired = await lock.acquire()
+        except REDIS_DOWN as exc:
+            raise StorageUnavailable(f"Redis unreachable taking a {_role(name)} lock") from exc
+        if not acquired:
+            raise LockTimeout(_role(name))
+        # The key was set by acquire's last attempt, not its first (it may have
+        # waited): count the TTL from now, one round trip late at most, which
+        # the renewal's margin covers.
+        expires = asyncio.get_running_loop().time() + self._ttl
+        holder = asyncio.current_task()
+        assert holder is not None
+        renewal = _Renewal(lock, name, self._ttl, expires=expires, holder=holder)
+        renewer = asyncio.create_task(renewal.run(), name=f"lock-renewal:{name}")
         try:
             yield
+        except asyncio.CancelledError:
+            renewal.inside = False
+            if renewal.cancelled_holder and holder.uncancel() == 0:
+                raise LockLost(_role(name)) from None
+            raise
         finally:
-            with contextlib.suppress(LockError):
-                # Expired under us (a very slow turn): nothing left to release.
-                await lock.release()
+            renewal.inside = False
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await _release(lock, name)
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+class _Renewal:
+    """Keeps one held lock alive; cancels its holder if it cannot."""
+
+    def __init__(
+        self, lock: Lock, name: str, ttl: float, expires: float, holder: asyncio.Task[object]
+    ) -> None:
+        self._lock = lock
+        self._name = name
+        self._ttl = ttl
+        self._expires = expires  # when the key expires unless renewed
+        self._holder = holder
+        self.inside = True  # the holder is still in its block
+        self.cancelled_holder = False
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Give up a fifth of the TTL early: the cancellation must reach the
+        # holder's next await before another process can take the key.
+        margin = self._ttl / 5
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            while True:
+                # Tried even when late (a stalled loop): the token check makes a
+                # success proof that the key stayed ours all along.
+                left = max(self._expires - margin - loop.time(), self._ttl / 10)
+                try:
+                    async with asyncio.timeout(left):
+                        await self._lock.reacquire()
+                except LockNotOwnedError:
+                    self._lose("the key is gone or another holder has it")
+                    return
+                except (RedisError, OSError, TimeoutError) as exc:
+                    # Transient (Redis down, restarting, slow): retry until the deadline.
+                    if loop.time() >= self._expires - margin:
+                        self._lose(f"not renewed in time ({type(exc).__name__})")
+                        return
+                    await asyncio.sleep(self._ttl / 10)
+                    continue
+                self._expires = loop.time() + self._ttl
+                break
+
+    def _lose(self, why: str) -> None:
+        log.warning("%s lock lost: %s", _role(self._name), why)
+        if self.inside:
+            self.cancelled_holder = True
+            self._holder.cancel()
+
+
+async def _release(lock: Lock, name: str) -> None:
+    try:
+        await lock.release()
+    except LockError:
+        pass  # expired or taken over: nothing of ours left to release
+    except REDIS_DOWN as exc:
+        # The block's outcome stands; the key expires within the TTL by itself.
+        log.warning(
+            "%s lock not released (%s); it expires by itself", _role(name), type(exc).__name__
+        )

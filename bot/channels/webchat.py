@@ -27,13 +27,15 @@ import json
 import logging
 import re
 import secrets
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from cryptography.fernet import Fernet, InvalidToken
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnected, WebSocketState
@@ -44,6 +46,7 @@ from bot.errors import RecipientOffline
 from bot.pipeline import StorageUnavailable
 from config import Settings
 from dialogs.messages import InboundMessage, Reply
+from storage.crypto import derive_fernet_key
 from storage.models import Conversation, Message, Sender
 
 log = logging.getLogger(__name__)
@@ -63,32 +66,36 @@ Frame = dict[str, Any]
 
 
 class WebchatSessions:
-    """Signed, expiring tokens that carry a random session id.
+    """Encrypted, expiring tokens that carry a random session id.
 
-    The session id is the chat id and the user id of the widget's customer.
+    The session id is the chat id and the user id of the widget's customer, so
+    the token is opaque (Fernet: AES + HMAC, with its issue time inside) rather
+    than merely signed: a token seen in a log or a screenshot does not reveal it.
     """
 
-    def __init__(self, secret_key: str, max_age_days: int) -> None:
-        self._serializer = URLSafeTimedSerializer(secret_key, salt="webchat-session-v1")
+    def __init__(
+        self, secret_key: str, max_age_days: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._fernet = Fernet(derive_fernet_key(secret_key, "webchat-session-v2"))
         self._max_age = max_age_days * 86400
+        self._clock = clock
 
     def issue(self, sid: str | None = None) -> tuple[str, str]:
         """A new token and its session id (a fresh one unless given)."""
         sid = sid or secrets.token_urlsafe(18)
-        return self._serializer.dumps({"sid": sid}), sid
+        token = self._fernet.encrypt_at_time(sid.encode(), int(self._clock()))
+        return token.decode("ascii"), sid
 
     def verify(self, token: str | None) -> str | None:
         """The session id of a valid token, or None (missing, forged, expired)."""
-        if not token or len(token) > 512:
+        if not token or len(token) > 512 or not token.isascii():
             return None
         try:
-            data = self._serializer.loads(token, max_age=self._max_age)
-        except BadSignature:  # SignatureExpired is a subclass
+            data = self._fernet.decrypt_at_time(token, self._max_age, int(self._clock()))
+        except InvalidToken:  # forged, tampered, expired, or not a token at all
             return None
-        sid = data.get("sid") if isinstance(data, dict) else None
-        if isinstance(sid, str) and _SID.match(sid):
-            return sid
-        return None
+        sid = data.decode("ascii", errors="replace")
+        return sid if _SID.match(sid) else None
 
 
 # --------------------------------------------------------------------------

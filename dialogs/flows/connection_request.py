@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.file_appeal import phone_from_text
+from dialogs.flows.file_appeal import phone_from_text, phone_slot_from_text
 from dialogs.flows.service_common import (
     address_from_text,
     choice_from_words,
@@ -139,6 +139,7 @@ class ConnectionRequest(Form):
         self, ctx: FlowContext, form: FormState, parse: ParseResult
     ) -> dict[str, Any]:
         found = await super().extract(ctx, form, parse)
+        phone_slot_from_text(parse, found, form.requested_slot == "contact_phone")
         # Loose text matches (a building word, any number) yield to a
         # confident other question, which then interrupts the form.
         if form.requested_slot in {"building_kind", "heat_load", "contact_phone"} and (

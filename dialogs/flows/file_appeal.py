@@ -28,7 +28,8 @@ from dialogs.forms import (
 from dialogs.messages import Button, Reply
 from dialogs.state import FormState
 from handlers.appeals import MAX_DESCRIPTION_CHARS, InvalidAppeal, NewAppeal, create_appeal
-from handlers.contacts import InvalidPhone, normalize_phone
+from handlers.contacts import InvalidPhone, find_phones, normalize_phone
+from handlers.pii import redact_text
 from nlu.types import ParseResult
 from storage.crypto import mask_phone
 from storage.models import AppealCategory
@@ -102,8 +103,27 @@ def phone_from_text(text: str) -> str | None:
         return None
     if _SKIP_WORDS.search(text):
         return SKIP
+    found = next(find_phones(text), None)
+    if found is not None:
+        return found.phone
     # Anything with digits is checked by validate() (which explains a bad one).
     return text if re.search(r"\d", text) else None
+
+
+def phone_slot_from_text(parse: ParseResult, found: dict[str, Any], requested: bool) -> None:
+    """A phone in free text is what handlers.contacts.find_phones finds (the
+    recognizer redaction uses), not the NLU's own guess; a button's value
+    ("skip") stays as it came."""
+    entity = parse.entity("phone")
+    if "contact_phone" not in found or entity is None or entity.extractor is None:
+        return
+    phone = next(find_phones(parse.text), None)
+    if phone is not None:
+        found["contact_phone"] = phone.phone
+    elif requested:
+        found["contact_phone"] = parse.text.strip()
+    else:
+        found.pop("contact_phone")
 
 
 class FileAppeal(Form):
@@ -152,6 +172,7 @@ class FileAppeal(Form):
         self, ctx: FlowContext, form: FormState, parse: ParseResult
     ) -> dict[str, Any]:
         found = await super().extract(ctx, form, parse)
+        phone_slot_from_text(parse, found, form.requested_slot == "contact_phone")
         # "какой тариф на горячую воду" is a question, not the topic "горячая
         # вода" nor a phone number: the engine lets it interrupt the form.
         if form.requested_slot in {"category", "contact_phone"} and is_other_question(
@@ -175,7 +196,10 @@ class FileAppeal(Form):
                 return invalid(Texts.too_short)
             if len(text) > MAX_DESCRIPTION_CHARS:
                 return invalid(Texts.too_long.format(limit=MAX_DESCRIPTION_CHARS))
-            return valid(text)
+            # Kept in the dialog state, echoed in the confirmation, stored in
+            # the appeal: never with a phone or SNILS in it (the contact
+            # phone has its own, encrypted slot).
+            return valid(redact_text(text))
         if slot == "contact_phone":
             if value == SKIP:
                 # Filled, but empty: no phone.

@@ -28,7 +28,8 @@ from dialogs.messages import Button, Reply
 from dialogs.state import FormState
 from handlers import accounts
 from handlers.accounts import LinkStatus
-from handlers.snils import SNILS_PATTERN, is_valid_snils
+from handlers.contacts import find_phones
+from handlers.snils import find_snils, is_valid_snils
 from nlu.types import ParseResult
 
 
@@ -67,7 +68,6 @@ class Texts:
 
 
 _ACCOUNT = re.compile(r"(?<!\d)\d{8,12}(?!\d)")
-_ELEVEN = re.compile(r"\d{11}")
 
 
 def _digits(value: Any) -> str:
@@ -100,25 +100,29 @@ class LinkAccount(Form):
         action = parse.entity("action")
         if action is not None and action.value == "add":
             found["adding"] = True
-        # SNILS: a formatted 11-digit number; a plain one when the SNILS is
-        # what was asked for, or when its checksum holds.
+        # SNILS: handlers.snils.find_snils is the one recognizer (redaction
+        # removes exactly what it finds); the NLU's own guess from the text is
+        # not used. A formatted match is a SNILS; a plain run of 11 digits is
+        # one when the SNILS is what was asked for, or when its checksum holds.
         snils_span: tuple[int, int] | None = None
         entity = parse.entity("snils")
-        for match in SNILS_PATTERN.finditer(text):
-            raw = match.group(0)
-            plain = _ELEVEN.fullmatch(raw) is not None
-            digits = "".join(match.groups())
+        for match in find_snils(text):
             if (
-                not plain
+                match.formatted
                 or form.requested_slot == "snils"
                 or form.has("account_number")
-                or is_valid_snils(digits)
-                or (entity is not None and _digits(entity.value) == digits)
+                or is_valid_snils(match.digits)
+                or (entity is not None and _digits(entity.value) == match.digits)
             ):
-                found["snils"] = digits
-                snils_span = match.span()
+                found["snils"] = match.digits
+                snils_span = (match.start, match.end)
                 break
-        if "snils" not in found and entity is not None and len(_digits(entity.value)) == 11:
+        if (
+            "snils" not in found
+            and entity is not None
+            and entity.extractor is None  # a button's payload, not the text
+            and len(_digits(entity.value)) == 11
+        ):
             found["snils"] = _digits(entity.value)
         if "snils" not in found and form.requested_slot == "snils" and _digits(text):
             # A mistyped SNILS (too short or too long): say so, not "not understood".
@@ -126,6 +130,15 @@ class LinkAccount(Form):
             return found
         # The account number: a payload/NLU entity, else 8-12 digits elsewhere.
         acc_entity = parse.entity("account_number")
+        if (
+            acc_entity is not None
+            and snils_span is not None
+            and acc_entity.extractor is not None
+            and acc_entity.start < snils_span[1]
+            and acc_entity.end > snils_span[0]
+        ):
+            # The NLU read part of the SNILS ("000 00000000") as an account.
+            acc_entity = None
         if acc_entity is not None and _digits(acc_entity.value) != found.get("snils"):
             found["account_number"] = _digits(acc_entity.value)
         else:
@@ -140,7 +153,7 @@ class LinkAccount(Form):
                 and _digits(text)
                 and "snils" not in found
                 # "+7 910 555-22-33" is a phone number, not an account.
-                and parse.entity("phone") is None
+                and next(find_phones(text), None) is None
             ):
                 found["account_number"] = _digits(text)
         return found

@@ -64,7 +64,8 @@ def app_settings(tmp_path_factory: pytest.TempPathFactory, nlu_model_path: Path)
 @pytest.fixture(scope="module")
 def client(app_settings: Settings) -> Iterator[TestClient]:
     """The app with its lifespan run (migrations, demo data, NLU, worker)."""
-    with TestClient(create_app(app_settings)) as c:
+    # A client on this machine, as an operator scraping /metrics would be.
+    with TestClient(create_app(app_settings), client=("127.0.0.1", 50000)) as c:
         yield c
 
 

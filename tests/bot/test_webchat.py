@@ -6,11 +6,11 @@ import json
 import time
 from datetime import UTC, datetime
 
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot.channels.webchat import WebchatAdapter
+from bot.channels.webchat import WebchatAdapter, WebchatSessions
 from config import Settings
 from dialogs.messages import InboundMessage
 from storage.models import DeliveryStatus, OutboxEntry
@@ -94,13 +94,13 @@ def test_expired_token_gets_a_new_session(client: TestClient, app_settings: Sett
         tab.say("привет")
     sid = webchat(client).sessions.verify(tab.token)
 
-    class MonthAgo(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time()) - (app_settings.widget_session_days + 1) * 86400
+    def month_ago() -> float:
+        return time.time() - (app_settings.widget_session_days + 1) * 86400
 
-    expired = URLSafeTimedSerializer(
-        app_settings.secret_key.get_secret_value(), salt="webchat-session-v1", signer=MonthAgo
-    ).dumps({"sid": sid})
+    assert sid is not None
+    expired, _ = WebchatSessions(
+        app_settings.secret_key.get_secret_value(), app_settings.widget_session_days, month_ago
+    ).issue(sid)
     with client.websocket_connect("/widget/ws") as ws:
         other = Tab(ws).hello(expired)
     assert other.history == []

@@ -1,15 +1,26 @@
-"""Per-conversation locks, in memory and in the real Redis."""
+"""Per-conversation locks, in memory and in the real Redis: one contract class
+over both stores, then what only Redis locks do (a key built once, a TTL that
+frees a dead holder's lock and that a live holder renews, an outage translated
+into StorageUnavailable)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from redis.asyncio import Redis
 
+from bot.container import build_locks
+from config.settings import PROJECT_ROOT
+from storage.errors import StorageUnavailable
 from storage.keys import KeyBuilder
-from storage.locks import LockStore, LockTimeout, MemoryLockStore, RedisLockStore
+from storage.locks import LockLost, LockStore, LockTimeout, MemoryLockStore, RedisLockStore
+from tests.conftest import make_settings
+from tests.servers import PrivateRedis
 
 WAIT = 0.4  # seconds a holder waits before LockTimeout
 
@@ -59,7 +70,7 @@ class TestLockStore:
 
         async def holder(name: str) -> None:
             nonlocal inside, most_inside
-            async with make_store().lock("conv:telegram:42"):
+            async with make_store().conversation("telegram", "42"):
                 inside += 1
                 most_inside = max(most_inside, inside)
                 order.append(f"{name}+")
@@ -75,7 +86,7 @@ class TestLockStore:
 
     async def test_different_keys_are_independent(self, make_store: StoreMaker) -> None:
         # Would raise LockTimeout if "2" waited for "1".
-        async with make_store().lock("conv:telegram:1"), make_store().lock("conv:telegram:2"):
+        async with make_store().conversation("telegram", "1"), make_store().lock("conv:telegram:2"):
             pass
 
     async def test_a_held_key_times_out_then_frees(self, make_store: StoreMaker) -> None:
@@ -83,39 +94,216 @@ class TestLockStore:
         release = asyncio.Event()
 
         async def first() -> None:
-            async with make_store().lock("conv:widget:7"):
+            async with make_store().conversation("widget", "7"):
                 entered.set()
                 await release.wait()
 
         task = asyncio.create_task(first())
         await entered.wait()
         with pytest.raises(LockTimeout):
-            async with make_store().lock("conv:widget:7"):
+            async with make_store().conversation("widget", "7"):
                 pytest.fail("entered a held lock")
         release.set()
         await task
-        async with make_store().lock("conv:widget:7"):
+        async with make_store().conversation("widget", "7"):
             pass
 
     async def test_released_after_an_exception_in_the_block(self, make_store: StoreMaker) -> None:
         with pytest.raises(RuntimeError):
-            async with make_store().lock("conv:whatsapp:9"):
+            async with make_store().conversation("whatsapp", "9"):
                 raise RuntimeError("turn failed")
-        async with make_store().lock("conv:whatsapp:9"):
+        async with make_store().conversation("whatsapp", "9"):
             pass
 
 
-async def test_redis_lock_expires_when_a_holder_dies(redis_url: str) -> None:
-    """A crashed process's lock frees itself after its TTL."""
-    dead = Redis.from_url(redis_url)
-    stale = dead.lock("test:lock:conv:x", timeout=0.3)
-    assert await stale.acquire()
-    await dead.aclose()  # never releases
-    store = RedisLockStore(
-        Redis.from_url(redis_url), KeyBuilder("test"), ttl_seconds=5, wait_seconds=2
+# --------------------------------------------------------------------------
+# Redis only
+# --------------------------------------------------------------------------
+
+TTL = 0.6  # short, so that a test outlives several TTLs quickly
+
+
+def redis_store(url: str, prefix: str = "test", wait: float = WAIT) -> RedisLockStore:
+    return RedisLockStore(
+        Redis.from_url(url), KeyBuilder(prefix), ttl_seconds=TTL, wait_seconds=wait
+    )
+
+
+@pytest.mark.redis
+async def test_the_conversation_key_is_prefixed_once(redis_url: str) -> None:
+    store = build_locks(make_settings("sqlite://", redis_url=redis_url))
+    client = Redis.from_url(redis_url)
+    try:
+        async with store.conversation("telegram", "42"):
+            keys = await client.keys("*")
+        assert keys == [b"heatdesk:lock:conv:telegram:42"]
+        assert await client.keys("*") == []  # released
+    finally:
+        await client.aclose()
+        await store.close()
+
+
+@pytest.mark.redis
+async def test_a_live_holder_keeps_its_lock_beyond_the_ttl(redis_url: str) -> None:
+    before = redis_store(redis_url)
+    holder = redis_store(redis_url, wait=20 * TTL)
+    other = redis_store(redis_url, wait=0.05)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        # It waits longer than a TTL for the lock first: its TTL counts from
+        # when it got the lock, not from when it asked.
+        async with holder.conversation("widget", "long"):
+            entered.set()
+            await release.wait()
+
+    async with before.conversation("widget", "long"):
+        task = asyncio.create_task(hold())
+        await asyncio.sleep(2 * TTL)
+    try:
+        await entered.wait()
+        for _ in range(4):  # four TTLs: only renewal keeps the key
+            await asyncio.sleep(TTL)
+            with pytest.raises(LockTimeout):
+                async with other.conversation("widget", "long"):
+                    pytest.fail("entered a lock its holder still holds")
+        release.set()
+        await task
+        async with other.conversation("widget", "long"):
+            pass
+    finally:
+        release.set()
+        await task
+        await before.close()
+        await holder.close()
+        await other.close()
+
+
+@pytest.mark.redis
+async def test_a_holder_that_loses_its_lock_is_stopped(redis_url: str) -> None:
+    """If the key is gone (expired during a stall, or taken), the holder's block
+    is cancelled and LockLost raised: it must not commit beside the next holder."""
+    store = redis_store(redis_url)
+    client = Redis.from_url(redis_url)
+    finished: list[str] = []
+
+    async def turn() -> None:
+        async with asyncio.timeout(10 * TTL), store.conversation("widget", "lost"):
+            # Another process takes over the key (our TTL ran out, say).
+            await client.set("test:lock:conv:widget:lost", "someone-else")
+            await asyncio.sleep(5 * TTL)
+            finished.append("committed")
+
+    try:
+        with pytest.raises(LockLost):
+            await turn()
+        assert finished == []
+        # Another holder's key is left alone.
+        assert await client.get("test:lock:conv:widget:lost") == b"someone-else"
+    finally:
+        await client.aclose()
+        await store.close()
+
+
+HOLDER = """
+import asyncio, sys
+from bot.container import build_locks
+from config import load_settings
+
+async def main() -> None:
+    settings = load_settings(environment="test", secret_key="k", redis_url=sys.argv[1],
+                             lock_ttl_seconds=float(sys.argv[2]))
+    async with build_locks(settings).conversation("telegram", "killed"):
+        print("held", flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.redis
+async def test_the_lock_of_a_killed_process_frees_itself(redis_url: str) -> None:
+    ttl = 1.0
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLDER,
+        redis_url,
+        str(ttl),
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+    client = Redis.from_url(redis_url)
+    store = build_locks(
+        make_settings(
+            "sqlite://", redis_url=redis_url, lock_ttl_seconds=ttl, lock_wait_seconds=0.05
+        )
     )
     try:
-        async with store.lock("conv:x"):
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 60) == b"held\n"
+        await asyncio.sleep(2 * ttl)
+        # Alive, it keeps the lock past its TTL...
+        assert await client.exists("heatdesk:lock:conv:telegram:killed")
+        with pytest.raises(LockTimeout):
+            async with store.conversation("telegram", "killed"):
+                pytest.fail("entered a live holder's lock")
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+        # ...and killed, it leaves a lock that lives one TTL at most.
+        await asyncio.sleep(ttl)
+        async with store.conversation("telegram", "killed"):
             pass
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+        await client.aclose()
+        await store.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+async def test_a_stopped_redis_is_storage_unavailable(private_redis: PrivateRedis) -> None:
+    store = redis_store(private_redis.url)
+    try:
+        async with store.conversation("widget", "1"):
+            pass
+        private_redis.kill()
+        with pytest.raises(StorageUnavailable) as raised:
+            async with store.conversation("widget", "1"):
+                pytest.fail("locked without Redis")
+        assert type(raised.value) is StorageUnavailable
+        private_redis.start()  # the same port: the client reconnects by itself
+        async with store.conversation("widget", "1"):
+            pass
+    finally:
+        await store.close()
+
+
+async def test_a_holder_whose_redis_dies_is_stopped(private_redis: PrivateRedis) -> None:
+    """Redis gone for longer than the TTL: the lock may be anyone's now."""
+    store = redis_store(private_redis.url)
+    finished: list[str] = []
+
+    async def turn() -> None:
+        async with asyncio.timeout(30 * TTL), store.conversation("widget", "2"):
+            private_redis.kill()
+            await asyncio.sleep(20 * TTL)
+            finished.append("committed")
+
+    try:
+        with pytest.raises(LockLost):
+            await turn()
+        assert finished == []
     finally:
         await store.close()

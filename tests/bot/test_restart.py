@@ -1,0 +1,163 @@
+"""A restart after a crash, and a Redis outage under a running container: the
+app starts whatever lock a dead process left behind, and every accepted
+message is answered once the lock (or Redis) is free again."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from redis.asyncio import Redis
+from starlette.testclient import TestClient
+
+from bot.app import create_app
+from bot.container import Container
+from bot.pipeline import StorageUnavailable
+from config import Settings
+from dialogs.messages import InboundMessage
+from storage.locks import LockTimeout
+from tests.bot.conftest import app_settings_for
+from tests.conftest import run_in_thread
+from tests.servers import PrivateRedis
+
+ANSWER_TIMEOUT_SECONDS = 60.0
+T = TypeVar("T")
+
+
+def message(chat_id: str, n: int, text: str = "как оплатить?") -> InboundMessage:
+    return InboundMessage(
+        channel="test",
+        chat_id=chat_id,
+        user_id=chat_id,
+        text=text,
+        platform_message_id=f"{chat_id}-{n}",
+        received_at=datetime.now(UTC),
+    )
+
+
+def inbox(db: Path, chat_id: str) -> list[tuple[str, str | None]]:
+    """(platform message id, processed_at) of the chat's inbox entries."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT platform_message_id, processed_at FROM inbox WHERE chat_id = ? ORDER BY id",
+            (chat_id,),
+        ).fetchall()
+    return [(str(r[0]), r[1]) for r in rows]
+
+
+def count_messages(db: Path, chat_id: str, direction: str) -> int:
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE c.chat_id = ? AND m.direction = ?",
+            (chat_id, direction),
+        ).fetchone()
+    return int(row[0])
+
+
+def bot_replies(db: Path, chat_id: str) -> int:
+    return count_messages(db, chat_id, "out")
+
+
+def customer_messages(db: Path, chat_id: str) -> int:
+    return count_messages(db, chat_id, "in")
+
+
+def wait_until_processed(db: Path, chat_id: str) -> None:
+    deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
+    while any(processed is None for _, processed in inbox(db, chat_id)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"inbox entries of {chat_id} still unanswered: {inbox(db, chat_id)}")
+        time.sleep(0.1)
+
+
+@pytest.mark.redis
+def test_a_stale_lock_neither_fails_nor_holds_up_the_start(
+    tmp_path: Path, nlu_model_path: Path, redis_url: str
+) -> None:
+    # Waiting for a lock gives up after 1 s; the dead process's lock outlives
+    # that wait (the old start-up replay waited, raised, and the start failed).
+    settings = app_settings_for(
+        tmp_path, nlu_model_path, redis_url=redis_url, lock_wait_seconds=1.0
+    )
+    db = tmp_path / "bot.sqlite3"
+    key = "heatdesk:lock:conv:test:restart-1"
+
+    async def redis(command: Callable[[Redis], Awaitable[T]]) -> T:
+        client = Redis.from_url(redis_url)
+        try:
+            return await command(client)
+        finally:
+            await client.aclose()
+
+    async def crash() -> None:
+        """A process accepts a message while another holds the chat's lock, and dies."""
+        container = Container(settings)
+        await container.start()
+        try:
+            # The lock a killed process left, its TTL still running (as long
+            # as the old 30 s TTL; the test ends it below).
+            await redis(lambda r: r.set(key, "token-of-a-dead-process", px=30_000))
+            with pytest.raises(LockTimeout):
+                await container.handle(message("restart-1", 1))
+        finally:
+            await container.close()
+
+    run_in_thread(lambda: asyncio.run(crash()))
+    assert [p for _, p in inbox(db, "restart-1")] == [None]  # accepted, not answered
+
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        # The replay waits for the planted key (the one key the pipeline uses)...
+        unanswered = inbox(db, "restart-1")[0][1] is None
+        left = run_in_thread(lambda: asyncio.run(redis(lambda r: r.pttl(key))))
+        assert (unanswered, left > 0) == (True, True)
+        # ...and answers the entry once that lock has expired, once.
+        run_in_thread(lambda: asyncio.run(redis(lambda r: r.pexpire(key, 200))))
+        wait_until_processed(db, "restart-1")
+        assert customer_messages(db, "restart-1") == 1
+        assert bot_replies(db, "restart-1") >= 1
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def settings_with_redis(tmp_path: Path, nlu_model_path: Path, url: str) -> Settings:
+    return app_settings_for(tmp_path, nlu_model_path, redis_url=url, lock_ttl_seconds=1.0)
+
+
+async def test_a_redis_outage_is_storage_unavailable_and_loses_nothing(
+    tmp_path: Path, nlu_model_path: Path, private_redis: PrivateRedis
+) -> None:
+    db = tmp_path / "bot.sqlite3"
+    container = Container(settings_with_redis(tmp_path, nlu_model_path, private_redis.url))
+    await container.start()
+    try:
+        assert (await container.handle(message("r-1", 1, "здравствуйте"))).replies
+        private_redis.kill()
+        with pytest.raises(StorageUnavailable):
+            await container.handle(message("r-1", 2))
+        # Accepted into the inbox, not answered, not lost.
+        assert [p is None for _, p in inbox(db, "r-1")] == [False, True]
+        private_redis.start()
+        # The replay answers it once that Redis is back.
+        await asyncio.to_thread(wait_until_processed, db, "r-1")
+        assert customer_messages(db, "r-1") == 2
+        assert bot_replies(db, "r-1") >= 2
+        # A resend of it is a duplicate: answered once.
+        assert (await container.handle(message("r-1", 2))).duplicate
+    finally:
+        await container.close()
