@@ -389,6 +389,22 @@ class App:
                         raise RuntimeError(f"the app on port {port} did not start:\n{tail}")
                     await asyncio.sleep(0.2)
 
+    def log_digest(self, limit: int = 4) -> str:
+        """How many warnings and errors the app logged, and the commonest ones."""
+        counts: dict[str, int] = {}
+        for log in self.logs:
+            for line in log.read_text(errors="replace").splitlines():
+                if " WARNING " in line or " ERROR " in line or line.startswith("Traceback"):
+                    # Without the timestamp, so that repeats count as one kind.
+                    kind = re.sub(r"^\S+ \S+ ", "", line)[:160]
+                    counts[kind] = counts.get(kind, 0) + 1
+        if not counts:
+            return "app logs: no warnings or errors"
+        common = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+        lines = [f"app logs: {sum(counts.values())} warning/error lines; commonest:"]
+        lines += [f"  {n} x {kind}" for kind, n in common]
+        return "\n".join(lines)
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -496,6 +512,7 @@ class Run:
         self.stop_at = float("inf")
         self.gate: Callable[[], Awaitable[None]] | None = None
         self.cpu: dict[str, float] = {}  # share of one core used in the window
+        self.db_sessions: dict[str, float] = {}  # PostgreSQL sessions by state, mean
         sink.on_reply = self._route
 
     def _route(self, chat: int, reply: SinkReply) -> None:
@@ -813,6 +830,32 @@ async def sample_cpu(run: Run, window: tuple[float, float], pids: Sequence[int])
             run.cpu[f"app pid {pid}"] = (b - a) / span
 
 
+async def sample_database(run: Run, window: tuple[float, float], db_name: str) -> None:
+    """What the app's PostgreSQL sessions are doing, once a second in the
+    window: busy, waiting for a lock, idle in a transaction, idle."""
+    await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
+    totals: dict[str, int] = {}
+    samples = 0
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        while time.perf_counter() < window[1]:
+            rows = await conn.fetch(
+                "SELECT state, wait_event_type, wait_event, count(*) AS n FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid() GROUP BY 1, 2, 3",
+                db_name,
+            )
+            for row in rows:
+                kind = str(row["state"])
+                if row["wait_event_type"] and row["state"] != "idle":
+                    kind += f" waiting {row['wait_event_type']}/{row['wait_event']}"
+                totals[kind] = totals.get(kind, 0) + int(row["n"])
+            samples += 1
+            await asyncio.sleep(1.0)
+    finally:
+        await conn.close()
+    run.db_sessions = {k: v / max(samples, 1) for k, v in totals.items()}
+
+
 async def load(
     run: Run,
     customers: int,
@@ -820,11 +863,13 @@ async def load(
     warmup: float,
     duration: float,
     pids: Sequence[int],
+    final_wait: float,
+    db_name: str,
 ) -> tuple[float, float, OpenLoop | None]:
     started = time.perf_counter()
     window = (started + warmup, started + warmup + duration)
     run.stop_at = window[1]
-    sampler = asyncio.create_task(sample_cpu(run, window, pids))
+    sampler = asyncio.gather(sample_cpu(run, window, pids), sample_database(run, window, db_name))
     open_loop: OpenLoop | None = None
     if rate is None:
         await asyncio.gather(*(customer_loop(run, i) for i in range(customers)))
@@ -834,7 +879,12 @@ async def load(
         await open_loop.drive()
         if open_loop.tasks:
             await asyncio.wait(list(open_loop.tasks))
-    # Late and duplicated replies still arriving for the last messages.
+    # Late replies may still come (the app replays what it accepted but did
+    # not answer); then a moment for duplicates of the last ones.
+    for _poll in range(int(final_wait * 2)):
+        if not any(s.expected is not None and len(s.replies) < s.expected for s in run.stats.sent):
+            break
+        await asyncio.sleep(0.5)
     await asyncio.sleep(2.0)
     await sampler
     return window[0], window[1], open_loop
@@ -887,7 +937,7 @@ def report(
     print(
         f"lost replies                 : {lost:8d}   target 0  {mark(lost == 0)}"
         f"   ({len(lost_msgs)} messages short of their replies at the end, {unanswered} "
-        f"with none; {late} answered only after the {run.reply_timeout:.0f} s timeout)"
+        f"with none; {late} more answered only after the {run.reply_timeout:.0f} s timeout)"
     )
     dups = extra + stats.stray_replies
     print(
@@ -906,6 +956,10 @@ def report(
     )
     cpu = ", ".join(f"{who} {share * 100:.0f}%" for who, share in run.cpu.items())
     print(f"CPU in the window (100% = one core): {cpu}; load average {os.getloadavg()[0]:.2f}")
+    sessions = ", ".join(
+        f"{kind} {n:.1f}" for kind, n in sorted(run.db_sessions.items(), key=lambda kv: -kv[1])
+    )
+    print(f"PostgreSQL sessions of the app, mean over the window: {sessions or 'none'}")
     off = [
         s for s in stats.sent if s.replies and not _on_script(s.step, [r.text for r in s.replies])
     ]
@@ -927,9 +981,9 @@ LATENCY_NOTE = (
     "latency: from just before the webhook POST of a message (its first attempt) to the\n"
     "arrival at the fake Bot API of the first sendMessage for that chat after it;\n"
     "throughput: messages whose first POST began inside the window, per second.\n"
-    "lost: replies a message was still short of after the reply timeout (its count\n"
-    "from the calibration run); duplicated: replies beyond that count, plus replies\n"
-    "for a chat whose conversation was over."
+    "lost: replies a message was still short of at the end of the run (its count from\n"
+    "the calibration run), after waiting for late ones; duplicated: replies beyond that\n"
+    "count, plus replies for a chat whose conversation was over."
 )
 
 
@@ -1049,6 +1103,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="auto",
         help="two processes as --workers 2 or as two ports (auto: workers if supported)",
     )
+    parser.add_argument(
+        "--final-wait",
+        type=float,
+        default=30.0,
+        help="seconds the run waits at the end for replies still missing (then: lost)",
+    )
     parser.add_argument("--redis-db", type=int, default=8)
     parser.add_argument(
         "--sockets-only", action="store_true", help="only the widget sockets' memory"
@@ -1112,7 +1172,14 @@ async def telegram_load(
         sink.callback_answers.clear()
         pids = [p.pid for p in app.procs]
         w0, w1, open_loop = await load(
-            run, args.customers, args.rate, args.warmup, args.duration, pids
+            run,
+            args.customers,
+            args.rate,
+            args.warmup,
+            args.duration,
+            pids,
+            args.final_wait,
+            env["DATABASE_URL"].rsplit("/", 1)[1],
         )
         label = (
             f"open loop at {args.rate:.0f} msg/s"
@@ -1121,6 +1188,7 @@ async def telegram_load(
         )
         report(run, (w0, w1), open_loop, label)
         print(LATENCY_NOTE)
+    print(app.log_digest())
     phase("load done")
 
 
