@@ -89,6 +89,11 @@ def main() -> int:
         env = dict(os.environ)
         env.setdefault("DATABASE_URL", f"sqlite+aiosqlite:///{Path(tmp) / 'bench.sqlite3'}")
         env.update(PORT=str(port), HOST="127.0.0.1", LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+        # One customer sending as fast as it can is what the widget's rate
+        # limits refuse: lift them (unless set) to measure the turns themselves.
+        for name in ("WIDGET_MESSAGE", "WIDGET_IP_MESSAGE"):
+            env.setdefault(f"{name}_RATE_PER_SECOND", "100000")
+            env.setdefault(f"{name}_BURST", "100000")
         server = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env)
         try:
             base = f"http://127.0.0.1:{port}"

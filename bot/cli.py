@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from bot import messages as say
+from bot.channels.choices import choice_lines, last_buttons, resolve_choice
 from config.settings import ConfigError, Settings, load_settings
 from dialogs.messages import Button, InboundMessage, Reply
 
@@ -157,20 +158,20 @@ async def demo_data(settings: Settings) -> int:
 # --------------------------------------------------------------------------
 
 
+CLI_CHOICE_STYLE = "  [{number}] {title}"
+
+
 def render_replies(replies: Sequence[Reply], out: TextIO) -> tuple[Button, ...]:
     """Print replies with numbered buttons; the buttons of the last one that has any."""
-    buttons: tuple[Button, ...] = ()
     for reply in replies:
         lines = reply.text.splitlines() or [""]
         out.write(f"{say.CLI_BOT}: {lines[0]}\n")
         for line in lines[1:]:
             out.write(f"     {line}\n")
-        for number, button in enumerate(reply.buttons, start=1):
-            out.write(f"  [{number}] {button.title}\n")
-        if reply.buttons:
-            buttons = reply.buttons
+        for line in choice_lines(reply.buttons, CLI_CHOICE_STYLE):
+            out.write(line + "\n")
     out.flush()
-    return buttons
+    return last_buttons(replies)
 
 
 async def chat(settings: Settings, chat_id: str, stdin: TextIO, out: TextIO) -> int:
@@ -194,12 +195,12 @@ async def chat(settings: Settings, chat_id: str, stdin: TextIO, out: TextIO) -> 
             if not text.strip():
                 continue
             payload: str | None = None
-            # A number presses that button; any other number (a reading) is text.
-            if text.strip().isdigit() and 1 <= int(text.strip()) <= len(buttons):
-                number = int(text.strip())
-                text, payload = buttons[number - 1].title, buttons[number - 1].payload
-                if not interactive:
-                    out.write(f"{say.CLI_YOU}: {text}\n")
+            # A number or a label presses that button; any other number (a reading) is text.
+            pressed = resolve_choice(text, buttons)
+            if pressed is not None:
+                if not interactive and text != pressed.title:
+                    out.write(f"{say.CLI_YOU}: {pressed.title}\n")
+                text, payload = pressed.title, pressed.payload
             msg = InboundMessage(
                 channel="cli",
                 chat_id=chat_id,

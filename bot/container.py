@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.channels import ChannelRegistry
+from bot.channels import ChannelRegistry, WebchatAdapter
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
 from bot.pipeline import HandleResult, Pipeline
@@ -35,6 +35,7 @@ from storage.db import create_engine, create_session_factory
 from storage.errors import OutageLog, is_storage_failure
 from storage.keys import KeyBuilder
 from storage.locks import LockStore, LockTimeout, MemoryLockStore, RedisLockStore
+from storage.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,14 @@ def build_locks(settings: Settings) -> LockStore:
         KeyBuilder(settings.redis_key_prefix),
         ttl_seconds=settings.lock_ttl_seconds,
         wait_seconds=settings.lock_wait_seconds,
+    )
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    if settings.redis_url is None:
+        return MemoryRateLimiter()
+    return RedisRateLimiter(
+        Redis.from_url(settings.redis_url), KeyBuilder(settings.redis_key_prefix)
     )
 
 
@@ -87,7 +96,10 @@ class Container:
         self.vault = PersonalDataVault(settings.secret_key.get_secret_value())
         self.locks = build_locks(settings)
         self.engine = DialogEngine(settings)
+        self.rate_limiter = build_rate_limiter(settings)
         self.channels = ChannelRegistry.from_settings(settings)
+        if isinstance(webchat := self.channels.get("webchat"), WebchatAdapter):
+            webchat.rate_limiter = self.rate_limiter  # shared by every process on Redis
         self.delivery = DeliveryWorker(
             self.session_factory,
             self.channels,
@@ -143,6 +155,8 @@ class Container:
         await self.prepare_storage()
         if self._nlu is None:
             self._nlu = await build_nlu(self.settings)
+        for adapter in self.channels.values():
+            await adapter.start(self)
         self._pipeline = Pipeline(
             self.settings,
             self.session_factory,
@@ -176,6 +190,7 @@ class Container:
         if self._nlu is not None and self._owns_nlu:
             await self._nlu.close()
         await self.locks.close()
+        await self.rate_limiter.close()
         await self.db.dispose()
 
     # --- what channels call -------------------------------------------------

@@ -102,6 +102,12 @@ class PipelineError(Exception):
     """Root of the pipeline's errors."""
 
 
+class StoredUnanswered(StorageUnavailable):
+    """The inbox holds the message but its turn failed: a replay answers it, so
+    the sender must not be asked to send it again. A plain StorageUnavailable
+    from :meth:`Pipeline.handle` means it was never stored (resend it, same id)."""
+
+
 @dataclass(frozen=True)
 class HandleResult:
     duplicate: bool
@@ -162,7 +168,10 @@ class Pipeline:
             raise
         if entry_id is None:
             return HandleResult(duplicate=True, replies=(), conversation_id=None)
-        return await self._process(entry_id, msg)
+        try:
+            return await self._process(entry_id, msg)
+        except StorageUnavailable as exc:
+            raise StoredUnanswered(str(exc)) from exc
 
     async def replay_unprocessed(self) -> int:
         """Run again every inbox entry left unprocessed (after a crash); how many."""

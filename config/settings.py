@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Published in the source, so it protects nothing: accepted only in tests.
@@ -77,9 +77,31 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = None
     twilio_whatsapp_from: str | None = None
     twilio_api_base: str | None = None
+    # Approved WhatsApp templates (Twilio Content SIDs, "HX...") by purpose, sent
+    # outside the 24-hour window instead of free text, e.g.
+    # TWILIO_TEMPLATES='{"reply": "HX..."}'; "reply" carries the text as {{1}}.
+    twilio_templates: dict[str, str] = Field(default_factory=dict)
+    twilio_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Twilio gives a webhook 15 s; a slower turn is acknowledged anyway and
+    # finishes in the background (its inbox entry is written first).
+    twilio_ack_seconds: float = Field(default=5.0, gt=0)
     operator_bot_token: SecretStr | None = None
     operator_chat_id: int | None = None
     widget_session_days: int = 30
+    # Origins of the sites that may embed the widget (JSON list, e.g.
+    # '["https://kursk-gen.example"]'); "*" allows any. The server's own pages
+    # (Origin matching the Host they were served from, or HOST:PORT) and
+    # PUBLIC_BASE_URL's origin are always allowed. A handshake without an Origin
+    # (not a browser: scripts, tests, the benchmark) is allowed too.
+    widget_allowed_origins: tuple[str, ...] = ()
+    # Customer messages per widget session, and per client IP across sessions.
+    widget_message_rate_per_second: float = Field(default=1.0, gt=0)
+    widget_message_burst: int = Field(default=5, ge=1)
+    widget_ip_message_rate_per_second: float = Field(default=5.0, gt=0)
+    widget_ip_message_burst: int = Field(default=30, ge=1)
+    # Other frames (pings, repeated hellos, malformed ones) per widget session.
+    widget_frame_rate_per_second: float = Field(default=1.0, gt=0)
+    widget_frame_burst: int = Field(default=20, ge=1)
     max_message_chars: int = 4096
 
     # --- business rules ---------------------------------------------------
@@ -102,6 +124,32 @@ class Settings(BaseSettings):
         "БИК 043807606, к/с 30101810300000000606"
     )
     fallbacks_before_operator: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _whatsapp_complete(self) -> Settings:
+        wanted = (self.twilio_account_sid, self.twilio_auth_token, self.twilio_whatsapp_from)
+        if any(wanted):
+            missing = [
+                name
+                for name, value in (
+                    ("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                    ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                    ("TWILIO_WHATSAPP_FROM", self.twilio_whatsapp_from),
+                    ("PUBLIC_BASE_URL", self.public_base_url),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "WhatsApp (Twilio) needs " + ", ".join(missing) + " as well: Twilio signs "
+                    "each webhook with the auth token over PUBLIC_BASE_URL + /webhooks/whatsapp, "
+                    "and the bot refuses unsigned requests"
+                )
+        return self
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        return bool(self.twilio_account_sid)
 
     @property
     def tz(self) -> ZoneInfo:

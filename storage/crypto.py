@@ -38,6 +38,7 @@ class PersonalDataVault:
     def __init__(self, secret_key: str) -> None:
         self._hash_key = _derive(secret_key, "snils-hash-v1")
         self._id_key = _derive(secret_key, "identity-hash-v1")
+        self._address_key = _derive(secret_key, "platform-address-hash-v1")
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, "pii-fernet-v1")))
 
     def hash_snils(self, snils: str) -> str:
@@ -48,6 +49,17 @@ class PersonalDataVault:
     def hash_identity(self, value: str) -> str:
         """Keyed hash for platform user ids that are personal data (phones)."""
         return hmac.new(self._id_key, value.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def hash_address(self, channel: str, address: str) -> str:
+        """Keyed hash of a platform address (a WhatsApp phone number) that
+        stands in for it as the chat and user id.
+
+        Formatting is ignored (``whatsapp:+7 999 ...`` and ``79991234567`` are
+        one address); the channel keeps two platforms' ids apart.
+        """
+        normal = _DIGITS.sub("", address) or address
+        digest = hmac.new(self._address_key, f"{channel}:{normal}".encode(), hashlib.sha256)
+        return digest.hexdigest()[:40]
 
     def encrypt(self, value: str) -> str:
         return self._fernet.encrypt(value.encode()).decode()

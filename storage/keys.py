@@ -25,3 +25,6 @@ class KeyBuilder:
 
     def channel(self, name: str) -> str:
         return self.build("pubsub", name)
+
+    def rate_limit(self, key: str) -> str:
+        return self.build("ratelimit", key)

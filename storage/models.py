@@ -593,6 +593,30 @@ class OutboxEntry(Base):
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    # What the platform said about the sent message, for channels that report
+    # it (Twilio: the message SID, queued/sent/delivered/read/failed and the
+    # error code of a failure).
+    platform_message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    platform_status: Mapped[str | None] = mapped_column(String(20))
+    platform_error_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class ChannelAddress(Base):
+    """The address needed to reply on a channel whose chat id is a keyed hash.
+
+    A WhatsApp customer's chat id is a keyed hash of their phone number
+    (``PersonalDataVault.hash_address``); the number itself, needed only to
+    send, is kept here encrypted.
+    """
+
+    __tablename__ = "channel_addresses"
+    __table_args__ = (UniqueConstraint("channel", "address_hash"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    address_hash: Mapped[str] = mapped_column(String(128))
+    address_enc: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
 
 
 class HandoffQueueEntry(Base):

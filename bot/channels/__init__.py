@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from bot.channels.base import ChannelAdapter, ChannelHost
 from bot.channels.webchat import WebchatAdapter
+from bot.channels.whatsapp import WhatsAppAdapter
 from config import Settings
 
 # A factory returns None when its channel is off in these settings (no token...).
@@ -17,6 +18,7 @@ ChannelFactory = Callable[[Settings], ChannelAdapter | None]
 
 CHANNEL_FACTORIES: Mapping[str, ChannelFactory] = {
     "webchat": WebchatAdapter.from_settings,
+    "whatsapp": WhatsAppAdapter.from_settings,
 }
 
 
@@ -58,4 +60,5 @@ __all__ = [
     "ChannelHost",
     "ChannelRegistry",
     "WebchatAdapter",
+    "WhatsAppAdapter",
 ]

@@ -62,6 +62,9 @@ class ChannelAdapter(abc.ABC):
         receive it now, and :class:`bot.errors.DeliveryError` otherwise.
         """
 
+    async def start(self, host: ChannelHost) -> None:  # noqa: B027 - optional hook
+        """Called once at start-up, before any send, with what the host offers."""
+
     def router(self, host: ChannelHost) -> APIRouter | None:
         """HTTP/WebSocket routes that receive this channel's messages, if any."""
         return None

@@ -10,44 +10,67 @@ Protocol (JSON text frames)::
     server <- {"type": "message", "sender": "bot", "text": ..., "buttons": [...],
                "id": 17, "at": "2026-11-27T10:00:00+00:00"}
     server <- {"type": "ack", "client_id": "uuid", "duplicate": false}
+    server <- {"type": "ack", "client_id": "uuid", "duplicate": false, "pending": true,
+               "text": "..."}                           stored; the answer comes later
     server <- {"type": "error", "code": "too_long", "text": "...", "client_id": "uuid" | null}
+    server <- {"type": "error", "code": "rate_limited", ..., "retry_after": 2}
     client -> {"type": "ping"}  server <- {"type": "pong"}
 
 ``client_id`` becomes the inbox's platform message id, so a message resent
-after a reconnect is answered once. Every tab of one session is a live socket
-of the same chat; each socket receives a given message id at most once
-(history and push are deduplicated per socket, and the client dedups by id).
+after a reconnect is answered once. An error frame with a ``client_id`` means
+that message was NOT stored: ``unavailable`` and ``rate_limited`` may be resent
+later with the same ``client_id`` (never answered twice); ``too_long``,
+``empty`` and ``bad_text`` need a new text. A message the inbox took while the
+rest of its turn failed gets a ``pending`` ack instead: the reply arrives later.
+
+The edge refuses, before anything is parsed or processed: a handshake from an
+Origin not allowed by ``widget_allowed_origins`` (closed with 1008, an HTTP 403
+to the browser), frames over 64 KiB, JSON nested too deep, text that is not
+valid Unicode (a lone surrogate, which UTF-8 cannot carry), and more messages
+or other frames than the session's and the client IP's rate limits allow.
+
+Every tab of one session is a live socket of the same chat; each socket
+receives a given message id at most once (history and push are deduplicated
+per socket, and the client dedups by id).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnected, WebSocketState
 
 from bot import messages as say
 from bot.channels.base import ChannelAdapter, ChannelHost
 from bot.errors import RecipientOffline
-from bot.pipeline import StorageUnavailable
+from bot.pipeline import StorageUnavailable, StoredUnanswered
 from config import Settings
 from dialogs.messages import InboundMessage, Reply
 from storage.crypto import derive_fernet_key
+from storage.locks import LockTimeout
 from storage.models import Conversation, Message, Sender
+from storage.ratelimit import MemoryRateLimiter, RateLimit, RateLimiter, RateLimiterUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +79,9 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_FRAME_BYTES = 64 * 1024
 HISTORY_LIMIT = 200
 _SID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# Lone surrogates: valid in a Python str (JSON's "\ud800" escape), not in UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+LIMITER_WARNING_SECONDS = 60.0
 
 Frame = dict[str, Any]
 
@@ -103,26 +129,37 @@ class WebchatSessions:
 # --------------------------------------------------------------------------
 
 
+def _encodable(value: str) -> str:
+    if _SURROGATE.search(value):
+        raise PydanticCustomError("bad_text", "not valid Unicode (a lone surrogate)")
+    return value
+
+
+# Every string a client sends: it is stored, echoed to other tabs, signed.
+Text = Annotated[str, AfterValidator(_encodable)]
+ClientId = Annotated[Text, Field(min_length=1, max_length=64)]
+
+
 class _ClientFrame(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class HelloFrame(_ClientFrame):
     type: Literal["hello"]
-    token: str | None = None
+    token: Text | None = None
 
 
 class TextFrame(_ClientFrame):
     type: Literal["message"]
-    text: str
-    client_id: str = Field(min_length=1, max_length=64)
+    text: Text
+    client_id: ClientId
 
 
 class ButtonFrame(_ClientFrame):
     type: Literal["button"]
-    title: str = Field(max_length=200)
-    payload: str = Field(min_length=1, max_length=1000)
-    client_id: str = Field(min_length=1, max_length=64)
+    title: Annotated[Text, Field(max_length=200)]
+    payload: Annotated[Text, Field(min_length=1, max_length=1000)]
+    client_id: ClientId
 
 
 class PingFrame(_ClientFrame):
@@ -137,6 +174,62 @@ _client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 def error_frame(code: str, text: str, client_id: str | None = None) -> Frame:
     return {"type": "error", "code": code, "text": text, "client_id": client_id}
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A frame the edge would not take: the error frame's code and text, and why (logged)."""
+
+    code: str
+    text: str
+    reason: str
+    client_id: str | None = None
+
+    def frame(self) -> Frame:
+        return error_frame(self.code, self.text, self.client_id)
+
+
+def _client_id_of(data: object) -> str | None:
+    """The frame's client_id if usable, so a refusal names the message it refuses."""
+    cid = data.get("client_id") if isinstance(data, dict) else None
+    if isinstance(cid, str) and 0 < len(cid) <= 64 and not _SURROGATE.search(cid):
+        return cid
+    return None
+
+
+def parse_frame(raw: str) -> ClientFrame | Refused:
+    """A validated client frame, or why it is refused; never raises."""
+    if len(raw) > MAX_FRAME_BYTES // 4 and len(raw.encode("utf-8", "replace")) > MAX_FRAME_BYTES:
+        return Refused("frame_too_big", say.WIDGET_FRAME_TOO_BIG, "over 64 KiB")
+    try:
+        data = json.loads(raw)
+    except RecursionError:  # the C scanner's depth guard: nothing is half-built
+        return Refused("bad_frame", say.WIDGET_BAD_FRAME, "JSON nested too deep")
+    except ValueError:
+        return Refused("bad_frame", say.WIDGET_BAD_FRAME, "not JSON")
+    try:
+        return _client_frame.validate_python(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        fields = ",".join(sorted({".".join(str(p) for p in e["loc"]) for e in errors}))[:100]
+        if any(e["type"] == "bad_text" for e in errors):
+            return Refused(
+                "bad_text", say.WIDGET_BAD_TEXT, f"not valid Unicode: {fields}", _client_id_of(data)
+            )
+        return Refused("bad_frame", say.WIDGET_BAD_FRAME, f"invalid: {fields}", _client_id_of(data))
+    except RecursionError:
+        return Refused("bad_frame", say.WIDGET_BAD_FRAME, "nested too deep")
+
+
+def _dumps(frame: Frame) -> str:
+    text = json.dumps(frame, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate got this far: ASCII escapes are still valid JSON,
+        # where a raw one would make the send (and so the socket) fail.
+        text = json.dumps(frame, ensure_ascii=True)
+    return text
 
 
 def message_frame(sender: str, reply: Reply, message_id: int | None, at: datetime | None) -> Frame:
@@ -159,7 +252,7 @@ class LiveSocket:
         self.seen: set[int] = set()
 
     async def send(self, frame: Frame) -> None:
-        await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
+        await self.ws.send_text(_dumps(frame))
 
     async def push(self, frame: Frame, message_id: int | None) -> None:
         async with self.lock:
@@ -208,7 +301,7 @@ class WebchatHub:
                 continue
             try:
                 await sock.push(frame, message_id)
-            except Exception:  # a tab closed under us: forget it
+            except Exception:  # this tab closed under us: forget it, not the others
                 self.remove(chat_id, sock)
             else:
                 delivered += 1
@@ -277,15 +370,113 @@ async def load_history(host: ChannelHost, chat_id: str, limit: int = HISTORY_LIM
 # --------------------------------------------------------------------------
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def normalize_origin(origin: str) -> str | None:
+    """``scheme://host[:port]`` lower-cased, default port left out; None if not one."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        host = f"{host}:{port}"
+    return f"{parts.scheme}://{host}"
+
+
+def allowed_origins(settings: Settings) -> frozenset[str]:
+    """The configured origins, the server's own HOST:PORT and PUBLIC_BASE_URL's."""
+    listed = [*settings.widget_allowed_origins, f"http://{settings.host}:{settings.port}"]
+    if settings.public_base_url:
+        listed.append(settings.public_base_url)
+    origins = {o.strip() for o in listed if o.strip() == "*"}
+    origins.update(n for n in map(normalize_origin, listed) if n is not None)
+    return frozenset(origins)
+
+
+@dataclass(frozen=True)
+class WidgetLimits:
+    per_session: RateLimit
+    per_ip: RateLimit
+    frames: RateLimit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WidgetLimits:
+        return cls(
+            per_session=RateLimit(
+                settings.widget_message_rate_per_second, settings.widget_message_burst
+            ),
+            per_ip=RateLimit(
+                settings.widget_ip_message_rate_per_second, settings.widget_ip_message_burst
+            ),
+            frames=RateLimit(settings.widget_frame_rate_per_second, settings.widget_frame_burst),
+        )
+
+
 class WebchatAdapter(ChannelAdapter):
     name = CHANNEL
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rate_limiter: RateLimiter | None = None) -> None:
         self.settings = settings
         self.sessions = WebchatSessions(
             settings.secret_key.get_secret_value(), settings.widget_session_days
         )
         self.hub = WebchatHub()
+        # The container passes the shared (Redis) one; alone, one process.
+        self.rate_limiter: RateLimiter = rate_limiter or MemoryRateLimiter()
+        self.limits = WidgetLimits.from_settings(settings)
+        self.origins = allowed_origins(settings)
+        self._ip_key = settings.secret_key.get_secret_value().encode()
+        self._limiter_warned_at = -math.inf
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """May a page of ``origin`` open the widget's socket (sent to ``host``)?
+
+        No Origin at all is allowed: browsers always send one, so this is a
+        script, which could send any Origin it liked anyway.
+        """
+        if origin is None or "*" in self.origins:
+            return True
+        normal = normalize_origin(origin)
+        if normal is None:
+            return False  # "null" (a sandboxed frame, a file) and the like
+        if normal in self.origins:
+            return True
+        # The server's own pages (the demo page), under whatever name it was reached.
+        if host is None:
+            return False
+        scheme = normal.split("://", 1)[0]
+        return normalize_origin(f"{scheme}://{host.strip()}") == normal
+
+    def ip_key(self, ip: str) -> str:
+        """A rate-limit key for a client IP: keyed hash, the address is personal data."""
+        digest = hmac.new(self._ip_key, ip.encode(), hashlib.sha256).hexdigest()[:24]
+        return f"webchat:ip:{digest}"
+
+    async def wait_for(self, *checks: tuple[str, RateLimit]) -> float:
+        """0.0 when every bucket has a unit (taken); else the seconds to wait.
+
+        A limiter that cannot be reached lets the frame through: the limits
+        protect the service, an outage of Redis should not stop customers.
+        """
+        for key, limit in checks:
+            try:
+                wait = await self.rate_limiter.hit(key, limit)
+            except RateLimiterUnavailable as exc:
+                now = time.monotonic()
+                if now - self._limiter_warned_at >= LIMITER_WARNING_SECONDS:
+                    self._limiter_warned_at = now
+                    log.warning("webchat: rate limiter unavailable (%s); not limiting", exc)
+                return 0.0
+            if wait > 0:
+                return wait
+        return 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebchatAdapter:
@@ -342,8 +533,16 @@ class WebchatConnection:
         self.sock = LiveSocket(ws)
         self.sid: str | None = None
         self.max_chars = adapter.settings.max_message_chars
+        self.ip = ws.client.host if ws.client else "unknown"
+        self.rate_limited = 0  # frames refused over the limits
 
     async def run(self) -> None:
+        origin = self.ws.headers.get("origin")
+        if not self.adapter.origin_allowed(origin, self.ws.headers.get("host")):
+            log.warning("webchat: refused a socket from origin %r", (origin or "")[:100])
+            # Before accept: the browser gets HTTP 403 and no frame is read.
+            await self.ws.close(code=1008)
+            return
         await self.ws.accept()
         try:
             hello = await self._hello()
@@ -359,6 +558,8 @@ class WebchatConnection:
         except (WebSocketDisconnect, WebSocketDisconnected):
             pass  # the tab went away, possibly while we were answering
         finally:
+            if self.rate_limited > 1:
+                log.warning("webchat: %d frames of a socket were rate limited", self.rate_limited)
             if self.sid is not None:
                 self.adapter.hub.remove(self.sid, self.sock)
             if self.ws.client_state == WebSocketState.CONNECTED:
@@ -379,10 +580,15 @@ class WebchatConnection:
         raw = await self._receive()
         if raw is None:
             return None
-        frame = self._parse(raw)
+        frame = parse_frame(raw)
         if isinstance(frame, HelloFrame):
             return frame
-        await self.sock.send(error_frame("bad_frame", say.WIDGET_BAD_FRAME))
+        if isinstance(frame, Refused):
+            log.warning("webchat: refused a hello (%s)", frame.reason)
+            await self.sock.send(error_frame(frame.code, frame.text))
+        else:
+            log.warning("webchat: the first frame was not a hello")
+            await self.sock.send(error_frame("bad_frame", say.WIDGET_BAD_FRAME))
         await self.ws.close(code=1008)
         return None
 
@@ -413,26 +619,41 @@ class WebchatConnection:
                 log.warning("webchat: could not mark history delivered (%s)", type(exc).__name__)
         return True
 
-    def _parse(self, raw: str) -> ClientFrame | None:
-        try:
-            return _client_frame.validate_python(json.loads(raw))
-        except (ValueError, ValidationError):
-            return None
-
     async def _dispatch(self, raw: str) -> None:
-        if len(raw) > MAX_FRAME_BYTES // 4 and len(raw.encode()) > MAX_FRAME_BYTES:
-            await self.sock.push(error_frame("frame_too_big", say.WIDGET_FRAME_TOO_BIG), None)
+        assert self.sid is not None
+        frame = parse_frame(raw)
+        if isinstance(frame, TextFrame | ButtonFrame):
+            wait = await self.adapter.wait_for(
+                (f"webchat:msg:{self.sid}", self.adapter.limits.per_session),
+                (self.adapter.ip_key(self.ip), self.adapter.limits.per_ip),
+            )
+            if wait > 0:
+                await self._rate_limited(wait, frame.client_id)
+                return
+            await self._customer_message(frame)
             return
-        frame = self._parse(raw)
-        if frame is None:
-            await self.sock.push(error_frame("bad_frame", say.WIDGET_BAD_FRAME), None)
+        # Pings, hellos and refusals are cheap, but not free in bulk.
+        wait = await self.adapter.wait_for(
+            (f"webchat:frame:{self.sid}", self.adapter.limits.frames)
+        )
+        if wait > 0:
+            client_id = frame.client_id if isinstance(frame, Refused) else None
+            await self._rate_limited(wait, client_id)
             return
-        if isinstance(frame, PingFrame):
+        if isinstance(frame, Refused):
+            log.warning("webchat: refused a frame (%s)", frame.reason)
+            await self.sock.push(frame.frame(), None)
+        elif isinstance(frame, PingFrame):
             await self.sock.push({"type": "pong"}, None)
-            return
-        if isinstance(frame, HelloFrame):
-            return  # a repeated hello changes nothing
-        await self._customer_message(frame)
+        # A repeated hello changes nothing.
+
+    async def _rate_limited(self, wait: float, client_id: str | None) -> None:
+        self.rate_limited += 1
+        if self.rate_limited == 1:  # a flood would write a line per frame otherwise
+            log.warning("webchat: rate limited a socket (%.1f s to wait)", wait)
+        refusal = error_frame("rate_limited", say.WIDGET_RATE_LIMITED, client_id)
+        refusal["retry_after"] = max(1, math.ceil(wait))
+        await self.sock.push(refusal, None)
 
     async def _customer_message(self, frame: TextFrame | ButtonFrame) -> None:
         assert self.sid is not None
@@ -470,14 +691,31 @@ class WebchatConnection:
         await self.adapter.hub.publish(self.sid, echo, exclude=self.sock)
         try:
             result = await self.host.handle(msg)
-        except Exception as exc:
-            # Either the inbox never took it (the client may send it again; a
-            # resend of an accepted one is dropped as a duplicate) or it did
-            # and the container's replay answers it later: nothing is lost.
-            if isinstance(exc, StorageUnavailable):
-                log.warning("webchat: storage unavailable; answered with an error frame")
-            else:
-                log.exception("webchat: handling a message failed")
+        except (StorageUnavailable, LockTimeout) as exc:
+            if isinstance(exc, LockTimeout | StoredUnanswered):
+                # The inbox has it and the container's replay answers it: saying
+                # "not sent" here would have the customer type it, and be answered, twice.
+                log.warning("webchat: message stored, its turn failed; answered as pending")
+                await self.sock.push(
+                    {
+                        "type": "ack",
+                        "client_id": frame.client_id,
+                        "duplicate": False,
+                        "pending": True,
+                        "text": say.WIDGET_PENDING,
+                    },
+                    None,
+                )
+                return
+            # Not stored: the client resends it with the same client_id later.
+            log.warning("webchat: storage unavailable; answered with an error frame")
+            await self.sock.push(
+                error_frame("unavailable", say.WIDGET_UNAVAILABLE, frame.client_id), None
+            )
+            return
+        except Exception:
+            # Stored or not, a resend with the same client_id is answered once.
+            log.exception("webchat: handling a message failed")
             await self.sock.push(
                 error_frame("unavailable", say.WIDGET_UNAVAILABLE, frame.client_id), None
             )

@@ -26,6 +26,7 @@
     offline: "Нет связи. Переподключаемся…",
     notSent: "Не отправлено.",
     retry: "Повторить",
+    pending: "Получено, ответ придёт чуть позже.",
     tooLong: "Сообщение слишком длинное: не больше {limit} символов.",
     you: "Вы",
     bot: "Бот",
@@ -284,6 +285,9 @@
     return p;
   }
 
+  // Only what the server says it did NOT store is shown as not sent. The retry
+  // button resends the very same frame, client_id included: the server's inbox
+  // is keyed by it, so a message that did get stored is never answered twice.
   function markFailed(clientId, retryable) {
     var p = settle(clientId);
     waiting = Math.max(0, waiting - 1);
@@ -341,11 +345,18 @@
       case "ack":
         var p = settle(frame.client_id);
         if (p && frame.duplicate && p.afterHistory && p.node) p.node.remove();
+        if (frame.pending) {
+          // Stored, the answer comes later (the server replays it): not a failure.
+          if (p && p.node) {
+            p.node.appendChild(el("div", { "class": "hd-pending-line", "data-testid": "chat-accepted" }, frame.text || TEXT.pending));
+          }
+        }
         if (!Object.keys(pending).length) { waiting = 0; setTyping(false); }
         break;
       case "error":
         notice(frame.text, "error");
-        if (frame.client_id) markFailed(frame.client_id, frame.code === "unavailable");
+        // unavailable, rate_limited: not stored, may be sent again as it was.
+        if (frame.client_id) markFailed(frame.client_id, frame.code === "unavailable" || frame.code === "rate_limited");
         else { waiting = 0; setTyping(false); }
         break;
       default:

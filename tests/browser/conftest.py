@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -30,10 +32,12 @@ class Server:
     log: Path
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, nlu_model_path: Path) -> Iterator[Server]:  # noqa: F811
-    """Embedded mode on a temp SQLite file, served by uvicorn (httptools, uvloop)."""
-    tmp = tmp_path_factory.mktemp("server")
+PARTNER_HOST = "localhost"  # the test's partner site: the same server, another origin
+
+
+@contextlib.contextmanager
+def running_server(tmp: Path, model: Path, **env_overrides: str) -> Iterator[Server]:
+    """``python -m bot run`` served by uvicorn (httptools, uvloop) on a free port."""
     port = free_port()
     env = {
         k: v
@@ -45,12 +49,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, nlu_model_path: Path) -> It
         ENVIRONMENT="test",
         SECRET_KEY="browser-test-secret",
         DATABASE_URL=f"sqlite+aiosqlite:///{tmp / 'bot.sqlite3'}",
-        NLU_MODEL_PATH=str(nlu_model_path),
+        NLU_MODEL_PATH=str(model),
         LOAD_DEMO_DATA="true",
         HOST="127.0.0.1",
         PORT=str(port),
         LOG_LEVEL="WARNING",
+        # The partner site of the embedding test may open the widget's socket.
+        WIDGET_ALLOWED_ORIGINS=json.dumps([f"http://{PARTNER_HOST}:{port}"]),
     )
+    env.update(env_overrides)
     log = tmp / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -82,3 +89,23 @@ def server(tmp_path_factory: pytest.TempPathFactory, nlu_model_path: Path) -> It
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, nlu_model_path: Path) -> Iterator[Server]:  # noqa: F811
+    """Embedded mode on a temp SQLite file."""
+    with running_server(tmp_path_factory.mktemp("server"), nlu_model_path) as running:
+        yield running
+
+
+@pytest.fixture
+def flaky_server(tmp_path: Path, nlu_model_path: Path) -> Iterator[Server]:  # noqa: F811
+    """On a private PostgreSQL database whose first tariff turn fails after the
+    inbox took the message (tests/bot/test_webchat.py)."""
+    from tests.bot.test_webchat import flaky_pg_database
+
+    with (
+        flaky_pg_database() as url,
+        running_server(tmp_path, nlu_model_path, DATABASE_URL=url, LOAD_DEMO_DATA="false") as s,
+    ):
+        yield s

@@ -182,3 +182,52 @@ async def test_link_account_submit_reading_and_keep_history(page: Page, server: 
     await answered()
     await expect(log.locator('[data-sender="bot"]').first).to_be_visible()
     assert errors == []
+
+
+async def test_a_site_not_listed_cannot_open_the_widget(page: Page, server: Server) -> None:
+    # Loopback like the server (so Chromium's local-network-access check can be
+    # granted), but another origin, and one not listed in the server's settings.
+    other = server.base_url.replace("127.0.0.1", "127.0.0.2")
+    page_url = f"{other}/page.html"
+    html = (
+        '<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Чужой</title>'
+        f'</head><body><script src="{server.base_url}/widget.js"></script></body></html>'
+    )
+    await page.context.grant_permissions(["local-network-access"], origin=other)
+    await page.route(
+        page_url, lambda route: route.fulfill(body=html, content_type="text/html; charset=utf-8")
+    )
+    await page.goto(page_url)
+    await page.get_by_test_id("chat-launcher").click()
+    # Refused at the handshake: the widget never gets a session.
+    await expect(page.get_by_test_id("chat-status")).to_have_text(
+        "Нет связи. Переподключаемся…", timeout=WAIT_MS
+    )
+    token = await page.evaluate("localStorage.getItem('heatdesk.widget.token')")
+    assert token is None
+    assert f"refused a socket from origin '{other}'" in server.log.read_text()
+
+
+async def test_a_message_stored_before_a_failure_is_not_shown_as_not_sent(
+    page: Page, flaky_server: Server
+) -> None:
+    await page.goto(f"{flaky_server.base_url}/")
+    await page.get_by_test_id("chat-launcher").click()
+    await expect(page.get_by_test_id("chat-status")).to_have_text(
+        "На связи круглосуточно", timeout=WAIT_MS
+    )
+    log = page.get_by_test_id("chat-log")
+    box = page.get_by_test_id("chat-input")
+    await box.fill("какой тариф на отопление")
+    await box.press("Enter")
+    mine = log.locator('[data-sender="customer"]')
+    # The inbox took it, its turn failed: received, the answer comes later.
+    await expect(mine.get_by_test_id("chat-accepted")).to_contain_text(
+        "получено", ignore_case=True, timeout=WAIT_MS
+    )
+    await expect(log.locator('[data-sender="bot"]').filter(has_text="тариф").first).to_be_visible(
+        timeout=WAIT_MS
+    )
+    await expect(log.get_by_text("Не отправлено")).to_have_count(0)
+    await expect(page.get_by_test_id("chat-retry")).to_have_count(0)
+    await expect(mine).to_have_count(1)
