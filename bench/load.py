@@ -1111,6 +1111,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-db", type=int, default=8)
     parser.add_argument(
+        "--telegram-limits",
+        action="store_true",
+        help="keep the app's Bot API send limits (1/s a chat, 30/s overall): "
+        "replies are then paced as Telegram needs; by default they are lifted",
+    )
+    parser.add_argument(
         "--sockets-only", action="store_true", help="only the widget sockets' memory"
     )
     parser.add_argument(
@@ -1151,6 +1157,12 @@ async def telegram_load(
     print(
         f"Telegram customers on two app processes ({how}), PostgreSQL and Redis db "
         f"{args.redis_db}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        "Bot API send limits: the app's (Telegram's 1 message/s a chat, 30/s overall)"
+        if args.telegram_limits
+        else "Bot API send limits lifted for the local fake (TELEGRAM_*_RATE_PER_SECOND, "
+        "TELEGRAM_*_BURST); --telegram-limits keeps Telegram's 30/s overall"
     )
     if sink.webhook_url is None:
         print("warning: the app did not call setWebhook", file=sys.stderr)
@@ -1223,6 +1235,16 @@ async def amain(args: argparse.Namespace) -> int:
             "TELEGRAM_WEBHOOK_SECRET": secrets.token_urlsafe(24),
             "TELEGRAM_API_BASE": sink.base,
         }
+        if not args.telegram_limits:
+            # Telegram's own limits (1 message/s a chat, 30/s a bot), which the
+            # app keeps to, would measure the pacing, not the app: the fake
+            # Bot API has none, so the app's are lifted.
+            env.update(
+                TELEGRAM_CHAT_RATE_PER_SECOND="100000",
+                TELEGRAM_CHAT_BURST="100000",
+                TELEGRAM_GLOBAL_RATE_PER_SECOND="100000",
+                TELEGRAM_GLOBAL_BURST="100000",
+            )
         await run_cli(env, "db", "upgrade")
         await run_cli(env, "demo-data")
         phase("database migrated, demo data loaded")
