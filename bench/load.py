@@ -954,8 +954,24 @@ def report(
         f"{len(run.sink.callback_answers)}; readings refused as below another's "
         f"{stats.refused_readings}; conversations cut short {len(stats.diverged)}"
     )
+    by_step: dict[str, list[float]] = {}
+    for sent in measured:
+        if sent.latency is not None:
+            by_step.setdefault(sent.step, []).append(sent.latency * 1000)
+    slow = sorted(by_step.items(), key=lambda kv: -pct(kv[1], 99))[:4]
+    print(
+        "slowest steps (p50/p99 ms): "
+        + ", ".join(f"{step} {pct(v, 50):.0f}/{pct(v, 99):.0f}" for step, v in slow)
+    )
     cpu = ", ".join(f"{who} {share * 100:.0f}%" for who, share in run.cpu.items())
     print(f"CPU in the window (100% = one core): {cpu}; load average {os.getloadavg()[0]:.2f}")
+    app_cpu = sum(share for who, share in run.cpu.items() if who.startswith("app"))
+    if measured:
+        # The budget for the target on two cores, shared with PostgreSQL and this driver.
+        print(
+            f"app CPU per inbound message: {app_cpu * span / len(measured) * 1000:.1f} ms "
+            f"(300 msg/s on 2 cores leaves under {2000 / TARGET_RATE:.1f} ms for everything)"
+        )
     sessions = ", ".join(
         f"{kind} {n:.1f}" for kind, n in sorted(run.db_sessions.items(), key=lambda kv: -kv[1])
     )
