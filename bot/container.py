@@ -100,6 +100,11 @@ class Container:
         self.channels = ChannelRegistry.from_settings(settings)
         if isinstance(webchat := self.channels.get("webchat"), WebchatAdapter):
             webchat.rate_limiter = self.rate_limiter  # shared by every process on Redis
+        if "telegram" in self.channels:
+            from bot.channels.telegram import TelegramAdapter  # loaded: the registry built it
+
+            if isinstance(telegram := self.channels["telegram"], TelegramAdapter):
+                telegram.rate_limiter = self.rate_limiter
         self.delivery = DeliveryWorker(
             self.session_factory,
             self.channels,
@@ -155,8 +160,6 @@ class Container:
         await self.prepare_storage()
         if self._nlu is None:
             self._nlu = await build_nlu(self.settings)
-        for adapter in self.channels.values():
-            await adapter.start(self)
         self._pipeline = Pipeline(
             self.settings,
             self.session_factory,
@@ -167,6 +170,9 @@ class Container:
             inline_channels=self._inline_channels,
             on_committed=self.delivery.on_committed,
         )
+        # Once the pipeline can take what an adapter receives, before any send.
+        for adapter in self.channels.values():
+            await adapter.start(self)
         if worker:
             await self.delivery.start()
         # In the background: a stale lock (its TTL) or a slow database must not

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from bot.channels.base import ChannelAdapter
 from bot.errors import PermanentDeliveryError, RecipientOffline, RetryAfter, UnknownChannel
@@ -203,9 +204,23 @@ class DeliveryWorker:
         """Lease the due rows in one statement; rows another worker holds are
         not due any more, so each row is claimed by one worker only."""
         now = self._clock()
+        # A row waits while an earlier pending row of its conversation waits
+        # (backoff, retry_after, another worker's lease): replies go out in order.
+        earlier = aliased(OutboxEntry)
+        held_back = (
+            select(earlier.id)
+            .where(
+                earlier.conversation_id == OutboxEntry.conversation_id,
+                earlier.status == DeliveryStatus.PENDING,
+                earlier.id < OutboxEntry.id,
+                earlier.next_attempt_at > now,
+            )
+            .exists()
+        )
         due = select(OutboxEntry.id).where(
             OutboxEntry.status == DeliveryStatus.PENDING,
             OutboxEntry.next_attempt_at <= now,
+            ~held_back,
         )
         if conversation_id is not None:
             due = due.where(OutboxEntry.conversation_id == conversation_id)

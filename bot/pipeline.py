@@ -318,7 +318,12 @@ class Pipeline:
                     replies.append(Reply(Texts.queued_notice))
                     state.queued_notice_sent = True
                 new_state = state.dump()
-            elif not msg.text.strip() and msg.payload is None:
+            elif (
+                not msg.text.strip()
+                and msg.payload is None
+                # A file is for the form in progress (an appeal's photo).
+                and not (msg.attachments and state.active is not None)
+            ):
                 replies.append(Reply(Texts.empty))
                 new_state = state.dump()
             elif len(msg.text) > self._settings.max_message_chars:
@@ -335,6 +340,7 @@ class Pipeline:
                     identity=identity,
                     conversation=conv,
                     channel=msg.channel,
+                    attachments=msg.attachments,
                 )
                 turn = await self._engine.step(ctx, state, parse)
                 intent = turn.intent
@@ -538,7 +544,9 @@ class Pipeline:
         conv.last_customer_message_at = msg.received_at
         inline = msg.channel in self._inline
         texts = await pii.redact_outbound(session, self._settings, [r.text for r in replies])
-        replies = [Reply(text, buttons=r.buttons) for text, r in zip(texts, replies, strict=True)]
+        replies = [
+            dataclasses.replace(r, text=text) for text, r in zip(texts, replies, strict=True)
+        ]
         outs = [
             Message(
                 conversation_id=conv.id,

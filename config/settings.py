@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Published in the source, so it protects nothing: accepted only in tests.
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
+_TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _GENERATE_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
@@ -73,6 +75,18 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base: str | None = None
+    # Long polling: how long one getUpdates waits for news (Bot API maximum 50).
+    telegram_poll_timeout_seconds: int = Field(default=25, ge=0, le=50)
+    # One Bot API call (not getUpdates); below the delivery worker's lease.
+    telegram_request_timeout_seconds: float = Field(default=15.0, gt=0)
+    # The webhook answers once the turn is committed, or 503 after this long
+    # (Telegram then delivers the update again; the inbox drops a duplicate).
+    telegram_ack_timeout_seconds: float = Field(default=25.0, gt=0)
+    # Bot API limits: about one message a second per chat, 30 a second overall.
+    telegram_chat_rate_per_second: float = Field(default=1.0, gt=0)
+    telegram_chat_burst: int = Field(default=3, ge=1)
+    telegram_global_rate_per_second: float = Field(default=30.0, gt=0)
+    telegram_global_burst: int = Field(default=30, ge=1)
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_whatsapp_from: str | None = None
@@ -124,6 +138,25 @@ class Settings(BaseSettings):
         "БИК 043807606, к/с 30101810300000000606"
     )
     fallbacks_before_operator: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _telegram_webhook_needs_secret(self) -> Settings:
+        if self.telegram_bot_token is None or self.public_base_url is None:
+            return self
+        secret = self.telegram_webhook_secret
+        if secret is None or not secret.get_secret_value():
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_SECRET must be set for the Telegram webhook "
+                "(PUBLIC_BASE_URL is set); unset PUBLIC_BASE_URL for long polling"
+            )
+        if not _TELEGRAM_SECRET.fullmatch(secret.get_secret_value()):
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_SECRET: 1-256 characters of A-Z, a-z, 0-9, _ and - "
+                "(what Telegram accepts as secret_token)"
+            )
+        if not self.public_base_url.startswith("https://") and self.environment == "production":
+            raise ValueError("PUBLIC_BASE_URL must be https:// (Telegram calls webhooks over TLS)")
+        return self
 
     @model_validator(mode="after")
     def _whatsapp_complete(self) -> Settings:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
+from dialogs.messages import Attachment
 from storage.crypto import PersonalDataVault
 from storage.models import Account, ChannelIdentity, Conversation
 
@@ -35,6 +36,8 @@ class FlowContext:
     # DialogState.facts for this turn: the engine loads it before the step
     # and stores it back after, so what a flow writes here is remembered.
     facts: dict[str, str] = field(default_factory=dict)
+    # Files that came with this message (a photo for an appeal being filed).
+    attachments: tuple[Attachment, ...] = ()
 
     async def current_account(self) -> Account | None:
         """The account this chat works with now (linking may change it)."""

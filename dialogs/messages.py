@@ -48,12 +48,18 @@ class Button:
 class Reply:
     text: str
     buttons: tuple[Button, ...] = ()
+    # The reply asks for a phone number: a channel that can (Telegram) offers
+    # a "share my number" button; the others ignore it.
+    ask_contact: bool = False
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "text": self.text,
             "buttons": [{"title": b.title, "payload": b.payload} for b in self.buttons],
         }
+        if self.ask_contact:
+            data["ask_contact"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Reply:
@@ -62,6 +68,7 @@ class Reply:
         return cls(
             text=str(data["text"]),
             buttons=tuple(Button(title=str(b["title"]), payload=str(b["payload"])) for b in raw),
+            ask_contact=data.get("ask_contact") is True,
         )
 
 

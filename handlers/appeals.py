@@ -25,6 +25,7 @@ from handlers.pii import redact_text
 from storage.crypto import PersonalDataVault, mask_phone
 from storage.models import (
     Appeal,
+    AppealAttachment,
     AppealCategory,
     AppealStatus,
     AppealStatusChange,
@@ -59,6 +60,18 @@ class InvalidAppeal(AppealError):
 
 
 @dataclass(frozen=True)
+class NewAttachment:
+    """A file sent with the appeal, by the channel's own reference."""
+
+    kind: str  # "photo", "document"
+    file_id: str
+    mime_type: str | None = None
+
+
+MAX_ATTACHMENTS = 10
+
+
+@dataclass(frozen=True)
 class NewAppeal:
     category: AppealCategory
     description: str
@@ -68,6 +81,7 @@ class NewAppeal:
     address: str | None = None
     contact_phone: str | None = None
     priority: Priority = Priority.NORMAL
+    attachments: tuple[NewAttachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,8 @@ async def create_appeal(
         raise InvalidAppeal("empty description")
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise InvalidAppeal("description too long")
+    if len(new.attachments) > MAX_ATTACHMENTS:
+        raise InvalidAppeal("too many attachments")
     year = now.astimezone(settings.tz).year
     number = await next_number(session, APPEAL_PREFIX, year)
     appeal = Appeal(
@@ -150,6 +166,17 @@ async def create_appeal(
             # The registration notice is the bot's own reply in the chat.
             notified_at=now,
         )
+    )
+    session.add_all(
+        AppealAttachment(
+            appeal_id=appeal.id,
+            channel=new.channel,
+            kind=a.kind[:20],
+            file_id=a.file_id,
+            mime_type=a.mime_type[:100] if a.mime_type else None,
+            created_at=now,
+        )
+        for a in new.attachments
     )
     await session.flush()
     return appeal_info(appeal)

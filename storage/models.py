@@ -366,6 +366,21 @@ class AppealStatusChange(Base):
     appeal: Mapped[Appeal] = relationship(back_populates="history")
 
 
+class AppealAttachment(Base):
+    """A file the customer sent while filing an appeal, kept by the platform's
+    own reference (a Telegram ``file_id``): staff fetch it from there."""
+
+    __tablename__ = "appeal_attachments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    appeal_id: Mapped[int] = mapped_column(ForeignKey("appeals.id"), index=True)
+    channel: Mapped[str | None] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(20))  # "photo", "document"
+    file_id: Mapped[str] = mapped_column(String(256))
+    mime_type: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
 class Task(Base):
     """Work for the company's staff: a meter check, a dispatch, a call-back."""
 

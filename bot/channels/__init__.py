@@ -16,8 +16,20 @@ from config import Settings
 # A factory returns None when its channel is off in these settings (no token...).
 ChannelFactory = Callable[[Settings], ChannelAdapter | None]
 
+
+def _telegram(settings: Settings) -> ChannelAdapter | None:
+    if settings.telegram_bot_token is None:
+        return None
+    # Imported only when on: building aiogram's ~300 pydantic types costs
+    # seconds at every start of a process that does not use Telegram.
+    from bot.channels.telegram import TelegramAdapter
+
+    return TelegramAdapter.from_settings(settings)
+
+
 CHANNEL_FACTORIES: Mapping[str, ChannelFactory] = {
     "webchat": WebchatAdapter.from_settings,
+    "telegram": _telegram,
     "whatsapp": WhatsAppAdapter.from_settings,
 }
 

@@ -63,7 +63,9 @@ class ChannelAdapter(abc.ABC):
         """
 
     async def start(self, host: ChannelHost) -> None:  # noqa: B027 - optional hook
-        """Called once at start-up, before any send, with what the host offers."""
+        """Called once at start-up, before any send, with what the host offers:
+        begin receiving (register a webhook, start long polling). Must return
+        promptly: long work runs as a task."""
 
     def router(self, host: ChannelHost) -> APIRouter | None:
         """HTTP/WebSocket routes that receive this channel's messages, if any."""

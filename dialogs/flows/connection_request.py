@@ -3,6 +3,7 @@ phone; feasibility against the network zones and an application number."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from decimal import Decimal
 from typing import Any
@@ -134,6 +135,10 @@ class ConnectionRequest(Form):
         Slot("heat_load", Texts.ask_load, from_text=load_from_text),
         Slot("contact_phone", Texts.ask_phone, entity="phone", from_text=phone_from_text),
     )
+
+    async def prompt(self, ctx: FlowContext, form: FormState, slot: str) -> Reply:
+        asked = await super().prompt(ctx, form, slot)
+        return dataclasses.replace(asked, ask_contact=True) if slot == "contact_phone" else asked
 
     async def extract(
         self, ctx: FlowContext, form: FormState, parse: ParseResult

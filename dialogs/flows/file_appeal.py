@@ -3,6 +3,7 @@ then the number and the two deadlines in Moscow time."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -27,7 +28,14 @@ from dialogs.forms import (
 )
 from dialogs.messages import Button, Reply
 from dialogs.state import FormState
-from handlers.appeals import MAX_DESCRIPTION_CHARS, InvalidAppeal, NewAppeal, create_appeal
+from handlers.appeals import (
+    MAX_ATTACHMENTS,
+    MAX_DESCRIPTION_CHARS,
+    InvalidAppeal,
+    NewAppeal,
+    NewAttachment,
+    create_appeal,
+)
 from handlers.contacts import InvalidPhone, find_phones, normalize_phone
 from handlers.pii import redact_text
 from nlu.types import ParseResult
@@ -35,6 +43,8 @@ from storage.crypto import mask_phone
 from storage.models import AppealCategory
 
 SKIP = "skip"
+ATTACHMENTS = "attachments"  # a form slot filled by files, never asked for
+ATTACHABLE_KINDS = frozenset({"photo", "document"})
 MIN_DESCRIPTION_CHARS = 5
 # A first message this long is taken as the appeal's description.
 DESCRIPTION_WORDS_AT_START = 6
@@ -63,6 +73,9 @@ class Texts:
         "Отправляем?"
     )
     no_phone = "не указан"
+    confirm_files = "Вложения: {count}\n\n"
+    attached = "Файл приложу к обращению (всего файлов: {count})."
+    too_many_files = "Больше {limit} файлов к одному обращению не приложить; лишние я не сохранил."
     done = (
         "Обращение зарегистрировано, номер {number}.{account}\n"
         "Предварительное рассмотрение — до {review}, решение — до {decision} (по Москве).\n"
@@ -168,11 +181,18 @@ class FileAppeal(Form):
             form.pending["description"] = text
         return None
 
+    async def prompt(self, ctx: FlowContext, form: FormState, slot: str) -> Reply:
+        asked = await super().prompt(ctx, form, slot)
+        return dataclasses.replace(asked, ask_contact=True) if slot == "contact_phone" else asked
+
     async def extract(
         self, ctx: FlowContext, form: FormState, parse: ParseResult
     ) -> dict[str, Any]:
         found = await super().extract(ctx, form, parse)
         phone_slot_from_text(parse, found, form.requested_slot == "contact_phone")
+        files = _with_new_files(ctx, form)
+        if files is not None:
+            found[ATTACHMENTS] = files
         # "какой тариф на горячую воду" is a question, not the topic "горячая
         # вода" nor a phone number: the engine lets it interrupt the form.
         if form.requested_slot in {"category", "contact_phone"} and is_other_question(
@@ -182,6 +202,14 @@ class FileAppeal(Form):
         return found
 
     async def validate(self, ctx: FlowContext, form: FormState, slot: str, value: Any) -> SlotCheck:
+        if slot == ATTACHMENTS:
+            files = list(value)
+            if len(files) > MAX_ATTACHMENTS:
+                return valid(
+                    files[:MAX_ATTACHMENTS],
+                    reply(Texts.too_many_files.format(limit=MAX_ATTACHMENTS)),
+                )
+            return valid(files, reply(Texts.attached.format(count=len(files))))
         if slot == "category":
             try:
                 category = AppealCategory(str(value))
@@ -213,16 +241,23 @@ class FileAppeal(Form):
         return valid(value)
 
     async def confirmation(self, ctx: FlowContext, form: FormState) -> Reply:
+        # A file sent at "Отправляем?" is kept too (the engine asks again).
+        files = _with_new_files(ctx, form)
+        if files is not None:
+            form.slots[ATTACHMENTS] = files[:MAX_ATTACHMENTS]
         description = str(form.slots["description"])
         if len(description) > 300:
             description = description[:300] + "…"
-        return yes_no(
-            Texts.confirm.format(
-                category=CATEGORY_TITLES[AppealCategory(form.slots["category"])],
-                description=description,
-                phone=form.slots.get("phone_masked") or Texts.no_phone,
-            )
+        text = Texts.confirm.format(
+            category=CATEGORY_TITLES[AppealCategory(form.slots["category"])],
+            description=description,
+            phone=form.slots.get("phone_masked") or Texts.no_phone,
         )
+        count = len(form.slots.get(ATTACHMENTS) or ())
+        if count:
+            head, sep, tail = text.rpartition("\n\n")
+            text = head + "\n" + Texts.confirm_files.format(count=count).rstrip("\n") + sep + tail
+        return yes_no(text)
 
     async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
         account = await ctx.current_account()
@@ -240,6 +275,14 @@ class FileAppeal(Form):
                     channel=ctx.channel,
                     address=account.address if account else None,
                     contact_phone=ctx.vault.decrypt(encrypted) if encrypted else None,
+                    attachments=tuple(
+                        NewAttachment(
+                            kind=str(f["kind"]),
+                            file_id=str(f["file_id"]),
+                            mime_type=f.get("mime_type"),
+                        )
+                        for f in form.slots.get(ATTACHMENTS) or ()
+                    ),
                 ),
                 ctx.now,
             )
@@ -258,6 +301,19 @@ class FileAppeal(Form):
                 Button(Texts.status_button, payload("appeal_status", appeal_number=info.number)),
             )
         )
+
+
+def _with_new_files(ctx: FlowContext, form: FormState) -> list[dict[str, Any]] | None:
+    """The form's files plus this message's photos and documents; None if it
+    brought none. A file already kept (a redelivery) is not added twice."""
+    kept: list[dict[str, Any]] = list(form.slots.get(ATTACHMENTS) or ())
+    known = {f["file_id"] for f in kept}
+    new = [
+        {"kind": a.kind, "file_id": a.file_id, "mime_type": a.mime_type}
+        for a in ctx.attachments
+        if a.kind in ATTACHABLE_KINDS and a.file_id and a.file_id not in known
+    ]
+    return kept + new if new else None
 
 
 FLOWS = (FileAppeal(),)

@@ -312,3 +312,20 @@ async def test_the_sweep_leaves_fresh_rows_to_their_turn(
     clock.advance(5)
     assert (await worker.run_once(min_age_seconds=5))[Outcome.SENT] == 1
     assert (await entry(session_factory, eid)).status is DeliveryStatus.SENT
+
+
+async def test_a_later_reply_waits_while_an_earlier_one_backs_off(
+    session_factory: async_sessionmaker[AsyncSession], make_worker: WorkerFactory, clock: Clock
+) -> None:
+    first, second = await add_replies(session_factory, ["Первый", "Второй"])
+    adapter = ScriptedAdapter(script=[DeliveryError("down")])
+    worker = make_worker(adapter)
+    await worker.run_once()  # the first fails; the second is held back
+    assert (await entry(session_factory, first)).attempts == 1
+    # The second is due, the first is not: sending the second now would put
+    # the replies out of order.
+    assert (await worker.run_once()).outcomes == {}
+    assert (await entry(session_factory, second)).status is DeliveryStatus.PENDING
+    clock.advance(2)
+    await worker.run_once()
+    assert [r.text for _, r, _ in adapter.sent] == ["Первый", "Второй"]
