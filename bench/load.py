@@ -464,6 +464,7 @@ class Sent:
     status: int | None = None  # the webhook's HTTP status (last attempt)
     retries: int = 0
     timed_out: bool = False
+    acked: float | None = None  # perf_counter when the webhook answered 200
 
     @property
     def latency(self) -> float | None:
@@ -661,6 +662,8 @@ class Customer:
             except (aiohttp.ClientError, OSError, TimeoutError):
                 run.stats.transport_errors += 1
                 sent.status = None
+            if sent.status == 200:
+                sent.acked = time.perf_counter()
             if sent.status is not None and sent.status != 200:
                 errors = run.stats.webhook_errors
                 errors[sent.status] = errors.get(sent.status, 0) + 1
@@ -830,6 +833,29 @@ async def sample_cpu(run: Run, window: tuple[float, float], pids: Sequence[int])
             run.cpu[f"app pid {pid}"] = (b - a) / span
 
 
+async def outbox_digest(db_name: str) -> str:
+    """What the app's outbox says about its own deliveries."""
+    conn = await asyncpg.connect(PG_ADMIN.rsplit("/", 1)[0] + "/" + db_name)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n,"
+            " count(*) FILTER (WHERE sent_at - created_at > interval '2 seconds') AS slow,"
+            " count(*) FILTER (WHERE sent_at - created_at > interval '2 seconds'"
+            "   AND attempts <= 1) AS slow_first,"
+            " count(*) FILTER (WHERE attempts > 1) AS retried,"
+            " count(*) FILTER (WHERE sent_at IS NULL) AS unsent"
+            " FROM outbox WHERE channel = 'telegram'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return (
+        f"app outbox (telegram): {row['n']} rows; sent more than 2 s after their turn began "
+        f"{row['slow']} ({row['slow_first']} of them at the first attempt); retried "
+        f"{row['retried']}; not sent {row['unsent']}"
+    )
+
+
 async def sample_database(run: Run, window: tuple[float, float], db_name: str) -> None:
     """What the app's PostgreSQL sessions are doing, once a second in the
     window: busy, waiting for a lock, idle in a transaction, idle."""
@@ -953,6 +979,19 @@ def report(
         f"callback queries {callbacks}, answered (answerCallbackQuery) "
         f"{len(run.sink.callback_answers)}; readings refused as below another's "
         f"{stats.refused_readings}; conversations cut short {len(stats.diverged)}"
+    )
+    acks = [(s.acked - s.posted) * 1000 for s in measured if s.acked is not None]
+    # Against the reply's arrival: a slow answer is a slow turn, a fast answer
+    # with a slow reply is the delivery after the commit.
+    after_ack = [
+        (s.replies[0].arrived - s.acked) * 1000
+        for s in measured
+        if s.acked is not None and s.replies
+    ]
+    print(
+        f"webhook answered (turn committed) p50/p99 ms: {pct(acks, 50):.1f} / {pct(acks, 99):.1f}"
+        f"; first reply after that answer p50/p99 ms: {pct(after_ack, 50):.1f} / "
+        f"{pct(after_ack, 99):.1f}"
     )
     by_step: dict[str, list[float]] = {}
     for sent in measured:
@@ -1215,6 +1254,7 @@ async def telegram_load(
             else f"closed loop, {args.customers} customers"
         )
         report(run, (w0, w1), open_loop, label)
+        print(await outbox_digest(env["DATABASE_URL"].rsplit("/", 1)[1]))
         print(LATENCY_NOTE)
     print(app.log_digest())
     phase("load done")
