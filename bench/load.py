@@ -1156,13 +1156,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--mode",
         choices=("auto", "workers", "ports"),
         default="auto",
-        help="two processes as --workers 2 or as two ports (auto: workers if supported)",
+        help="the processes as --workers N or on N ports (auto: workers if supported)",
     )
     parser.add_argument(
         "--final-wait",
         type=float,
         default=30.0,
         help="seconds the run waits at the end for replies still missing (then: lost)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="app processes (2, as issue 6 asks; 1 to compare with a single process)",
     )
     parser.add_argument("--redis-db", type=int, default=8)
     parser.add_argument(
@@ -1197,20 +1203,20 @@ async def telegram_load(
     if mode == "auto":
         mode = "workers" if await asyncio.to_thread(supports_workers) else "ports"
     if mode == "workers":
-        app.start(env, free_port(), tmp / "app.log", workers=2)
+        app.start(env, free_port(), tmp / "app.log", workers=args.processes)
     else:
-        for i in range(2):
+        for i in range(args.processes):
             app.start(env, free_port(), tmp / f"app{i}.log", workers=None)
     await app.wait_ready()
     await asyncio.sleep(0.5)  # setWebhook at start
     phase("app processes ready")
     how = (
-        "python -m bot run --workers 2, one port"
+        f"python -m bot run --workers {args.processes}, one port"
         if mode == "workers"
-        else "python -m bot run on two ports, posts round-robin"
+        else f"python -m bot run on {args.processes} ports, posts round-robin"
     )
     print(
-        f"Telegram customers on two app processes ({how}), PostgreSQL and Redis db "
+        f"Telegram customers on {args.processes} app processes ({how}), PostgreSQL and Redis db "
         f"{args.redis_db}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
     )
     print(
