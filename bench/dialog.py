@@ -8,12 +8,18 @@ link an account, balance, a meter reading with its confirmation, thanks).
 Run: ``.venv/bin/python bench/dialog.py [--chats 40] [--rounds 2] [--db sqlite|postgres|both]``.
 PostgreSQL: ``DATABASE_URL`` if it points at PostgreSQL, else a throw-away
 database created on 127.0.0.1:5432 (user postgres) and dropped afterwards.
+
+It also prints the SQL statements per turn (counted by a
+``before_cursor_execute`` listener) and the commits per turn. ``--root``
+runs the same script against the code of another checkout (an older commit
+in a ``git worktree``), to compare both in one run on one machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import itertools
 import os
 import statistics
@@ -23,11 +29,22 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _root() -> Path:
+    """The checkout whose code is measured (``--root``, default this one)."""
+    if "--root" in sys.argv:
+        return Path(sys.argv[sys.argv.index("--root") + 1]).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+ROOT = _root()
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+from sqlalchemy import event  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
 
 from bot.pipeline import Pipeline  # noqa: E402
 from config import Settings, load_settings  # noqa: E402
@@ -93,6 +110,43 @@ async def run_chat(pipeline: Pipeline, chat: int, rounds: int, latencies: list[f
     return turns
 
 
+class RoundTrips:
+    """Counts what a turn sends to the database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.statements = 0
+        self.commits = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
+        event.listen(engine.sync_engine, "commit", self._commit)
+
+    def _statement(self, *_args: object) -> None:
+        self.statements += 1
+
+    def _commit(self, *_args: object) -> None:
+        # A statement in autocommit (the inbox insert) has no COMMIT of its own.
+        self.commits += 1
+
+    def reset(self) -> None:
+        self.statements = self.commits = 0
+
+
+def make_pipeline(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    nlu: EmbeddedNluParser,
+    vault: PersonalDataVault,
+) -> Pipeline:
+    # Tests and benchmarks never read the wall clock for business time.
+    kwargs: dict[str, Any] = {"clock": lambda: NOW}
+    if "channels" in inspect.signature(Pipeline).parameters:
+        from bot.channels.base import InlineChannel
+
+        kwargs["channels"] = {"test": InlineChannel("test")}
+    # An older checkout (--root) took a set of inline channel names, "test" among them.
+    locks = MemoryLockStore()
+    return Pipeline(settings, sessions, nlu, locks, DialogEngine(settings), vault, **kwargs)
+
+
 async def bench(settings: Settings, nlu: EmbeddedNluParser, chats: int, rounds: int) -> None:
     engine = create_engine(settings)
     async with engine.begin() as conn:
@@ -102,23 +156,23 @@ async def bench(settings: Settings, nlu: EmbeddedNluParser, chats: int, rounds: 
     vault = PersonalDataVault(settings.secret_key.get_secret_value())
     async with sessions() as session:
         await load_demo_data(session, vault, settings, NOW - timedelta(minutes=1))
-    # Tests and benchmarks never read the wall clock for business time.
-    pipeline = Pipeline(
-        settings, sessions, nlu, MemoryLockStore(), DialogEngine(settings), vault,
-        clock=lambda: NOW,
-    )  # fmt: skip
+    pipeline = make_pipeline(settings, sessions, nlu, vault)
+    trips = RoundTrips(engine)
     kind = "SQLite" if settings.is_sqlite else "PostgreSQL"
     try:
         # Warm-up: one chat, sequential (connections, caches).
         await run_chat(pipeline, 10_000, 1, [])
         single: list[float] = []
+        trips.reset()
         start = time.perf_counter()
         turns = await run_chat(pipeline, 10_001, rounds, single)
         seq_rate = turns / (time.perf_counter() - start)
         print(
             f"{kind:10} 1 chat    : {seq_rate:7.1f} turns/s  "
             f"p50 {statistics.median(single) * 1000:6.1f} ms  "
-            f"p95 {percentile(single, 95) * 1000:6.1f} ms"
+            f"p95 {percentile(single, 95) * 1000:6.1f} ms  "
+            f"{trips.statements / turns:4.1f} statements/turn, "
+            f"{trips.commits / turns:3.1f} commits/turn"
         )
         latencies: list[float] = []
         start = time.perf_counter()
@@ -163,11 +217,13 @@ async def main() -> None:
     parser.add_argument("--chats", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--root", help="measure the code of this checkout instead")
     args = parser.parse_args()
 
     start = time.perf_counter()
     base = load_settings(environment="test", secret_key="bench-secret", load_demo_data=False)
     nlu = EmbeddedNluParser(train_model(), base.nlu_fallback_threshold)
+    print(f"code: {ROOT}")
     print(f"NLU trained in {time.perf_counter() - start:.1f} s; script of {len(SCRIPT)} turns")
 
     if args.db in ("sqlite", "both"):

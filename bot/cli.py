@@ -175,9 +175,10 @@ def render_replies(replies: Sequence[Reply], out: TextIO) -> tuple[Button, ...]:
 
 
 async def chat(settings: Settings, chat_id: str, stdin: TextIO, out: TextIO) -> int:
+    from bot.channels import InlineChannel
     from bot.container import Container
 
-    container = Container(settings)
+    container = Container(settings, extra_channels=[InlineChannel("cli")])
     interactive = stdin.isatty()
     try:
         await container.start(worker=False)

@@ -22,19 +22,21 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.channels import ChannelRegistry, WebchatAdapter
+from bot.channels import ChannelAdapter, ChannelRegistry
+from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
-from bot.pipeline import HandleResult, Pipeline
+from bot.pipeline import HandleResult, Pipeline, Refusal
 from config import Settings
 from dialogs.engine import DialogEngine
-from dialogs.messages import InboundMessage
+from dialogs.messages import Button, InboundMessage
 from nlu.base import NluParser
 from storage.crypto import PersonalDataVault
 from storage.db import create_engine, create_session_factory
 from storage.errors import OutageLog, is_storage_failure
 from storage.keys import KeyBuilder
 from storage.locks import LockStore, LockTimeout, MemoryLockStore, RedisLockStore
+from storage.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from storage.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,12 @@ def build_locks(settings: Settings) -> LockStore:
         ttl_seconds=settings.lock_ttl_seconds,
         wait_seconds=settings.lock_wait_seconds,
     )
+
+
+def build_pubsub(settings: Settings) -> PubSub:
+    if settings.redis_url is None:
+        return MemoryPubSub()
+    return RedisPubSub(Redis.from_url(settings.redis_url), KeyBuilder(settings.redis_key_prefix))
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:
@@ -85,7 +93,7 @@ class Container:
         *,
         nlu: NluParser | None = None,
         delivery_policy: DeliveryPolicy | None = None,
-        inline_channels: frozenset[str] = frozenset({"cli", "test"}),
+        extra_channels: Sequence[ChannelAdapter] = (),
     ) -> None:
         self.settings = settings
         self.metrics = BotMetrics()
@@ -95,16 +103,12 @@ class Container:
         self.session_factory: async_sessionmaker[AsyncSession] = create_session_factory(self.db)
         self.vault = PersonalDataVault(settings.secret_key.get_secret_value())
         self.locks = build_locks(settings)
+        self._pubsub = build_pubsub(settings)
         self.engine = DialogEngine(settings)
         self.rate_limiter = build_rate_limiter(settings)
-        self.channels = ChannelRegistry.from_settings(settings)
-        if isinstance(webchat := self.channels.get("webchat"), WebchatAdapter):
-            webchat.rate_limiter = self.rate_limiter  # shared by every process on Redis
-        if "telegram" in self.channels:
-            from bot.channels.telegram import TelegramAdapter  # loaded: the registry built it
-
-            if isinstance(telegram := self.channels["telegram"], TelegramAdapter):
-                telegram.rate_limiter = self.rate_limiter
+        self.channels = ChannelRegistry.from_settings(settings, extra=extra_channels)
+        for adapter in self.channels.values():
+            adapter.share_rate_limiter(self.rate_limiter)  # shared by every process on Redis
         self.delivery = DeliveryWorker(
             self.session_factory,
             self.channels,
@@ -112,7 +116,14 @@ class Container:
             metrics=self.metrics,
             outage=self.outage,
         )
-        self._inline_channels = inline_channels
+        self.conversations = ConversationService(
+            settings,
+            self.session_factory,
+            self.locks,
+            self._pubsub,
+            channels=self.channels,
+            on_committed=self.delivery.on_committed,
+        )
         self._nlu = nlu
         self._owns_nlu = nlu is None
         self._pipeline: Pipeline | None = None
@@ -167,8 +178,7 @@ class Container:
             self.locks,
             self.engine,
             self.vault,
-            inline_channels=self._inline_channels,
-            on_committed=self.delivery.on_committed,
+            conversations=self.conversations,
         )
         # Once the pipeline can take what an adapter receives, before any send.
         for adapter in self.channels.values():
@@ -195,11 +205,25 @@ class Container:
         await self.channels.close()
         if self._nlu is not None and self._owns_nlu:
             await self._nlu.close()
+        await self._pubsub.close()
         await self.locks.close()
         await self.rate_limiter.close()
         await self.db.dispose()
 
-    # --- what channels call -------------------------------------------------
+    # --- what channels call (bot.channels.base.ChannelHost) ---------------------
+
+    @property
+    def pubsub(self) -> PubSub:
+        return self._pubsub
+
+    def refusal(self, msg: InboundMessage) -> Refusal | None:
+        return self.pipeline.refusal(msg)
+
+    async def history(self, channel: str, chat_id: str, limit: int) -> list[HistoryItem]:
+        return await self.conversations.history(channel, chat_id, limit)
+
+    async def last_buttons(self, channel: str, chat_id: str) -> tuple[Button, ...]:
+        return await self.conversations.last_buttons(channel, chat_id)
 
     async def handle(self, msg: InboundMessage) -> HandleResult:
         """Process one inbound message, measured."""

@@ -1,7 +1,7 @@
 """The delivery worker: outbox rows out through the channel adapters.
 
-The pipeline writes replies and their PENDING outbox rows in one transaction,
-then calls :meth:`DeliveryWorker.on_committed`; a periodic sweep picks up
+The conversation service writes replies and their PENDING outbox rows in one
+transaction, then calls :meth:`DeliveryWorker.on_committed`; a periodic sweep picks up
 anything else that is due (retries, rows left by a crash). A row is claimed
 before it is sent by moving its ``next_attempt_at`` forward under a
 conditional UPDATE (a lease), so two workers, in one process or several,
@@ -11,6 +11,11 @@ by message id in the widget).
 
 Rows of one conversation go out in order: after a failure the later rows of
 that conversation wait for the next pass.
+
+A widget socket may be held by another process: the adapter then hands the
+row over through pub/sub (:class:`bot.errors.HandedOver`), the process that
+holds the socket pushes it and marks it sent, and this worker leaves the row
+alone until its lease runs out (the outbox stays the source of truth).
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.channels.base import ChannelAdapter
-from bot.errors import PermanentDeliveryError, RecipientOffline, RetryAfter, UnknownChannel
+from bot.errors import (
+    HandedOver,
+    PermanentDeliveryError,
+    RecipientOffline,
+    RetryAfter,
+    UnknownChannel,
+)
 from bot.metrics import BotMetrics
 from dialogs.messages import Reply
 from storage.errors import OutageLog, is_storage_failure
@@ -69,6 +80,7 @@ class Outcome(StrEnum):
     RETRY = "retry"
     RATE_LIMITED = "rate_limited"
     OFFLINE = "offline"
+    HANDED_OVER = "handed_over"  # pushed by the process that holds the socket
     FAILED = "failed"
 
 
@@ -192,7 +204,7 @@ class DeliveryWorker:
                 result = await self._send(row)
                 results.append(result)
                 stats.add(result.outcome)
-                if result.outcome is not Outcome.SENT:
+                if result.outcome not in (Outcome.SENT, Outcome.HANDED_OVER):
                     break  # the later rows of this conversation wait their turn
             released = [r.id for r in rows[len(results) :]]
             await self._record(results, released)
@@ -267,6 +279,10 @@ class DeliveryWorker:
                 message_id=row.message_id,
                 at=row.created_at,
             )
+        except HandedOver as exc:
+            # The process holding the socket marks it sent; the lease is the
+            # only wait if that process died before it could.
+            result = _Result(row, Outcome.HANDED_OVER, attempts, policy.lease_seconds, str(exc))
         except RecipientOffline as exc:
             result = _Result(row, Outcome.OFFLINE, attempts, policy.offline_park_seconds, str(exc))
         except RetryAfter as exc:

@@ -32,6 +32,11 @@ class RecipientOffline(DeliveryError):
     """
 
 
+class HandedOver(RecipientOffline):
+    """Another process holds the recipient's socket and was asked to push it;
+    that process marks the entry sent. Looked at again only if it did not."""
+
+
 class PermanentDeliveryError(DeliveryError):
     """Retrying cannot help (the chat blocked the bot, say): fail at once."""
 

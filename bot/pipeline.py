@@ -1,18 +1,33 @@
 """The path of one inbound message (shared/design.md, "The path of one message").
 
-1. Record it in the inbox (unique per channel + platform message id): a
-   duplicate delivery stops here, so nothing is answered twice.
-2. Take the conversation's lock, so two messages of one chat never run at once.
-3. Operator-owned or queued conversations only store the message.
-   Otherwise: NLU (a button payload is parsed, not classified), one engine
-   step, and in ONE transaction the inbound and outbound messages, their
-   outbox rows, the new dialog state, a handoff entry if any, and the inbox
-   entry marked processed.
-4. After the commit, ``on_committed`` (delivery, console) is awaited.
+A chain of small steps in one order, aiogram's middleware shape: each step
+gets the turn and the rest of the chain, and either calls it or finishes the
+turn itself. The order is the contract:
 
-An unexpected error in a turn becomes an apology and a handoff; a storage
-failure propagates as :class:`StorageUnavailable` with the inbox entry left
-unprocessed, and :meth:`Pipeline.replay_unprocessed` runs it again later.
+1. deliver: once everything below is done and the lock released, hand the
+   committed replies to delivery and publish the conversation's event.
+2. inbox: record the message, unique per channel + platform message id; a
+   duplicate delivery stops here, so nothing is answered twice. A storage
+   failure after this is :class:`StoredUnanswered` (do not send it again).
+3. lock: the chat's lock, so two messages of one chat never run at once,
+   across processes too; the state is read only under it (aiogram#1012).
+4. errors: a storage failure propagates as :class:`StorageUnavailable` with
+   the inbox entry left unprocessed (:meth:`Pipeline.replay_unprocessed`
+   runs it again later); any other error becomes an apology and a handoff.
+5. conversation: ONE transaction for the rest. The inbox entry is claimed
+   as processed (committed only with the turn; a replay that lost the race
+   stops here) and the conversation, identity, linked account and dialog
+   state are loaded: on PostgreSQL both in one statement.
+6. persist: wraps the steps after it and writes what they decided, even
+   when one of them finished early: the customer's message, the replies and
+   their outbox rows, the new state (on PostgreSQL one statement); one commit.
+7. status gate: an operator-owned or queued conversation only stores the
+   message ("отмена" leaves the queue; the queue notice is said once).
+8. validate: empty and oversized messages are refused, in one wording
+   (:func:`refusal`, which the widget asks too).
+9. understand: a button payload is parsed, anything else goes to the NLU.
+10. engine: one step of the dialog engine; a handoff it asks for is queued.
+
 Message texts are personal data: never logged, SNILS and phone numbers
 redacted before they are stored (handlers.pii), and the inbox keeps the text
 and the button payload encrypted.
@@ -20,20 +35,20 @@ and the button payload encrypted.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
+import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.conversations import ConversationService, CustomerLine, InboxClaim, Loaded, OnCommitted
 from config import Settings
 from dialogs import format as fmt
 from dialogs.context import FlowContext
@@ -50,18 +65,11 @@ from storage.crypto import PersonalDataVault
 from storage.errors import StorageUnavailable as StorageUnavailable  # re-exported
 from storage.errors import is_storage_failure
 from storage.locks import LockStore
-from storage.models import (
-    Account,
-    ChannelIdentity,
-    Conversation,
-    ConversationStatus,
-    DeliveryStatus,
-    Direction,
-    InboxEntry,
-    Message,
-    OutboxEntry,
-    Sender,
-)
+from storage.models import ConversationStatus, InboxEntry, Sender
+from storage.pubsub import MemoryPubSub, PubSub
+
+if TYPE_CHECKING:
+    from bot.channels.base import ChannelAdapter
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +125,94 @@ class HandleResult:
     handed_off: bool = False
 
 
+DUPLICATE: Final = HandleResult(duplicate=True, replies=(), conversation_id=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a message cannot be read, and what the customer is told."""
+
+    code: str  # "empty", "too_long"
+    text: str
+
+
+def refusal(
+    msg: InboundMessage, settings: Settings, *, form_active: bool = False
+) -> Refusal | None:
+    """The one check of a message's size and emptiness (every channel). A
+    file without text is for the form in progress (an appeal's photo)."""
+    if not msg.text.strip() and msg.payload is None and not (msg.attachments and form_active):
+        return Refusal("empty", Texts.empty)
+    limit = settings.max_message_chars
+    if len(msg.text) > limit:
+        return Refusal("too_long", Texts.too_long.format(limit=limit))
+    return None
+
+
 # Classified by storage (storage/errors.py), where the drivers' errors are known.
 _is_storage_failure = is_storage_failure
 
 
-_NO_GATE: Final = contextlib.nullcontext()
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _record_statement(insert: Callable[..., Any]) -> Any:
+    """INSERT of an inbox entry that skips a duplicate delivery (no row back)."""
+    columns = ("channel", "platform_message_id", "chat_id", "body", "received_at")
+    return (
+        insert(InboxEntry)
+        .values({name: bindparam(name) for name in columns})
+        .on_conflict_do_nothing(index_elements=["channel", "platform_message_id"])
+        .returning(InboxEntry.id)
+    )
+
+
+_RECORD_PG: Final = _record_statement(postgresql.insert)
+_RECORD_SQLITE: Final = _record_statement(sqlite.insert)
+
+
+@dataclass(slots=True)
+class TurnContext:
+    """One message on its way through the chain; steps fill it in."""
+
+    msg: InboundMessage
+    now: datetime
+    entry_id: int = 0
+    session: AsyncSession | None = None
+    loaded: Loaded | None = None
+    state: DialogState = field(default_factory=DialogState)
+    parse: ParseResult | None = None
+    nlu_down: bool = False
+    intent: str | None = None
+    replies: list[Reply] = field(default_factory=list)
+    handed_off: bool = False
+
+    @property
+    def db(self) -> AsyncSession:
+        assert self.session is not None, "used before the conversation step"
+        return self.session
+
+    @property
+    def conversation(self) -> Loaded:
+        assert self.loaded is not None, "used before the conversation step"
+        return self.loaded
+
+
+Next = Callable[[TurnContext], Awaitable[HandleResult]]
+Step = Callable[[TurnContext, Next], Awaitable[HandleResult]]
+
+
+def _chain(steps: Sequence[Step], endpoint: Next) -> Next:
+    """``steps[0]`` outermost: each gets the turn and the rest of the chain."""
+    handler = endpoint
+    for step in reversed(steps):
+        handler = functools.partial(_call, step, handler)
+    return handler
+
+
+async def _call(step: Step, call_next: Next, turn: TurnContext) -> HandleResult:
+    return await step(turn, call_next)
 
 
 class Pipeline:
@@ -137,20 +224,41 @@ class Pipeline:
         locks: LockStore,
         engine: DialogEngine,
         vault: PersonalDataVault,
-        inline_channels: frozenset[str] = frozenset({"cli", "test"}),
-        on_committed: Callable[[int], Awaitable[None]] | None = None,
+        channels: Mapping[str, ChannelAdapter] | None = None,
+        on_committed: OnCommitted | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        conversations: ConversationService | None = None,
+        pubsub: PubSub | None = None,
     ) -> None:
         self._settings = settings
-        self._sessions = session_factory
         self._nlu = nlu
-        self._locks = locks
         self._engine = engine
         self._vault = vault
-        self._inline = inline_channels
-        self._on_committed = on_committed
         self._clock = clock
-        self._sqlite_writes: asyncio.Lock | None = asyncio.Lock() if settings.is_sqlite else None
+        # The container passes its service; tests and benchmarks get one built
+        # from the arguments above.
+        self.conversations = conversations or ConversationService(
+            settings,
+            session_factory,
+            locks,
+            pubsub or MemoryPubSub(),
+            channels=channels,
+            on_committed=on_committed,
+            clock=clock,
+        )
+        self._autocommit = self.conversations.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # The order is the contract: see the module docstring.
+        turn_steps: list[Step] = [
+            self._lock,
+            self._errors,
+            self._conversation,
+            self._persist,
+            self._status_gate,
+            self._validate,
+            self._understand,
+        ]
+        self._handle = _chain([self._deliver, self._inbox, *turn_steps], self._step_engine)
+        self._replay = _chain([self._deliver, *turn_steps], self._step_engine)
 
     # ------------------------------------------------------------------ API
 
@@ -160,23 +268,16 @@ class Pipeline:
         if clean != msg.text:
             # NUL and other control characters: PostgreSQL refuses NUL in text.
             msg = dataclasses.replace(msg, text=clean)
-        try:
-            entry_id = await self._record(msg)
-        except Exception as exc:
-            if _is_storage_failure(exc):
-                raise StorageUnavailable("cannot record the inbound message") from exc
-            raise
-        if entry_id is None:
-            return HandleResult(duplicate=True, replies=(), conversation_id=None)
-        try:
-            return await self._process(entry_id, msg)
-        except StorageUnavailable as exc:
-            raise StoredUnanswered(str(exc)) from exc
+        return await self._handle(TurnContext(msg=msg, now=self._clock()))
+
+    def refusal(self, msg: InboundMessage) -> Refusal | None:
+        """What the validate step would answer to this message, if anything."""
+        return refusal(msg, self._settings)
 
     async def replay_unprocessed(self) -> int:
         """Run again every inbox entry left unprocessed (after a crash); how many."""
         try:
-            async with self._sessions() as session:
+            async with self.conversations.sessions() as session:
                 rows = (
                     await session.execute(
                         select(InboxEntry.id, InboxEntry.body)
@@ -190,10 +291,191 @@ class Pipeline:
             raise
         done = 0
         for entry_id, body in rows:
-            result = await self._process(entry_id, self._decode(body))
+            turn = TurnContext(msg=self._decode(body), now=self._clock(), entry_id=entry_id)
+            result = await self._replay(turn)
             if not result.duplicate:
                 done += 1
         return done
+
+    # ---------------------------------------------------------------- steps
+
+    async def _deliver(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        result = await call_next(turn)
+        if not result.duplicate and turn.loaded is not None:
+            await self.conversations.committed(turn.loaded.conversation, "turn")
+        return result
+
+    async def _inbox(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        try:
+            entry_id = await self._record(turn.msg)
+        except Exception as exc:
+            if _is_storage_failure(exc):
+                raise StorageUnavailable("cannot record the inbound message") from exc
+            raise
+        if entry_id is None:
+            return DUPLICATE
+        turn.entry_id = entry_id
+        try:
+            return await call_next(turn)
+        except StorageUnavailable as exc:
+            raise StoredUnanswered(str(exc)) from exc
+
+    async def _lock(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        async with self.conversations.lock(turn.msg.channel, turn.msg.chat_id):
+            return await call_next(turn)
+
+    async def _errors(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        try:
+            return await call_next(turn)
+        except Exception as exc:
+            if _is_storage_failure(exc):
+                raise StorageUnavailable("the turn could not be stored") from exc
+            log.exception(
+                "turn failed: channel=%s inbox_id=%s error=%s",
+                turn.msg.channel,
+                turn.entry_id,
+                type(exc).__name__,
+            )
+            try:
+                return await self._apologise(turn, exc)
+            except Exception as again:
+                if _is_storage_failure(again):
+                    raise StorageUnavailable("the apology could not be stored") from again
+                raise
+
+    async def _conversation(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        turn.loaded = None
+        async with self.conversations.transaction() as session:
+            turn.session = session
+            try:
+                msg = turn.msg
+                # Claimed first: a replay that lost the race does no work.
+                loaded = await self.conversations.load(
+                    session,
+                    msg.channel,
+                    msg.chat_id,
+                    msg.user_id,
+                    msg.display_name,
+                    claim=InboxClaim(turn.entry_id, turn.now),
+                )
+                if loaded is None:
+                    return DUPLICATE
+                turn.loaded = loaded
+                conv = loaded.conversation
+                turn.state = DialogState.load(conv.state)
+                last = conv.last_customer_message_at
+                if last is not None and msg.received_at - last > FORM_TIMEOUT:
+                    turn.state.clear_forms()
+                return await call_next(turn)
+            finally:
+                turn.session = None
+
+    async def _persist(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        result = await call_next(turn)
+        if result.duplicate:
+            return result
+        conv = turn.conversation.conversation
+        await self.conversations.add_messages(
+            turn.db,
+            conv,
+            turn.replies,
+            sender=Sender.BOT,
+            now=turn.now,
+            customer=self._customer_line(turn.msg, turn.intent),
+            conversation={
+                "state": turn.state.dump(),
+                "last_customer_message_at": turn.msg.received_at,
+            },
+        )
+        await turn.db.commit()
+        log.info(
+            "turn done: conversation=%s intent=%s replies=%d",
+            conv.id,
+            turn.intent,
+            len(turn.replies),
+        )
+        return result
+
+    async def _status_gate(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        conv = turn.conversation.conversation
+        queued = conv.status is ConversationStatus.QUEUED
+        if (
+            queued
+            and is_cancel(turn.msg.text)
+            and await handoff.cancel_waiting(turn.db, conv, turn.now)
+        ):
+            turn.replies.append(Reply(Texts.queue_left, buttons=MENU))
+            turn.state.queued_notice_sent = False
+            return self._done(turn)
+        if conv.status in (ConversationStatus.OPERATOR, ConversationStatus.QUEUED):
+            # The operator answers; the bot only stores the message.
+            if queued and not turn.state.queued_notice_sent:
+                turn.replies.append(Reply(Texts.queued_notice))
+                turn.state.queued_notice_sent = True
+            return self._done(turn)
+        return await call_next(turn)
+
+    async def _validate(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        refused = refusal(turn.msg, self._settings, form_active=turn.state.active is not None)
+        if refused is not None:
+            turn.replies.append(Reply(refused.text))
+            return self._done(turn)
+        return await call_next(turn)
+
+    async def _understand(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        msg = turn.msg
+        if msg.payload is not None:
+            turn.parse = parse_payload(msg.payload)
+        if turn.parse is None:
+            try:
+                turn.parse = await self._nlu.parse(msg.text)
+            except NluUnavailable:
+                log.warning("NLU unavailable; the turn goes on as a fallback")
+                intent = Intent(name=FALLBACK_INTENT, confidence=0.0)
+                turn.parse = ParseResult(text=msg.text, intent=intent)
+                turn.nlu_down = True
+        return await call_next(turn)
+
+    async def _step_engine(self, turn: TurnContext) -> HandleResult:
+        assert turn.parse is not None
+        loaded = turn.conversation
+        ctx = FlowContext(
+            session=turn.db,
+            settings=self._settings,
+            vault=self._vault,
+            now=turn.now,
+            identity=loaded.identity,
+            conversation=loaded.conversation,
+            channel=turn.msg.channel,
+            attachments=turn.msg.attachments,
+        )
+        step = await self._engine.step(ctx, turn.state, turn.parse)
+        turn.intent = step.intent
+        turn.state = step.state
+        if turn.nlu_down and step.state.active is None:
+            turn.replies.append(Reply(Texts.nlu_unavailable))
+        turn.replies.extend(step.replies)
+        if step.handoff is not None:
+            await handoff.enqueue(
+                turn.db,
+                self._settings,
+                loaded.conversation,
+                step.handoff.reason,
+                step.handoff.summary,
+                turn.now,
+                step.handoff.priority,
+            )
+            turn.state.queued_notice_sent = False
+            turn.handed_off = True
+        return self._done(turn)
+
+    def _done(self, turn: TurnContext) -> HandleResult:
+        return HandleResult(
+            duplicate=False,
+            replies=tuple(turn.replies),
+            conversation_id=turn.conversation.conversation.id,
+            handed_off=turn.handed_off,
+        )
 
     # ---------------------------------------------------------------- inbox
 
@@ -231,180 +513,44 @@ class Pipeline:
             display_name=self._vault.decrypt(name) if name else None,
         )
 
-    async def _mark_processed(
-        self, session: AsyncSession, entry_id: int, now: datetime, error: str | None = None
-    ) -> bool:
-        result = await session.execute(
-            update(InboxEntry)
-            .where(InboxEntry.id == entry_id, InboxEntry.processed_at.is_(None))
-            .values(processed_at=now, error=error)
-        )
-        return bool(getattr(result, "rowcount", 0) == 1)
-
-    def _write_gate(self) -> contextlib.AbstractAsyncContextManager[None]:
-        # SQLite has one writer: queueing here beats its busy-timeout polling.
-        return self._sqlite_writes if self._sqlite_writes is not None else _NO_GATE
-
     async def _record(self, msg: InboundMessage) -> int | None:
-        async with self._write_gate(), self._sessions() as session:
-            entry = InboxEntry(
-                channel=msg.channel,
-                platform_message_id=msg.platform_message_id,
-                chat_id=msg.chat_id,
-                body=self._encode(msg),
-                received_at=msg.received_at,
+        """The new inbox entry's id; None for a duplicate delivery."""
+        service = self.conversations
+        statement = _RECORD_PG if service.engine.dialect.name == "postgresql" else _RECORD_SQLITE
+        params = {
+            "channel": msg.channel,
+            "platform_message_id": msg.platform_message_id,
+            "chat_id": msg.chat_id,
+            "body": self._encode(msg),
+            "received_at": msg.received_at,
+        }
+        # One statement in autocommit: durable before the turn starts, and
+        # without the two round trips of BEGIN and COMMIT.
+        async with service.write_gate(), self._autocommit.connect() as conn:
+            entry_id = (await conn.execute(statement, params)).scalar()
+        return None if entry_id is None else int(entry_id)
+
+    # --------------------------------------------------------- the apology
+
+    async def _apologise(self, turn: TurnContext, exc: BaseException) -> HandleResult:
+        msg = turn.msg
+        now = turn.now
+        turn.loaded = None
+        async with self.conversations.transaction() as session:
+            loaded = await self.conversations.load(
+                session,
+                msg.channel,
+                msg.chat_id,
+                msg.user_id,
+                msg.display_name,
+                claim=InboxClaim(turn.entry_id, now, type(exc).__name__),
             )
-            session.add(entry)
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
-                return None
-            return entry.id
-
-    # --------------------------------------------------------------- a turn
-
-    async def _process(self, entry_id: int, msg: InboundMessage) -> HandleResult:
-        async with self._locks.conversation(msg.channel, msg.chat_id):
-            try:
-                result = await self._turn(entry_id, msg)
-            except Exception as exc:
-                if _is_storage_failure(exc):
-                    raise StorageUnavailable("the turn could not be stored") from exc
-                log.exception(
-                    "turn failed: channel=%s inbox_id=%s error=%s",
-                    msg.channel,
-                    entry_id,
-                    type(exc).__name__,
-                )
-                try:
-                    result = await self._apologise(entry_id, msg, exc)
-                except Exception as again:
-                    if _is_storage_failure(again):
-                        raise StorageUnavailable("the apology could not be stored") from again
-                    raise
-        if result.conversation_id is not None and not result.duplicate:
-            await self._notify(result.conversation_id)
-        return result
-
-    async def _notify(self, conversation_id: int) -> None:
-        if self._on_committed is None:
-            return
-        try:
-            await self._on_committed(conversation_id)
-        except Exception:
-            # Delivery retries from the outbox; a failed notification loses nothing.
-            log.exception("on_committed failed for conversation %s", conversation_id)
-
-    async def _turn(self, entry_id: int, msg: InboundMessage) -> HandleResult:
-        now = self._clock()
-        async with self._write_gate(), self._sessions() as session:
-            identity, conv = await self._identity_and_conversation(session, msg)
-            state = DialogState.load(conv.state)
-            last = conv.last_customer_message_at
-            if last is not None and msg.received_at - last > FORM_TIMEOUT:
-                state.clear_forms()
-            replies: list[Reply] = []
-            intent: str | None = None
-            handed_off = False
-
-            queued = conv.status is ConversationStatus.QUEUED
-            if queued and is_cancel(msg.text) and await handoff.cancel_waiting(session, conv, now):
-                replies.append(Reply(Texts.queue_left, buttons=MENU))
-                state.queued_notice_sent = False
-                new_state = state.dump()
-            elif conv.status in (ConversationStatus.OPERATOR, ConversationStatus.QUEUED):
-                if queued and not state.queued_notice_sent:
-                    replies.append(Reply(Texts.queued_notice))
-                    state.queued_notice_sent = True
-                new_state = state.dump()
-            elif (
-                not msg.text.strip()
-                and msg.payload is None
-                # A file is for the form in progress (an appeal's photo).
-                and not (msg.attachments and state.active is not None)
-            ):
-                replies.append(Reply(Texts.empty))
-                new_state = state.dump()
-            elif len(msg.text) > self._settings.max_message_chars:
-                limit = self._settings.max_message_chars
-                replies.append(Reply(Texts.too_long.format(limit=limit)))
-                new_state = state.dump()
-            else:
-                parse, nlu_down = await self._parse(msg)
-                ctx = FlowContext(
-                    session=session,
-                    settings=self._settings,
-                    vault=self._vault,
-                    now=now,
-                    identity=identity,
-                    conversation=conv,
-                    channel=msg.channel,
-                    attachments=msg.attachments,
-                )
-                turn = await self._engine.step(ctx, state, parse)
-                intent = turn.intent
-                if nlu_down and turn.state.get("active") is None:
-                    replies.append(Reply(Texts.nlu_unavailable))
-                replies.extend(turn.replies)
-                new_state = dict(turn.state)
-                if turn.handoff is not None:
-                    await handoff.enqueue(
-                        session,
-                        self._settings,
-                        conv,
-                        turn.handoff.reason,
-                        turn.handoff.summary,
-                        now,
-                        turn.handoff.priority,
-                    )
-                    new_state["queued_notice_sent"] = False
-                    handed_off = True
-
-            await self._store(session, conv, msg, intent, replies, now)
-            conv.state = new_state
-            if not await self._mark_processed(session, entry_id, now):
-                # Processed meanwhile (a replay): nothing of this run is kept.
-                await session.rollback()
-                return HandleResult(duplicate=True, replies=(), conversation_id=None)
-            await session.commit()
-            log.info(
-                "turn done: conversation=%s intent=%s replies=%d", conv.id, intent, len(replies)
-            )
-            return HandleResult(
-                duplicate=False,
-                replies=tuple(replies),
-                conversation_id=conv.id,
-                handed_off=handed_off,
-            )
-
-    async def _parse(self, msg: InboundMessage) -> tuple[ParseResult, bool]:
-        if msg.payload is not None:
-            parsed = parse_payload(msg.payload)
-            if parsed is not None:
-                return parsed, False
-        try:
-            return await self._nlu.parse(msg.text), False
-        except NluUnavailable:
-            log.warning("NLU unavailable; the turn goes on as a fallback")
-            fallback = ParseResult(
-                text=msg.text, intent=Intent(name=FALLBACK_INTENT, confidence=0.0)
-            )
-            return fallback, True
-
-    async def _apologise(
-        self, entry_id: int, msg: InboundMessage, exc: BaseException
-    ) -> HandleResult:
-        now = self._clock()
-        async with self._write_gate(), self._sessions() as session:
-            identity, conv = await self._identity_and_conversation(session, msg)
+            if loaded is None:
+                return DUPLICATE
+            conv = loaded.conversation
             state = DialogState.load(conv.state)
             state.clear_forms()
-            account = identity.current_account_id
-            number = None
-            if account is not None:
-                row = await session.get(Account, account)
-                number = row.number if row else None
+            number = loaded.account.number if loaded.account is not None else None
             messages = await handoff.last_customer_messages(session, conv.id)
             messages.append(self._stored_text(msg))
             summary = handoff.build_summary(state.recent_intents, number, messages)
@@ -414,27 +560,33 @@ class Pipeline:
             if queued.out_of_hours:
                 when = fmt.when(queued.next_opening, now, self._settings.tz)
                 text = Texts.apology_closed.format(when=when)
-                number = await self._callback_request(session, conv, account, summary, now)
-                if number is not None:
-                    text += " " + Texts.callback.format(number=number)
+                account_id = loaded.identity.current_account_id
+                callback = await self._callback_request(session, conv, account_id, summary, now)
+                if callback is not None:
+                    text += " " + Texts.callback.format(number=callback)
             else:
                 text = Texts.apology
             replies = [Reply(text)]
-            await self._store(session, conv, msg, None, replies, now)
             state.queued_notice_sent = False
-            conv.state = state.dump()
-            if not await self._mark_processed(session, entry_id, now, type(exc).__name__):
-                await session.rollback()
-                return HandleResult(duplicate=True, replies=(), conversation_id=None)
-            await session.commit()
-            return HandleResult(
-                duplicate=False, replies=tuple(replies), conversation_id=conv.id, handed_off=True
+            await self.conversations.add_messages(
+                session,
+                conv,
+                replies,
+                sender=Sender.BOT,
+                now=now,
+                customer=self._customer_line(msg, None),
+                conversation={"state": state.dump(), "last_customer_message_at": msg.received_at},
             )
+            await session.commit()
+        turn.loaded = loaded
+        return HandleResult(
+            duplicate=False, replies=tuple(replies), conversation_id=conv.id, handed_off=True
+        )
 
     async def _callback_request(
         self,
         session: AsyncSession,
-        conv: Conversation,
+        conv: Any,
         account_id: int | None,
         summary: str,
         now: datetime,
@@ -456,124 +608,13 @@ class Pipeline:
 
     # -------------------------------------------------------------- storage
 
-    async def _identity_and_conversation(
-        self, session: AsyncSession, msg: InboundMessage
-    ) -> tuple[ChannelIdentity, Conversation]:
-        row = (
-            await session.execute(
-                select(Conversation, ChannelIdentity)
-                .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
-                .where(Conversation.channel == msg.channel, Conversation.chat_id == msg.chat_id)
-            )
-        ).first()
-        if row is not None and row[1].user_id == msg.user_id:
-            # The usual case, one round trip: a returning customer in their chat.
-            found_conv, found_identity = row
-            if found_conv.status is ConversationStatus.CLOSED:
-                found_conv.status = ConversationStatus.BOT
-            return found_identity, found_conv
-        identity = await session.scalar(
-            select(ChannelIdentity).where(
-                ChannelIdentity.channel == msg.channel, ChannelIdentity.user_id == msg.user_id
-            )
-        )
-        if identity is None:
-            identity = ChannelIdentity(
-                channel=msg.channel,
-                user_id=msg.user_id,
-                display_name=(msg.display_name or None) and msg.display_name[:200],
-                failed_link_attempts=0,
-            )
-            try:
-                async with session.begin_nested():
-                    session.add(identity)
-            except IntegrityError:
-                # The same person wrote from another chat at the same moment.
-                identity = await session.scalar(
-                    select(ChannelIdentity).where(
-                        ChannelIdentity.channel == msg.channel,
-                        ChannelIdentity.user_id == msg.user_id,
-                    )
-                )
-                assert identity is not None
-        conv = await session.scalar(
-            select(Conversation).where(
-                Conversation.channel == msg.channel, Conversation.chat_id == msg.chat_id
-            )
-        )
-        if conv is None:
-            # The conversation lock is held: nobody else creates this row now.
-            conv = Conversation(
-                channel=msg.channel,
-                chat_id=msg.chat_id,
-                identity_id=identity.id,
-                status=ConversationStatus.BOT,
-                state={},
-            )
-            session.add(conv)
-            await session.flush()
-        elif conv.status is ConversationStatus.CLOSED:
-            conv.status = ConversationStatus.BOT
-        return identity, conv
-
     def _stored_text(self, msg: InboundMessage) -> str:
         limit = self._settings.max_message_chars
         text = msg.text if len(msg.text) <= limit else msg.text[:limit] + "…"
         return pii.redact_text(text)
 
-    async def _store(
-        self,
-        session: AsyncSession,
-        conv: Conversation,
-        msg: InboundMessage,
-        intent: str | None,
-        replies: list[Reply],
-        now: datetime,
-    ) -> None:
-        session.add(
-            Message(
-                conversation_id=conv.id,
-                direction=Direction.IN,
-                sender=Sender.CUSTOMER,
-                text=self._stored_text(msg),
-                payload={"button": pii.redact_payload(msg.payload)} if msg.payload else None,
-                intent=intent[:40] if intent else None,
-                created_at=msg.received_at,
-            )
+    def _customer_line(self, msg: InboundMessage, intent: str | None) -> CustomerLine:
+        button = pii.redact_payload(msg.payload) if msg.payload else None
+        return CustomerLine(
+            text=self._stored_text(msg), at=msg.received_at, button=button, intent=intent
         )
-        conv.last_customer_message_at = msg.received_at
-        inline = msg.channel in self._inline
-        texts = await pii.redact_outbound(session, self._settings, [r.text for r in replies])
-        replies = [
-            dataclasses.replace(r, text=text) for text, r in zip(texts, replies, strict=True)
-        ]
-        outs = [
-            Message(
-                conversation_id=conv.id,
-                direction=Direction.OUT,
-                sender=Sender.BOT,
-                text=reply.text,
-                payload=reply.to_json() if reply.buttons else None,
-                created_at=now,
-            )
-            for reply in replies
-        ]
-        session.add_all(outs)
-        # One INSERT for all the messages (their ids are needed below).
-        await session.flush()
-        for reply, out in zip(replies, outs, strict=True):
-            session.add(
-                OutboxEntry(
-                    conversation_id=conv.id,
-                    message_id=out.id,
-                    channel=msg.channel,
-                    chat_id=msg.chat_id,
-                    body=reply.to_json(),
-                    status=DeliveryStatus.SENT if inline else DeliveryStatus.PENDING,
-                    attempts=1 if inline else 0,
-                    next_attempt_at=now,
-                    sent_at=now if inline else None,
-                    created_at=now,
-                )
-            )
-        await session.flush()

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # Twilio gives a webhook 15 s; a slower turn is acknowledged anyway and
     # finishes in the background (its inbox entry is written first).
     twilio_ack_seconds: float = Field(default=5.0, gt=0)
+    # Messages a second one WhatsApp sender number may send (Twilio's default
+    # throughput for a WhatsApp sender is 80 MPS; lower it for a smaller one).
+    twilio_sender_rate_per_second: float = Field(default=80.0, gt=0)
+    twilio_sender_burst: int = Field(default=80, ge=1)
     operator_bot_token: SecretStr | None = None
     operator_chat_id: int | None = None
     widget_session_days: int = 30

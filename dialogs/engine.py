@@ -92,7 +92,7 @@ class DialogEngine:
         st.facts = dict(ctx.facts)
         return Turn(
             replies=outcome.replies,
-            state=st.dump(),
+            state=st,
             handoff=outcome.handoff,
             intent=parse.intent.name,
             events=outcome.events,

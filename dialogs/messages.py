@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from dialogs.state import DialogState
+
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
@@ -86,7 +88,7 @@ class Turn:
     """What one step of the engine decided."""
 
     replies: tuple[Reply, ...]
-    state: dict[str, object]  # the next dialog state, JSON-serialisable
+    state: DialogState  # the next dialog state (the engine's own copy)
     handoff: HandoffRequest | None = None
     intent: str | None = None  # what the step understood, for logs and KPIs
     events: tuple[str, ...] = field(default=())

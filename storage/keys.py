@@ -23,8 +23,9 @@ class KeyBuilder:
     def lock(self, name: str) -> str:
         return self.build("lock", name)
 
-    def channel(self, name: str) -> str:
-        return self.build("pubsub", name)
+    def pubsub_channel(self, topic: str) -> str:
+        """The Redis channel of a logical pub/sub topic (``webchat:<chat id>``)."""
+        return self.build("pubsub", topic)
 
     def rate_limit(self, key: str) -> str:
         return self.build("ratelimit", key)

@@ -6,9 +6,9 @@ A later channel (Telegram, WhatsApp) adds one entry to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from bot.channels.base import ChannelAdapter, ChannelHost
+from bot.channels.base import ChannelAdapter, ChannelHost, InlineChannel
 from bot.channels.webchat import WebchatAdapter
 from bot.channels.whatsapp import WhatsAppAdapter
 from config import Settings
@@ -42,13 +42,19 @@ class ChannelRegistry(Mapping[str, ChannelAdapter]):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, factories: Mapping[str, ChannelFactory] = CHANNEL_FACTORIES
+        cls,
+        settings: Settings,
+        factories: Mapping[str, ChannelFactory] = CHANNEL_FACTORIES,
+        extra: Sequence[ChannelAdapter] = (),
     ) -> ChannelRegistry:
+        """The enabled channels, plus ``extra`` ones the caller brings (the terminal)."""
         adapters: dict[str, ChannelAdapter] = {}
         for name, factory in factories.items():
             adapter = factory(settings)
             if adapter is not None:
                 adapters[name] = adapter
+        for adapter in extra:
+            adapters[adapter.name] = adapter
         return cls(adapters)
 
     def __getitem__(self, name: str) -> ChannelAdapter:
@@ -71,6 +77,7 @@ __all__ = [
     "ChannelFactory",
     "ChannelHost",
     "ChannelRegistry",
+    "InlineChannel",
     "WebchatAdapter",
     "WhatsAppAdapter",
 ]

@@ -12,14 +12,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from dialogs.messages import InboundMessage, Reply
+from bot.errors import PermanentDeliveryError
+from dialogs.messages import Button, InboundMessage, Reply
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from bot.pipeline import HandleResult
+    from bot.conversations import HistoryItem
+    from bot.pipeline import HandleResult, Refusal
     from config import Settings
+    from storage.pubsub import PubSub
+    from storage.ratelimit import RateLimiter
 
 
 class ChannelHost(Protocol):
@@ -29,10 +33,31 @@ class ChannelHost(Protocol):
     def settings(self) -> Settings: ...
 
     @property
-    def session_factory(self) -> async_sessionmaker[AsyncSession]: ...
+    def session_factory(self) -> async_sessionmaker[AsyncSession]:
+        """For platform state an adapter keeps itself (WhatsApp's addresses and
+        delivery statuses); conversations are read through the methods below."""
+        ...
+
+    @property
+    def pubsub(self) -> PubSub:
+        """Topics shared with the other processes of this bot."""
+        ...
 
     async def handle(self, msg: InboundMessage) -> HandleResult:
         """Record and process one inbound message (inbox, lock, NLU, engine)."""
+        ...
+
+    def refusal(self, msg: InboundMessage) -> Refusal | None:
+        """Why the pipeline would refuse this message (empty, oversized), if
+        it would: for a channel that shows that as an error instead."""
+        ...
+
+    async def history(self, channel: str, chat_id: str, limit: int) -> list[HistoryItem]:
+        """The chat's last ``limit`` messages, oldest first."""
+        ...
+
+    async def last_buttons(self, channel: str, chat_id: str) -> tuple[Button, ...]:
+        """The buttons of the bot's last answer in the chat (what "2" picks)."""
         ...
 
     async def mark_delivered(self, channel: str, chat_id: str, message_ids: Sequence[int]) -> int:
@@ -44,6 +69,9 @@ class ChannelAdapter(abc.ABC):
     """One messaging channel: ``webchat``, ``telegram``, ``whatsapp``..."""
 
     name: str
+    # The caller shows the replies :meth:`ChannelHost.handle` returns (the
+    # terminal, tests): their outbox rows are written sent, never delivered.
+    inline_replies: bool = False
 
     @abc.abstractmethod
     async def send(
@@ -64,8 +92,12 @@ class ChannelAdapter(abc.ABC):
 
     async def start(self, host: ChannelHost) -> None:  # noqa: B027 - optional hook
         """Called once at start-up, before any send, with what the host offers:
-        begin receiving (register a webhook, start long polling). Must return
-        promptly: long work runs as a task."""
+        begin receiving (register a webhook, start long polling, subscribe to
+        pub/sub topics). Must return promptly: long work runs as a task."""
+
+    def share_rate_limiter(self, limiter: RateLimiter) -> None:  # noqa: B027 - optional hook
+        """Count this channel's limits on the container's limiter (Redis: in
+        every process together) instead of one of its own."""
 
     def router(self, host: ChannelHost) -> APIRouter | None:
         """HTTP/WebSocket routes that receive this channel's messages, if any."""
@@ -73,3 +105,23 @@ class ChannelAdapter(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP clients, open sockets)."""
+
+
+class InlineChannel(ChannelAdapter):
+    """A channel whose caller shows the replies itself: the terminal chat,
+    the transcript tests. Nothing is ever delivered through it."""
+
+    inline_replies = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def send(
+        self,
+        chat_id: str,
+        reply: Reply,
+        *,
+        message_id: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        raise PermanentDeliveryError(f"{self.name} shows its replies inline")

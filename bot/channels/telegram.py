@@ -43,12 +43,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import hashlib
 import hmac
 import json
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,6 +80,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from bot.channels.base import ChannelAdapter, ChannelHost
+from bot.channels.pacing import Pacer
 from bot.errors import DeliveryError, PermanentDeliveryError, RetryAfter
 from config import Settings
 from config.settings import ConfigError
@@ -89,7 +88,7 @@ from dialogs.messages import Attachment, Button, InboundMessage, Reply
 from nlu.types import INTENTS
 from storage.models import Conversation
 from storage.models import Message as StoredMessage
-from storage.ratelimit import MemoryRateLimiter, RateLimit, RateLimiter, RateLimiterUnavailable
+from storage.ratelimit import RateLimit, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +105,6 @@ MAX_UPDATE_BYTES: Final = 1024 * 1024
 _DEEP_LINK: Final = re.compile(r"^/start(?:@\w+)?(?:\s+(?P<param>[A-Za-z0-9_-]{1,64}))?\s*$")
 _DEEP_LINK_ALIASES: Final = {"link": "link_account", "balance": "check_balance"}
 _LONG_PAYLOAD: Final = re.compile(r"^#(?P<message>\d+):(?P<index>\d+)$")
-# A send waits for the rate limiter up to this long; longer, the delivery
-# worker reschedules the reply (RetryAfter) instead of holding its lease.
-MAX_PACE_SECONDS: Final = 2.0
-LIMITER_WARNING_SECONDS: Final = 60.0
 _RETRY_BACKOFF: Final = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.6, jitter=0.1)
 
 T = TypeVar("T")
@@ -210,19 +205,13 @@ class TelegramAdapter(ChannelAdapter):
         self._parts_sent: dict[int, int] = {}
         # Chats shown the "share my number" keyboard: the next plain reply removes it.
         self._contact_keyboard: set[str] = set()
-        # The container shares its own (Redis across processes) in place of this one.
-        self.rate_limiter: RateLimiter = MemoryRateLimiter()
+        self.pacer = Pacer(CHANNEL, settings.secret_key.get_secret_value())
         self._per_chat = RateLimit(
             settings.telegram_chat_rate_per_second, settings.telegram_chat_burst
         )
         self._overall = RateLimit(
             settings.telegram_global_rate_per_second, settings.telegram_global_burst
         )
-        # Chat ids are personal data: limiter keys carry a keyed hash of them.
-        self._key_secret = hashlib.sha256(
-            b"telegram-rate-limit:" + settings.secret_key.get_secret_value().encode()
-        ).digest()
-        self._limiter_warned_at = -LIMITER_WARNING_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TelegramAdapter | None:
@@ -551,31 +540,13 @@ class TelegramAdapter(ChannelAdapter):
             self._parts_sent.pop(message_id, None)
 
     async def _pace(self, chat_id: str) -> None:
-        """Keep within the Bot API's limits (per chat, overall) before a send.
+        """Keep within the Bot API's limits (per chat, overall) before a send."""
+        await self.pacer.pace(
+            (self.pacer.key("chat", chat_id), self._per_chat), ("telegram:all", self._overall)
+        )
 
-        A short wait is slept; a longer one raises :class:`RetryAfter`, and
-        the worker sends the reply later. A limiter that cannot be reached
-        lets the send through (Telegram's own 429 still applies).
-        """
-        digest = hmac.new(self._key_secret, chat_id.encode(), hashlib.sha256).hexdigest()[:24]
-        for key, limit in (
-            (f"telegram:chat:{digest}", self._per_chat),
-            ("telegram:all", self._overall),
-        ):
-            while True:
-                try:
-                    wait = await self.rate_limiter.hit(key, limit)
-                except RateLimiterUnavailable as exc:
-                    now = time.monotonic()
-                    if now - self._limiter_warned_at >= LIMITER_WARNING_SECONDS:
-                        self._limiter_warned_at = now
-                        log.warning("telegram: rate limiter unavailable (%s); not limiting", exc)
-                    return
-                if wait <= 0:
-                    break
-                if wait > MAX_PACE_SECONDS:
-                    raise RetryAfter(wait, "Telegram rate limit (ours)")
-                await asyncio.sleep(wait)
+    def share_rate_limiter(self, limiter: RateLimiter) -> None:
+        self.pacer.limiter = limiter
 
     def _markup(
         self, chat_id: str, reply: Reply, message_id: int | None

@@ -32,14 +32,18 @@ or other frames than the session's and the client IP's rate limits allow.
 Every tab of one session is a live socket of the same chat; each socket
 receives a given message id at most once (history and push are deduplicated
 per socket, and the client dedups by id).
+
+The tabs of one chat may be open in several processes. Each process
+subscribes to the topic ``webchat:<chat id>`` while it holds a socket of that
+chat; a delivery worker without a local socket publishes the message there,
+and the process that pushed it to a socket marks its outbox row sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
+import functools
 import json
 import logging
 import math
@@ -58,19 +62,20 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
-from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnected, WebSocketState
 
 from bot import messages as say
 from bot.channels.base import ChannelAdapter, ChannelHost
-from bot.errors import RecipientOffline
+from bot.channels.pacing import Pacer
+from bot.conversations import HistoryItem
+from bot.errors import HandedOver, RecipientOffline
 from bot.pipeline import StorageUnavailable, StoredUnanswered
 from config import Settings
 from dialogs.messages import InboundMessage, Reply
 from storage.crypto import derive_fernet_key
 from storage.locks import LockTimeout
-from storage.models import Conversation, Message, Sender
-from storage.ratelimit import MemoryRateLimiter, RateLimit, RateLimiter, RateLimiterUnavailable
+from storage.pubsub import PubSub, PubSubError, Subscription
+from storage.ratelimit import RateLimit, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,6 @@ HISTORY_LIMIT = 200
 _SID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # Lone surrogates: valid in a Python str (JSON's "\ud800" escape), not in UTF-8.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-LIMITER_WARNING_SECONDS = 60.0
 
 Frame = dict[str, Any]
 
@@ -267,20 +271,43 @@ class LiveSocket:
 
 
 class WebchatHub:
-    """The live sockets of each chat, in this process."""
+    """The live sockets of each chat in this process, and the subscription
+    that lets other processes reach them while there are any."""
 
     def __init__(self) -> None:
         self._sockets: dict[str, set[LiveSocket]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._pubsub: PubSub | None = None
+        self._host: ChannelHost | None = None
 
-    def add(self, chat_id: str, sock: LiveSocket) -> None:
-        self._sockets.setdefault(chat_id, set()).add(sock)
+    def connect(self, host: ChannelHost) -> None:
+        """From now on, sockets here are reachable from other processes."""
+        self._host = host
+        self._pubsub = host.pubsub
 
-    def remove(self, chat_id: str, sock: LiveSocket) -> None:
+    async def add(self, chat_id: str, sock: LiveSocket) -> None:
+        live = self._sockets.setdefault(chat_id, set())
+        live.add(sock)
+        if self._pubsub is not None and chat_id not in self._subscriptions:
+            try:
+                self._subscriptions[chat_id] = await self._pubsub.subscribe(
+                    topic(chat_id), functools.partial(self._remote, chat_id)
+                )
+            except PubSubError as exc:
+                # Replies made here still arrive; those of other processes
+                # wait for the history or the sweep.
+                log.warning("webchat: not subscribed (%s)", type(exc).__name__)
+
+    async def remove(self, chat_id: str, sock: LiveSocket) -> None:
         live = self._sockets.get(chat_id)
-        if live is not None:
-            live.discard(sock)
-            if not live:
-                del self._sockets[chat_id]
+        if live is None:
+            return
+        live.discard(sock)
+        if not live:
+            del self._sockets[chat_id]
+            subscription = self._subscriptions.pop(chat_id, None)
+            if subscription is not None:
+                await subscription.unsubscribe()
 
     def count(self, chat_id: str | None = None) -> int:
         if chat_id is not None:
@@ -294,7 +321,7 @@ class WebchatHub:
         message_id: int | None = None,
         exclude: LiveSocket | None = None,
     ) -> int:
-        """Send to every live socket of the chat; the number that got it."""
+        """Send to every live socket of the chat here; the number that got it."""
         delivered = 0
         for sock in list(self._sockets.get(chat_id, ())):
             if sock is exclude:
@@ -302,17 +329,42 @@ class WebchatHub:
             try:
                 await sock.push(frame, message_id)
             except Exception:  # this tab closed under us: forget it, not the others
-                self.remove(chat_id, sock)
+                await self.remove(chat_id, sock)
             else:
                 delivered += 1
         return delivered
+
+    async def hand_over(self, chat_id: str, frame: Frame, message_id: int | None) -> int:
+        """Ask the processes that hold a socket of this chat to push ``frame``;
+        how many listen."""
+        if self._pubsub is None or message_id is None:
+            return 0
+        try:
+            return await self._pubsub.publish(
+                topic(chat_id), json.dumps({"id": message_id, "frame": frame}, ensure_ascii=False)
+            )
+        except PubSubError as exc:
+            log.warning("webchat: hand-over not published (%s)", type(exc).__name__)
+            return 0
+
+    async def _remote(self, chat_id: str, raw: str) -> None:
+        """A message another process handed over: push it, then mark it sent."""
+        data = json.loads(raw)
+        message_id = int(data["id"])
+        if await self.publish(chat_id, data["frame"], message_id) and self._host is not None:
+            await self._host.mark_delivered(CHANNEL, chat_id, [message_id])
 
     async def close(self) -> None:
         for chat_id, live in list(self._sockets.items()):
             for sock in list(live):
                 with contextlib.suppress(Exception):
                     await sock.ws.close(code=1001)
-                self.remove(chat_id, sock)
+                await self.remove(chat_id, sock)
+
+
+def topic(chat_id: str) -> str:
+    """The pub/sub topic of one web chat."""
+    return f"{CHANNEL}:{chat_id}"
 
 
 # --------------------------------------------------------------------------
@@ -320,49 +372,15 @@ class WebchatHub:
 # --------------------------------------------------------------------------
 
 
-def _buttons(payload: dict[str, Any] | None) -> list[dict[str, str]]:
-    raw = (payload or {}).get("buttons") or []
-    if not isinstance(raw, list):
-        return []
-    return [
-        {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
-        for b in raw
-        if isinstance(b, dict)
-    ]
-
-
-_SENDERS = {Sender.CUSTOMER: "customer", Sender.OPERATOR: "operator"}
-
-
-async def load_history(host: ChannelHost, chat_id: str, limit: int = HISTORY_LIMIT) -> list[Frame]:
-    """The last messages of this chat's conversation, oldest first."""
-    async with host.session_factory() as session:
-        conv_id = await session.scalar(
-            select(Conversation.id).where(
-                Conversation.channel == CHANNEL, Conversation.chat_id == chat_id
-            )
-        )
-        if conv_id is None:
-            return []
-        rows = (
-            await session.scalars(
-                select(Message)
-                .where(Message.conversation_id == conv_id)
-                .order_by(Message.id.desc())
-                .limit(limit)
-            )
-        ).all()
-    return [
-        {
-            "type": "message",
-            "sender": _SENDERS.get(m.sender, "bot"),
-            "text": m.text,
-            "buttons": _buttons(m.payload) if m.sender != Sender.CUSTOMER else [],
-            "id": m.id,
-            "at": m.created_at.isoformat() if m.created_at else None,
-        }
-        for m in reversed(rows)
-    ]
+def history_frame(item: HistoryItem) -> Frame:
+    return {
+        "type": "message",
+        "sender": item.sender,
+        "text": item.text,
+        "buttons": [{"title": b.title, "payload": b.payload} for b in item.buttons],
+        "id": item.id,
+        "at": item.at.isoformat(),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -428,12 +446,10 @@ class WebchatAdapter(ChannelAdapter):
             settings.secret_key.get_secret_value(), settings.widget_session_days
         )
         self.hub = WebchatHub()
-        # The container passes the shared (Redis) one; alone, one process.
-        self.rate_limiter: RateLimiter = rate_limiter or MemoryRateLimiter()
+        # The container shares its own (Redis: every process counts together).
+        self.pacer = Pacer(CHANNEL, settings.secret_key.get_secret_value(), rate_limiter)
         self.limits = WidgetLimits.from_settings(settings)
         self.origins = allowed_origins(settings)
-        self._ip_key = settings.secret_key.get_secret_value().encode()
-        self._limiter_warned_at = -math.inf
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """May a page of ``origin`` open the widget's socket (sent to ``host``)?
@@ -454,29 +470,8 @@ class WebchatAdapter(ChannelAdapter):
         scheme = normal.split("://", 1)[0]
         return normalize_origin(f"{scheme}://{host.strip()}") == normal
 
-    def ip_key(self, ip: str) -> str:
-        """A rate-limit key for a client IP: keyed hash, the address is personal data."""
-        digest = hmac.new(self._ip_key, ip.encode(), hashlib.sha256).hexdigest()[:24]
-        return f"webchat:ip:{digest}"
-
-    async def wait_for(self, *checks: tuple[str, RateLimit]) -> float:
-        """0.0 when every bucket has a unit (taken); else the seconds to wait.
-
-        A limiter that cannot be reached lets the frame through: the limits
-        protect the service, an outage of Redis should not stop customers.
-        """
-        for key, limit in checks:
-            try:
-                wait = await self.rate_limiter.hit(key, limit)
-            except RateLimiterUnavailable as exc:
-                now = time.monotonic()
-                if now - self._limiter_warned_at >= LIMITER_WARNING_SECONDS:
-                    self._limiter_warned_at = now
-                    log.warning("webchat: rate limiter unavailable (%s); not limiting", exc)
-                return 0.0
-            if wait > 0:
-                return wait
-        return 0.0
+    def share_rate_limiter(self, limiter: RateLimiter) -> None:
+        self.pacer.limiter = limiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebchatAdapter:
@@ -491,8 +486,18 @@ class WebchatAdapter(ChannelAdapter):
         at: datetime | None = None,
     ) -> None:
         frame = message_frame("bot", reply, message_id, at)
-        if await self.hub.publish(chat_id, frame, message_id) == 0:
-            raise RecipientOffline(f"no open widget for chat {chat_id[:6]}…")
+        here = await self.hub.publish(chat_id, frame, message_id)
+        # Tabs of this chat may be open in other processes too. This process
+        # hears its own hand-over as well, if it has tabs: they skip the id.
+        listening = await self.hub.hand_over(chat_id, frame, message_id)
+        if here:
+            return
+        if listening:
+            raise HandedOver(f"widget of chat {chat_id[:6]}… open in another process")
+        raise RecipientOffline(f"no open widget for chat {chat_id[:6]}…")
+
+    async def start(self, host: ChannelHost) -> None:
+        self.hub.connect(host)
 
     async def close(self) -> None:
         await self.hub.close()
@@ -532,7 +537,6 @@ class WebchatConnection:
         self.ws = ws
         self.sock = LiveSocket(ws)
         self.sid: str | None = None
-        self.max_chars = adapter.settings.max_message_chars
         self.ip = ws.client.host if ws.client else "unknown"
         self.rate_limited = 0  # frames refused over the limits
 
@@ -561,7 +565,7 @@ class WebchatConnection:
             if self.rate_limited > 1:
                 log.warning("webchat: %d frames of a socket were rate limited", self.rate_limited)
             if self.sid is not None:
-                self.adapter.hub.remove(self.sid, self.sock)
+                await self.adapter.hub.remove(self.sid, self.sock)
             if self.ws.client_state == WebSocketState.CONNECTED:
                 with contextlib.suppress(Exception):
                     await self.ws.close()
@@ -600,18 +604,19 @@ class WebchatConnection:
         # waits, then sees its id already sent with the history.
         async with self.sock.lock:
             self.sid = sid
-            self.adapter.hub.add(sid, self.sock)  # before the history is read
+            await self.adapter.hub.add(sid, self.sock)  # before the history is read
             try:
-                history = await load_history(self.host, sid)
+                items = await self.host.history(CHANNEL, sid, HISTORY_LIMIT)
             except Exception as exc:
                 log.warning("webchat: history unavailable (%s)", type(exc).__name__)
                 await self.sock.send(error_frame("unavailable", say.WIDGET_UNAVAILABLE))
                 await self.ws.close(code=1013)  # try again later: the widget reconnects
                 return False
+            history = [history_frame(item) for item in items]
             await self.sock.send({"type": "session", "token": token})
             await self.sock.send({"type": "history", "messages": history})
-            self.sock.seen.update(m["id"] for m in history)
-        shown = [m["id"] for m in history if m["sender"] != "customer"]
+            self.sock.seen.update(item.id for item in items)
+        shown = [item.id for item in items if item.sender != "customer"]
         if shown:
             try:
                 await self.host.mark_delivered(CHANNEL, sid, shown)
@@ -623,9 +628,9 @@ class WebchatConnection:
         assert self.sid is not None
         frame = parse_frame(raw)
         if isinstance(frame, TextFrame | ButtonFrame):
-            wait = await self.adapter.wait_for(
+            wait = await self.adapter.pacer.wait_for(
                 (f"webchat:msg:{self.sid}", self.adapter.limits.per_session),
-                (self.adapter.ip_key(self.ip), self.adapter.limits.per_ip),
+                (self.adapter.pacer.key("ip", self.ip), self.adapter.limits.per_ip),
             )
             if wait > 0:
                 await self._rate_limited(wait, frame.client_id)
@@ -633,7 +638,7 @@ class WebchatConnection:
             await self._customer_message(frame)
             return
         # Pings, hellos and refusals are cheap, but not free in bulk.
-        wait = await self.adapter.wait_for(
+        wait = await self.adapter.pacer.wait_for(
             (f"webchat:frame:{self.sid}", self.adapter.limits.frames)
         )
         if wait > 0:
@@ -658,17 +663,6 @@ class WebchatConnection:
     async def _customer_message(self, frame: TextFrame | ButtonFrame) -> None:
         assert self.sid is not None
         text = frame.text if isinstance(frame, TextFrame) else frame.title
-        if len(text) > self.max_chars:
-            await self.sock.push(
-                error_frame(
-                    "too_long", say.WIDGET_TOO_LONG.format(limit=self.max_chars), frame.client_id
-                ),
-                None,
-            )
-            return
-        if not text.strip() and not isinstance(frame, ButtonFrame):
-            await self.sock.push(error_frame("empty", say.WIDGET_EMPTY, frame.client_id), None)
-            return
         msg = InboundMessage(
             channel=CHANNEL,
             chat_id=self.sid,
@@ -678,6 +672,12 @@ class WebchatConnection:
             received_at=datetime.now(UTC),
             payload=frame.payload if isinstance(frame, ButtonFrame) else None,
         )
+        # Refused in the pipeline's words, as an error: never accepted, so
+        # never in the history.
+        refused = self.host.refusal(msg)
+        if refused is not None:
+            await self.sock.push(error_frame(refused.code, refused.text, frame.client_id), None)
+            return
         # Other tabs of this session show what the customer wrote here.
         echo: Frame = {
             "type": "message",

@@ -46,6 +46,7 @@ from twilio.request_validator import RequestValidator
 
 from bot.channels.base import ChannelAdapter, ChannelHost
 from bot.channels.choices import render_text, resolve_choice
+from bot.channels.pacing import Pacer
 from bot.errors import DeliveryError, PermanentDeliveryError, RetryAfter
 from config import Settings
 from dialogs.messages import Attachment, Button, InboundMessage, Reply
@@ -54,10 +55,9 @@ from storage.models import (
     ChannelAddress,
     Conversation,
     DeliveryStatus,
-    Direction,
-    Message,
     OutboxEntry,
 )
+from storage.ratelimit import RateLimit, RateLimiter
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -308,6 +308,15 @@ class WhatsAppAdapter(ChannelAdapter):
         # Numbers already stored, by chat id (their hash), in this process.
         self._addresses: dict[str, str] = {}
         self._turns: set[asyncio.Task[Any]] = set()
+        # Twilio queues what a sender number sends beyond its rate (and drops
+        # it after a while): keep within it, counted across processes.
+        self.pacer = Pacer(CHANNEL, settings.secret_key.get_secret_value())
+        self._sender_rate = RateLimit(
+            settings.twilio_sender_rate_per_second, settings.twilio_sender_burst
+        )
+
+    def share_rate_limiter(self, limiter: RateLimiter) -> None:
+        self.pacer.limiter = limiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WhatsAppAdapter | None:
@@ -462,33 +471,10 @@ class WhatsAppAdapter(ChannelAdapter):
         self._addresses[chat_id] = number
 
     async def _last_buttons(self, chat_id: str) -> tuple[Button, ...]:
-        """The choices of the bot's last replies in this chat.
-
-        TEMPORARY: replace with the core's typed ``ChannelHost.last_buttons``
-        once it lands; this is the only place the adapter reads messages.
-        """
-        async with self._sessions()() as session:
-            conversation = await session.scalar(
-                select(Conversation.id).where(
-                    Conversation.channel == CHANNEL, Conversation.chat_id == chat_id
-                )
-            )
-            if conversation is None:
-                return ()
-            rows = (
-                await session.execute(
-                    select(Message.direction, Message.payload)
-                    .where(Message.conversation_id == conversation)
-                    .order_by(Message.id.desc())
-                    .limit(20)
-                )
-            ).all()
-        for direction, payload in rows:
-            if direction is Direction.IN:
-                break  # the customer has spoken since: those choices are gone
-            if payload and payload.get("buttons"):
-                return Reply.from_json(payload).buttons
-        return ()
+        """The choices of the bot's last replies in this chat."""
+        if self._host is None:
+            raise DeliveryError("the WhatsApp adapter is not started")
+        return await self._host.last_buttons(CHANNEL, chat_id)
 
     async def _status(self, request: Request) -> Response:
         form = await self._signed_form(request, STATUS_PATH)
@@ -611,6 +597,7 @@ class WhatsAppAdapter(ChannelAdapter):
             ]
         sent: Any = None
         for call in calls:
+            await self.pacer.pace((self.pacer.key("sender", self._from), self._sender_rate))
             sent = await self._create(
                 message_id,
                 to=f"whatsapp:{number}",

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from bot.app import create_app
+from bot.channels.pacing import MAX_PACE_SECONDS
 from bot.channels.telegram import (
     CALLBACK_DATA_BYTES,
-    MAX_PACE_SECONDS,
     MAX_UPDATE_BYTES,
     TelegramAdapter,
     callback_data,

@@ -328,8 +328,8 @@ class _FakeSocket:
 async def test_a_failing_send_drops_only_its_own_socket() -> None:
     hub = WebchatHub()
     good, gone = _FakeSocket(), _FakeSocket(broken=True)
-    hub.add("chat", LiveSocket(cast(WebSocket, good)))
-    hub.add("chat", LiveSocket(cast(WebSocket, gone)))
+    await hub.add("chat", LiveSocket(cast(WebSocket, good)))
+    await hub.add("chat", LiveSocket(cast(WebSocket, gone)))
     bad_text: Frame = {"type": "message", "sender": "bot", "text": "a\ud800b", "id": 1}
     assert await hub.publish("chat", bad_text, 1) == 1
     assert hub.count("chat") == 1
@@ -482,7 +482,7 @@ def test_limits_on_redis_are_shared_by_every_process(
 ) -> None:
     on_redis = limited_settings.model_copy(update={"redis_url": redis_url})
     with TestClient(create_app(on_redis)) as one, TestClient(create_app(on_redis)) as two:
-        assert isinstance(webchat(one).rate_limiter, RedisRateLimiter)
+        assert isinstance(webchat(one).pacer.limiter, RedisRateLimiter)
         with one.websocket_connect("/widget/ws") as ws:
             tab = Tab(ws).hello()
             for text in ("здравствуйте", "как оплатить?"):

@@ -453,6 +453,39 @@ def test_the_webhook_answers_at_once_while_twilio_is_slow(
         assert "Здравствуйте" in me.calls()[0].body  # type: ignore[operator]
 
 
+def test_sends_keep_within_the_sender_numbers_rate(
+    tmp_path: Path, nlu_model_path: Path, twilio_up: FakeTwilio
+) -> None:
+    # One message every 10 s from our number, no burst: the next reply waits
+    # its turn in the outbox (rescheduled, not slept through) instead of
+    # reaching Twilio at once.
+    settings = app_settings_for(
+        tmp_path,
+        nlu_model_path,
+        **{
+            **twilio_overrides(twilio_up),
+            "twilio_sender_rate_per_second": 0.1,
+            "twilio_sender_burst": 1,
+        },
+    )
+    with TestClient(create_app(settings, Container(settings, delivery_policy=FAST))) as paced:
+        me = Customer(paced, twilio_up)
+        me.say("Здравствуйте")
+        wait_until(lambda: len(me.calls()) == 1)
+        _add_bot_reply(paced, me.chat_id, "Оператор на связи")
+        row = next(r for r in outbox(paced, me.chat_id) if r.body["text"] == "Оператор на связи")
+        wait_until(lambda: _row(paced, me.chat_id, row.id).attempts >= 1)
+        held = _row(paced, me.chat_id, row.id)
+        assert (held.status, len(me.calls())) == (DeliveryStatus.PENDING, 1)
+        assert "rate limit" in (held.last_error or "")
+        wait_until(lambda: _row(paced, me.chat_id, row.id).status is DeliveryStatus.SENT, 30)
+        assert [c.body for c in me.calls()][-1] == "Оператор на связи"
+
+
+def _row(client: TestClient, chat_id: str, row_id: int) -> OutboxEntry:
+    return next(r for r in outbox(client, chat_id) if r.id == row_id)
+
+
 def test_rate_limited_and_server_errors_are_retried(
     client: TestClient, twilio_up: FakeTwilio
 ) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.channels.base import InlineChannel
 from bot.pipeline import Pipeline
 from config import Settings, load_settings
 from dialogs.engine import DialogEngine
@@ -57,6 +58,8 @@ async def make_pipeline(
             locks or MemoryLockStore(),
             engine or DialogEngine(db_settings),
             vault,
+            # The transcript client reads the replies handle() returns.
+            channels={"test": InlineChannel("test")},
             clock=clock,
             **kwargs,  # type: ignore[arg-type]
         )
