@@ -846,13 +846,21 @@ async def outbox_digest(db_name: str) -> str:
             " count(*) FILTER (WHERE sent_at IS NULL) AS unsent"
             " FROM outbox WHERE channel = 'telegram'"
         )
+        inbox = await conn.fetchrow(
+            "SELECT count(*) AS n, count(*) FILTER (WHERE processed_at IS NULL) AS open,"
+            " count(*) FILTER (WHERE error IS NOT NULL) AS failed"
+            " FROM inbox WHERE channel = 'telegram'"
+        )
     finally:
         await conn.close()
     assert row is not None
+    assert inbox is not None
     return (
         f"app outbox (telegram): {row['n']} rows; sent more than 2 s after their turn began "
         f"{row['slow']} ({row['slow_first']} of them at the first attempt); retried "
-        f"{row['retried']}; not sent {row['unsent']}"
+        f"{row['retried']}; not sent {row['unsent']}\n"
+        f"app inbox (telegram): {inbox['n']} entries; still unprocessed {inbox['open']}; "
+        f"processed with an error {inbox['failed']}"
     )
 
 
