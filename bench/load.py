@@ -22,6 +22,14 @@ Bot API, and starts a new conversation (a new Telegram user) when one ends.
 whoever is free sends the next one, and a new customer starts whenever nobody
 is free.
 
+It prints the sustained inbound rate, reply latency p50/p95/p99 (webhook POST
+to the reply's arrival at the fake Bot API), lost and duplicated replies
+against the targets (300 msg/s, p99 < 250 ms, none lost or duplicated), and
+where the time went: the webhook's answer against the reply, CPU per process,
+what the app's PostgreSQL sessions were doing, its outbox and inbox, its
+warnings. The app's Bot API send limits (Telegram's 1 message/s a chat, 30/s
+a bot) are lifted for the fake unless ``--telegram-limits``.
+
 Finally one app process alone takes 5,000 widget WebSockets (hello, session,
 history, kept open) and its resident memory is read from /proc before and
 after.
