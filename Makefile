@@ -45,6 +45,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/nlu.py
 	$(PY) bench/dialog.py
+	$(PY) bench/load.py
 
 nlu-eval: $(STAMP)
 	$(PY) -m bot nlu eval nlu/tests/test_nlu.yml --report var/intent_report.json

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, and_, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Account, Charge, Payment, Service
@@ -51,63 +51,82 @@ class AccountSummary:
         return sum((c.amount for c in self.charges), ZERO)
 
 
-async def balance(session: AsyncSession, account: Account) -> Decimal:
-    charged = await session.scalar(
-        select(func.coalesce(func.sum(Charge.amount), 0)).where(Charge.account_id == account.id)
+def _totals(account_id: int) -> tuple[ScalarSelect[Decimal], ScalarSelect[Decimal]]:
+    """What the account was charged and what it paid, in all."""
+    charges, payments = Charge.__table__.alias(), Payment.__table__.alias()
+    charged = (
+        select(func.coalesce(func.sum(charges.c.amount), 0))
+        .where(charges.c.account_id == account_id)
+        .scalar_subquery()
     )
-    paid = await session.scalar(
-        select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.account_id == account.id)
+    paid = (
+        select(func.coalesce(func.sum(payments.c.amount), 0))
+        .where(payments.c.account_id == account_id)
+        .scalar_subquery()
     )
-    total = (account.opening_balance or ZERO) + Decimal(charged or 0) - Decimal(paid or 0)
+    return charged, paid
+
+
+def _balance(account: Account, charged: object, paid: object) -> Decimal:
+    total = (account.opening_balance or ZERO) + Decimal(str(charged or 0)) - Decimal(str(paid or 0))
     return total.quantize(ZERO)
 
 
-async def _period_for(
-    session: AsyncSession, account_id: int, now: datetime, tz: ZoneInfo, month: int | None
-) -> date | None:
-    today = now.astimezone(tz).date()
-    periods = (
-        await session.execute(
-            select(Charge.period)
-            .where(Charge.account_id == account_id, Charge.period <= today)
-            .distinct()
-            .order_by(Charge.period.desc())
-        )
-    ).scalars()
-    for period in periods:
-        if month is None or period.month == month:
-            return period
-    return None
+async def balance(session: AsyncSession, account: Account) -> Decimal:
+    charged, paid = _totals(account.id)
+    row = (await session.execute(select(charged, paid))).one()
+    return _balance(account, row[0], row[1])
 
 
 async def account_summary(
     session: AsyncSession, account: Account, now: datetime, tz: ZoneInfo, month: int | None = None
 ) -> AccountSummary:
     """The balance, the charges of the latest month (or of ``month``, 1-12,
-    its latest occurrence up to now) and the last payment."""
-    period = await _period_for(session, account.id, now, tz, month)
-    lines: tuple[ChargeLine, ...] = ()
-    if period is not None:
-        rows = (
-            await session.execute(
-                select(Charge)
-                .where(Charge.account_id == account.id, Charge.period == period)
-                .order_by(Charge.service)
-            )
-        ).scalars()
-        lines = tuple(ChargeLine(c.service, c.volume, c.tariff, c.amount) for c in rows)
-    last = (
+    its latest occurrence up to now) and the last payment: one query, a row
+    per charge line of that month (one row with no charge when there is none)."""
+    today = now.astimezone(tz).date()
+    months = Charge.__table__.alias()
+    latest = select(func.max(months.c.period)).where(
+        months.c.account_id == account.id, months.c.period <= today
+    )
+    if month is not None:
+        latest = latest.where(extract("month", months.c.period) == month)
+    period = latest.scalar_subquery()
+    last_paid = (
+        select(Payment.id)
+        .where(Payment.account_id == account.id, Payment.paid_at <= now)
+        .order_by(Payment.paid_at.desc(), Payment.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    charged, paid = _totals(account.id)
+    rows = (
         await session.execute(
-            select(Payment)
-            .where(Payment.account_id == account.id, Payment.paid_at <= now)
-            .order_by(Payment.paid_at.desc(), Payment.id.desc())
-            .limit(1)
+            select(
+                charged,
+                paid,
+                period,
+                Charge.service,
+                Charge.volume,
+                Charge.tariff,
+                Charge.amount,
+                Payment.paid_at,
+                Payment.amount,
+                Payment.method,
+            )
+            .select_from(Account)
+            .outerjoin(Charge, and_(Charge.account_id == Account.id, Charge.period == period))
+            .outerjoin(Payment, Payment.id == last_paid)
+            .where(Account.id == account.id)
+            .order_by(Charge.service)
         )
-    ).scalar_one_or_none()
+    ).all()
+    first = rows[0]
+    lines = tuple(ChargeLine(r[3], r[4], r[5], r[6]) for r in rows if r[6] is not None)
     return AccountSummary(
         account_number=account.number,
-        balance=await balance(session, account),
-        period=period,
+        balance=_balance(account, first[0], first[1]),
+        period=first[2],
         charges=lines,
-        last_payment=PaymentInfo(last.paid_at, last.amount, last.method) if last else None,
+        last_payment=PaymentInfo(first[7], first[8], first[9]) if first[7] is not None else None,
     )

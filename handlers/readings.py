@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
@@ -107,45 +107,81 @@ def counts_in(now: datetime, tz: ZoneInfo) -> date:
     return (first + timedelta(days=32)).replace(day=1)
 
 
-async def _meter_info(session: AsyncSession, meter: Meter, now: datetime) -> MeterInfo:
-    rows = (
+def _usual_monthly(values: list[Decimal]) -> Decimal | None:
+    deltas = [b - a for a, b in itertools.pairwise(values) if b >= a]
+    return sum(deltas, Decimal(0)) / len(deltas) if deltas else None
+
+
+async def _last_reading(session: AsyncSession, meter_id: int) -> tuple[Decimal, datetime] | None:
+    row = (
         await session.execute(
             select(Reading.value, Reading.taken_at)
-            .where(Reading.meter_id == meter.id, Reading.taken_at >= now - USUAL_WINDOW)
-            .order_by(Reading.taken_at, Reading.id)
-        )
-    ).all()
-    last = (
-        await session.execute(
-            select(Reading.value, Reading.taken_at)
-            .where(Reading.meter_id == meter.id)
+            .where(Reading.meter_id == meter_id)
             .order_by(Reading.taken_at.desc(), Reading.id.desc())
             .limit(1)
         )
     ).first()
-    deltas = [b[0] - a[0] for a, b in itertools.pairwise(rows) if b[0] >= a[0]]
-    usual = sum(deltas, Decimal(0)) / len(deltas) if deltas else None
-    return MeterInfo(
-        id=meter.id,
-        meter_type=meter.meter_type,
-        serial=meter.serial,
-        unit=meter.unit,
-        last_value=last[0] if last else None,
-        last_taken_at=last[1] if last else None,
-        usual_monthly=usual,
+    return (row[0], row[1]) if row else None
+
+
+def _cache(session: AsyncSession) -> dict[tuple[int, datetime], list[MeterInfo]]:
+    # The turn's session is its transaction: within it the meters and their
+    # readings change only through save_reading, which drops the entry. The
+    # flows ask for the meters from several steps of one turn (and
+    # save_reading re-checks), so they are read once per turn.
+    cache: dict[tuple[int, datetime], list[MeterInfo]] = session.info.setdefault(
+        "readings.account_meters", {}
     )
+    return cache
 
 
 async def account_meters(session: AsyncSession, account_id: int, now: datetime) -> list[MeterInfo]:
-    """The account's active meters, heating first."""
-    meters = (
+    """The account's active meters, heating first, each with its last reading
+    and usual monthly consumption: one query (a second only for a meter with
+    no reading in the last year)."""
+    cache = _cache(session)
+    cached = cache.get((account_id, now))
+    if cached is not None:
+        return list(cached)
+    rows = (
         await session.execute(
-            select(Meter)
+            select(
+                Meter.id,
+                Meter.meter_type,
+                Meter.serial,
+                Meter.unit,
+                Reading.value,
+                Reading.taken_at,
+            )
+            .outerjoin(
+                Reading,
+                and_(Reading.meter_id == Meter.id, Reading.taken_at >= now - USUAL_WINDOW),
+            )
             .where(Meter.account_id == account_id, Meter.active.is_(True))
-            .order_by(Meter.meter_type, Meter.id)
+            .order_by(Meter.meter_type, Meter.id, Reading.taken_at, Reading.id)
         )
-    ).scalars()
-    return [await _meter_info(session, m, now) for m in meters]
+    ).all()
+    meters: list[MeterInfo] = []
+    for (meter_id, meter_type, serial, unit), group in itertools.groupby(
+        rows, key=lambda r: (r[0], r[1], r[2], r[3])
+    ):
+        window = [(r[4], r[5]) for r in group if r[4] is not None]
+        # The window's latest reading is the latest of all (a later one
+        # would be in the window too); without one, look further back.
+        last = window[-1] if window else await _last_reading(session, meter_id)
+        meters.append(
+            MeterInfo(
+                id=meter_id,
+                meter_type=meter_type,
+                serial=serial,
+                unit=unit,
+                last_value=last[0] if last else None,
+                last_taken_at=last[1] if last else None,
+                usual_monthly=_usual_monthly([v for v, _ in window]),
+            )
+        )
+    cache[(account_id, now)] = meters
+    return list(meters)
 
 
 def months_since(last_taken_at: datetime | None, now: datetime | None) -> Decimal:
@@ -186,10 +222,12 @@ async def save_reading(
     channel: str | None,
 ) -> SavedReading:
     """Re-check against the latest data, save, and open a meter check on a jump."""
-    meter = await session.get(Meter, meter_id)
-    if meter is None or meter.account_id != account_id:
+    info = next(
+        (m for m in await account_meters(session, account_id, now) if m.id == meter_id), None
+    )
+    if info is None:
         raise ReadingError("the meter does not belong to the account")
-    check = check_reading(await _meter_info(session, meter, now), value, settings, now)
+    check = check_reading(info, value, settings, now)
     if check.verdict in (Verdict.BELOW_PREVIOUS, Verdict.ABSURD):
         raise ReadingError(check.verdict.value)
     flagged = check.verdict is Verdict.JUMP
@@ -198,6 +236,7 @@ async def save_reading(
     )
     session.add(reading)
     await session.flush()
+    _cache(session).clear()
     task_id: int | None = None
     if flagged:
         task = Task(
@@ -206,7 +245,7 @@ async def save_reading(
             meter_id=meter_id,
             reading_id=reading.id,
             description=(
-                f"Резкий рост потребления: показание {value} {meter.unit}, "
+                f"Резкий рост потребления: показание {value} {info.unit}, "
                 f"предыдущее {check.previous}, обычно {check.usual_monthly:.3f} в месяц"
             ),
             created_at=now,
