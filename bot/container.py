@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -25,7 +25,7 @@ from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
-from bot.pipeline import HandleResult, Pipeline, Refusal
+from bot.pipeline import HandleResult, Pipeline, Refusal, ReplayIncomplete
 from config import Settings
 from dialogs.engine import DialogEngine
 from dialogs.messages import Button, InboundMessage
@@ -37,12 +37,14 @@ from storage.keys import KeyBuilder
 from storage.locks import LockStore, LockTimeout, MemoryLockStore, RedisLockStore
 from storage.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from storage.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from storage.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
 REPLAY_FIRST_DELAY_SECONDS = 2.0
 REPLAY_MAX_DELAY_SECONDS = 60.0
+CLOSE_TIMEOUT_SECONDS = 10.0
 
 
 def build_locks(settings: Settings) -> LockStore:
@@ -193,10 +195,9 @@ class Container:
 
     async def close(self) -> None:
         if self._replayer is not None:
-            self._replayer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replayer
-            self._replayer = None
+            task, self._replayer = self._replayer, None
+            if not await cancel_and_wait(task, CLOSE_TIMEOUT_SECONDS):
+                log.warning("inbox replay did not stop in %.0f s", CLOSE_TIMEOUT_SECONDS)
         await self.delivery.stop()
         await self.channels.close()
         if self._nlu is not None and self._owns_nlu:
@@ -245,18 +246,29 @@ class Container:
 
     async def _replay_loop(self) -> None:
         delay = 0.0  # the start-up pass runs at once
+        sweep = self.settings.inbox_replay_sweep_seconds
         while True:
-            await self._replay_wanted.wait()
-            if delay:
+            # A pass when a turn here failed, and every so often anyway: what
+            # another process accepted and then died (or failed) with is
+            # answered by the survivors, not only at the next start-up.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._replay_wanted.wait(), sweep)
+            wanted = self._replay_wanted.is_set()
+            if wanted and delay:
                 await asyncio.sleep(delay)
             self._replay_wanted.clear()
+            # A periodic pass leaves young entries to the turns still running.
+            before = None if wanted else datetime.now(UTC) - timedelta(seconds=sweep)
             try:
-                done = await self.pipeline.replay_unprocessed()
+                done = await self.pipeline.replay_unprocessed(received_before=before)
             except Exception as exc:
                 if is_storage_failure(exc):
                     self.outage.failed(exc)
-                elif isinstance(exc, LockTimeout):
+                elif isinstance(exc, ReplayIncomplete):
+                    self.replayed += exc.done
                     # Held by a live turn elsewhere, or a dead one's until its TTL.
+                    log.info("inbox replay: %d conversations busy; retrying", exc.busy)
+                elif isinstance(exc, LockTimeout):
                     log.info("inbox replay: a conversation is busy; retrying")
                 else:
                     log.warning("inbox replay failed (%s); retrying", type(exc).__name__)

@@ -45,6 +45,7 @@ from bot.metrics import BotMetrics
 from dialogs.messages import Reply
 from storage.errors import OutageLog, is_storage_failure
 from storage.models import DeliveryStatus, OutboxEntry
+from storage.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +154,7 @@ class DeliveryWorker:
             try:
                 await asyncio.wait_for(task, timeout=5)
             except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task, 5)
 
     def wake(self) -> None:
         self._wake.set()

@@ -64,7 +64,7 @@ from nlu.types import FALLBACK_INTENT, Intent, ParseResult
 from storage.crypto import PersonalDataVault
 from storage.errors import StorageUnavailable as StorageUnavailable  # re-exported
 from storage.errors import is_storage_failure
-from storage.locks import LockStore
+from storage.locks import LockStore, LockTimeout
 from storage.models import ConversationStatus, InboxEntry, Sender
 from storage.pubsub import MemoryPubSub, PubSub
 
@@ -108,6 +108,15 @@ class Texts:
 
 class PipelineError(Exception):
     """Root of the pipeline's errors."""
+
+
+class ReplayIncomplete(LockTimeout):
+    """A replay pass skipped conversations whose lock was held; retry later."""
+
+    def __init__(self, done: int, busy: int) -> None:
+        super().__init__(f"replayed {done}; {busy} conversations busy")
+        self.done = done
+        self.busy = busy
 
 
 class StoredUnanswered(StorageUnavailable):
@@ -274,27 +283,47 @@ class Pipeline:
         """What the validate step would answer to this message, if anything."""
         return refusal(msg, self._settings)
 
-    async def replay_unprocessed(self) -> int:
-        """Run again every inbox entry left unprocessed (after a crash); how many."""
+    async def replay_unprocessed(self, received_before: datetime | None = None) -> int:
+        """Run again the inbox entries left unprocessed (after a crash); how many.
+
+        ``received_before`` leaves younger entries alone: a periodic pass in
+        one process should not race the turns still running in another. A
+        conversation whose lock is held (a live turn elsewhere, or a dead
+        process's lock until its TTL) is skipped, not waited on, so one busy
+        chat does not hold up the others; :class:`ReplayIncomplete` then says
+        how many were left for the next pass.
+        """
+        query = (
+            select(InboxEntry.id, InboxEntry.body)
+            .where(InboxEntry.processed_at.is_(None))
+            .order_by(InboxEntry.id)
+        )
+        if received_before is not None:
+            query = query.where(InboxEntry.received_at < received_before)
         try:
             async with self.conversations.sessions() as session:
-                rows = (
-                    await session.execute(
-                        select(InboxEntry.id, InboxEntry.body)
-                        .where(InboxEntry.processed_at.is_(None))
-                        .order_by(InboxEntry.id)
-                    )
-                ).all()
+                rows = (await session.execute(query)).all()
         except Exception as exc:
             if _is_storage_failure(exc):
                 raise StorageUnavailable("cannot read the inbox") from exc
             raise
         done = 0
+        busy: set[tuple[str, str]] = set()
         for entry_id, body in rows:
-            turn = TurnContext(msg=self._decode(body), now=self._clock(), entry_id=entry_id)
-            result = await self._replay(turn)
+            msg = self._decode(body)
+            chat = (msg.channel, msg.chat_id)
+            if chat in busy:
+                continue  # its older entry is still waiting: keep the order
+            turn = TurnContext(msg=msg, now=self._clock(), entry_id=entry_id)
+            try:
+                result = await self._replay(turn)
+            except LockTimeout:
+                busy.add(chat)
+                continue
             if not result.duplicate:
                 done += 1
+        if busy:
+            raise ReplayIncomplete(done, len(busy))
         return done
 
     # ---------------------------------------------------------------- steps

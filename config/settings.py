@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # it every third of it while it holds it (storage/locks.py).
     lock_ttl_seconds: float = Field(default=5.0, gt=0)
     lock_wait_seconds: float = 20.0
+    # Every so often each process replays inbox entries older than this that
+    # nobody answered (another process accepted them and died, say).
+    inbox_replay_sweep_seconds: float = Field(default=30.0, gt=0)
     load_demo_data: bool = True  # on the first start in embedded mode
 
     # --- NLU --------------------------------------------------------------

@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from storage.errors import StorageUnavailable
 from storage.keys import KeyBuilder, conversation_lock_name
+from storage.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,7 @@ class RedisLockStore(LockStore):
             raise
         finally:
             renewal.inside = False
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await cancel_and_wait(renewer)
             await _release(lock, name)
 
     async def close(self) -> None:

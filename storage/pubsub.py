@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from storage.errors import StorageUnavailable
 from storage.keys import KeyBuilder
+from storage.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,8 @@ class MemoryPubSub(PubSub):
     async def close(self) -> None:
         self._subs.clear()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await cancel_and_wait(task, 5)
 
 
 class RedisPubSub(PubSub):
@@ -215,10 +214,8 @@ class RedisPubSub(PubSub):
         self._subs.clear()
         self._topics.clear()
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+            reader, self._reader = self._reader, None
+            await cancel_and_wait(reader, 5)
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()
         await self._redis.aclose()

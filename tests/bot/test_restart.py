@@ -161,3 +161,27 @@ async def test_a_redis_outage_is_storage_unavailable_and_loses_nothing(
         assert (await container.handle(message("r-1", 2))).duplicate
     finally:
         await container.close()
+
+
+def test_what_another_process_accepted_and_left_is_answered_by_a_running_one(
+    tmp_path: Path, nlu_model_path: Path
+) -> None:
+    # No failure in this process tells it to replay: its periodic pass finds
+    # the entry another process recorded before it died.
+    settings = app_settings_for(tmp_path, nlu_model_path, inbox_replay_sweep_seconds=0.5)
+    db = tmp_path / "bot.sqlite3"
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+        async def accept_and_die() -> None:
+            other = Container(settings)
+            await other.start(worker=False)
+            try:
+                await other.pipeline._record(message("left-1", 1))  # the inbox step alone
+            finally:
+                await other.close()
+
+        run_in_thread(lambda: asyncio.run(accept_and_die()))
+        wait_until_processed(db, "left-1")
+        assert customer_messages(db, "left-1") == 1
+        assert bot_replies(db, "left-1") >= 1

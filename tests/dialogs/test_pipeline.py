@@ -6,14 +6,14 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.pipeline import Pipeline, StorageUnavailable
+from bot.pipeline import Pipeline, ReplayIncomplete, StorageUnavailable
 from config import Settings
 from dialogs.context import FlowContext
 from dialogs.engine import DialogEngine
@@ -23,6 +23,7 @@ from dialogs.messages import Attachment, Turn
 from dialogs.state import DialogState
 from nlu.base import NluParser, NluUnavailable
 from nlu.types import ParseResult
+from storage.locks import MemoryLockStore
 from storage.models import (
     Account,
     Appeal,
@@ -297,3 +298,59 @@ async def test_an_error_out_of_hours_also_registers_a_callback(
         appeal = await s.scalar(select(Appeal).where(Appeal.number == "A-2026-000003"))
     assert appeal is not None
     assert appeal.category is AppealCategory.CALLBACK
+
+
+async def test_a_replay_skips_a_busy_conversation_and_answers_the_others(
+    make_pipeline: PipelineFactory,
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    db_settings: Settings,
+) -> None:
+    broken = make_pipeline(engine=_engine_with(db_settings, _DropConnection()))
+    busy = ChatClient(broken, session_factory, clock, chat_id="busy", user_id="u-busy")
+    free = ChatClient(broken, session_factory, clock, chat_id="free", user_id="u-free")
+    for chat in (busy, free, busy):  # two unanswered entries of "busy", in order
+        with pytest.raises(StorageUnavailable):
+            await chat.say("привет")
+
+    locks = MemoryLockStore(wait_seconds=0.05)
+    healthy = make_pipeline(locks=locks)
+    # A live turn elsewhere holds "busy": the pass does not wait on it, and
+    # does not hold up the other chat.
+    async with locks.conversation("test", "busy"):
+        with pytest.raises(ReplayIncomplete) as incomplete:
+            await healthy.replay_unprocessed()
+    assert (incomplete.value.done, incomplete.value.busy) == (1, 1)
+    assert await _answered(session_factory) == {"free": 1}
+    # The next pass answers both of its entries, oldest first.
+    assert await healthy.replay_unprocessed() == 2
+    assert await _answered(session_factory) == {"free": 1, "busy": 2}
+
+
+async def test_a_periodic_replay_leaves_young_entries_to_their_turns(
+    make_pipeline: PipelineFactory,
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    db_settings: Settings,
+) -> None:
+    broken = make_pipeline(engine=_engine_with(db_settings, _DropConnection()))
+    chat = ChatClient(broken, session_factory, clock)
+    with pytest.raises(StorageUnavailable):
+        await chat.say("привет")
+    healthy = make_pipeline()
+    received = clock()
+    assert await healthy.replay_unprocessed(received_before=received - timedelta(seconds=30)) == 0
+    assert await healthy.replay_unprocessed(received_before=received + timedelta(seconds=1)) == 1
+
+
+async def _answered(sf: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """Processed inbox entries by chat."""
+    async with sf() as s:
+        rows = (
+            await s.execute(
+                select(InboxEntry.chat_id, func.count())
+                .where(InboxEntry.processed_at.is_not(None))
+                .group_by(InboxEntry.chat_id)
+            )
+        ).all()
+    return {str(chat_id): int(n) for chat_id, n in rows}
