@@ -11,7 +11,7 @@ from typing import Any
 
 from dialogs.context import FlowContext
 from dialogs.flows.file_appeal import phone_from_text, phone_slot_from_text
-from dialogs.flows.service_common import address_from_text, choice_from_words
+from dialogs.flows.service_common import address_from_text, choice_from_words, validate_address
 from dialogs.format import decimal_ru
 from dialogs.forms import (
     Form,
@@ -38,7 +38,6 @@ from handlers.connection import (
     parse_load,
 )
 from handlers.contacts import InvalidPhone, normalize_phone
-from handlers.outages import parse_address
 from nlu.types import ParseResult
 from storage.crypto import mask_phone
 
@@ -153,12 +152,7 @@ class ConnectionRequest(Form):
     async def validate_address(
         self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
     ) -> Validated:
-        parsed = parse_address(str(value))
-        if parsed is None:
-            return refuse(Texts.bad_address)
-        if parsed.house is None:
-            return refuse(Texts.no_house)
-        return {"address": str(value).strip()}
+        return validate_address(value, bad=Texts.bad_address, no_house=Texts.no_house)
 
     async def validate_building_kind(
         self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from dialogs.context import FlowContext
-from dialogs.flows.service_common import address_from_text
+from dialogs.flows.service_common import address_from_text, validate_address
 from dialogs.format import day_month_time
-from dialogs.forms import Form, Outcome, Slot, Validated, answer, payload, refuse, reply
+from dialogs.forms import Form, Outcome, Slot, Validated, answer, payload, reply
 from dialogs.messages import Button
 from dialogs.state import FormState
 from handlers.outages import (
@@ -130,12 +130,7 @@ class ReportOutage(Form):
     async def validate_address(
         self, ctx: FlowContext, value: Any, slots: Mapping[str, Any]
     ) -> Validated:
-        parsed = parse_address(str(value))
-        if parsed is None:
-            return refuse(Texts.bad_address)
-        if parsed.house is None:
-            return refuse(Texts.no_house)
-        return {"address": str(value).strip()}
+        return validate_address(value, bad=Texts.bad_address, no_house=Texts.no_house)
 
     async def submit(self, ctx: FlowContext, form: FormState) -> Outcome:
         address = str(form.slots["address"])

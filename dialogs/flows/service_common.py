@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from enum import Enum
 
+from dialogs.forms import Validated, refuse
 from handlers.outages import parse_address
 
 
@@ -18,6 +19,16 @@ def address_from_text(text: str) -> str | None:
     # A bare house number ("10") is an attempt at an address: validate()
     # asks for the street instead of the bot taking it for a reading.
     return text.strip() if re.fullmatch(r"[\d\s/\-.,]{1,12}", text.strip()) else None
+
+
+def validate_address(value: object, *, bad: str, no_house: str) -> Validated:
+    """An address slot's validator: a street with a house number, in each flow's words."""
+    parsed = parse_address(str(value))
+    if parsed is None:
+        return refuse(bad)
+    if parsed.house is None:
+        return refuse(no_house)
+    return {"address": str(value).strip()}
 
 
 def choice_from_words(text: str, table: Sequence[tuple[str, Enum]]) -> str | None:
