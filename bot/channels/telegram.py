@@ -41,7 +41,6 @@ Personal data: message texts, phone numbers and chat ids are never logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import hmac
 import json
@@ -89,6 +88,7 @@ from nlu.types import INTENTS
 from storage.models import Conversation
 from storage.models import Message as StoredMessage
 from storage.ratelimit import RateLimit, RateLimiter
+from storage.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -258,9 +258,7 @@ class TelegramAdapter(ChannelAdapter):
         if self._turns:
             await asyncio.wait(list(self._turns), timeout=2)
         for task in [*tasks, *self._turns]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
         await self.bot.session.close()
 
     def _spawn(self, coro: Awaitable[T], name: str) -> asyncio.Task[T]:

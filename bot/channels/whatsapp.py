@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import re
@@ -58,6 +57,7 @@ from storage.models import (
     OutboxEntry,
 )
 from storage.ratelimit import RateLimit, RateLimiter
+from storage.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -336,10 +336,7 @@ class WhatsAppAdapter(ChannelAdapter):
     async def close(self) -> None:
         # A turn still running keeps its inbox entry; the replay answers it.
         for task in list(self._turns):
-            task.cancel()
-        for task in list(self._turns):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task)
         if self._http is not None:
             http, self._http, self._client = self._http, None, None
             await http.close()
