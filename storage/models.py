@@ -167,6 +167,35 @@ class ConversationStatus(enum.StrEnum):
     CLOSED = "closed"
 
 
+class Owner(enum.StrEnum):
+    """Who answers the customer: kept apart from the conversation's status.
+
+    The bot answers only while it owns the chat; while the queue or an
+    operator owns it, the customer's messages are stored and shown to the
+    operators, and the bot stays silent.
+    """
+
+    BOT = "bot"
+    QUEUE = "queue"
+    OPERATOR = "operator"
+
+
+class OperatorRole(enum.StrEnum):
+    OPERATOR = "operator"
+    SUPERVISOR = "supervisor"  # also sees the KPIs
+    ADMIN = "admin"  # also manages operator accounts
+
+    @property
+    def rank(self) -> int:
+        return {"operator": 0, "supervisor": 1, "admin": 2}[self.value]
+
+
+class Presence(enum.StrEnum):
+    ONLINE = "online"  # takes chats from the queue
+    AWAY = "away"  # keeps their chats, takes no new ones
+    OFFLINE = "offline"
+
+
 class Direction(enum.StrEnum):
     IN = "in"
     OUT = "out"
@@ -189,6 +218,15 @@ class HandoffStatus(enum.StrEnum):
     WAITING = "waiting"
     TAKEN = "taken"
     CLOSED = "closed"
+
+
+class HandoffOutcome(enum.StrEnum):
+    """How a queue entry ended (``HandoffQueueEntry.outcome``)."""
+
+    RESOLVED = "resolved"  # an operator resolved the chat
+    RETURNED = "returned"  # an operator handed it back to the bot
+    LEFT = "left"  # the customer left the queue
+    CALLBACK = "callback"  # out of hours: a call-back request instead
 
 
 class BookingStatus(enum.StrEnum):
@@ -546,6 +584,13 @@ class Conversation(Base):
     # their outbox rows.
     state: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     operator: Mapped[str | None] = mapped_column(String(100))
+    # Who answers the customer now (see ``Owner``); ``owner_operator_id`` is
+    # set exactly when ``owner`` is OPERATOR.
+    owner: Mapped[Owner] = mapped_column(_enum(Owner), default=Owner.BOT, server_default="bot")
+    owner_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), index=True)
+    # The operators' Telegram desk: the forum topic (message_thread_id) that
+    # carries this conversation in OPERATOR_CHAT_ID, once one is opened.
+    desk_topic_id: Mapped[int | None] = mapped_column(BigInteger)
     last_customer_message_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_now_default())
     updated_at: Mapped[datetime] = mapped_column(server_default=_now_default(), onupdate=func.now())
@@ -563,6 +608,8 @@ class Message(Base):
     # Buttons and other structured parts of an outgoing message.
     payload: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
     intent: Mapped[str | None] = mapped_column(String(40))
+    # The operator who wrote it (sender OPERATOR), for per-operator KPIs.
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     created_at: Mapped[datetime]
 
 
@@ -651,8 +698,16 @@ class HandoffQueueEntry(Base):
     )
     out_of_hours: Mapped[bool] = mapped_column(Boolean, default=False)
     operator: Mapped[str | None] = mapped_column(String(100))
+    # The operator who took it (the last one, after a transfer).
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), index=True)
+    # What the bot already knew, for the operator's card: account number,
+    # topic, the form's collected slots (redacted), the handoff reason.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    outcome: Mapped[HandoffOutcome | None] = mapped_column(_enum(HandoffOutcome))
     created_at: Mapped[datetime]
     taken_at: Mapped[datetime | None]
+    # The first operator message after the handoff (first response time).
+    first_response_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
 
 
@@ -666,3 +721,84 @@ class Subscription(Base):
     topic: Mapped[str] = mapped_column(String(40), default="news")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime]
+
+
+# --------------------------------------------------------------------------
+# Operators: accounts, console sessions, notes, canned responses, NPS
+# --------------------------------------------------------------------------
+
+
+class Operator(Base):
+    """A person at the console (or in the operators' Telegram group)."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[OperatorRole] = mapped_column(_enum(OperatorRole))
+    # argon2id hash (argon2-cffi's PasswordHasher); never the password.
+    password_hash: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    presence: Mapped[Presence] = mapped_column(_enum(Presence), default=Presence.OFFLINE)
+    # Chats at once; None means the OPERATOR_CAPACITY setting.
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    # The operator's Telegram user id, as a keyed hash (storage.keys), to
+    # recognise them in the operators' desk group.
+    telegram_user_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime]
+    presence_changed_at: Mapped[datetime | None]
+
+
+class OperatorSession(Base):
+    """A console login: the cookie carries the token, this row its hash."""
+
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class OperatorNote(Base):
+    """A private note on a conversation: operators see it, the customer never."""
+
+    __tablename__ = "operator_notes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class CannedResponse(Base):
+    """A ready answer, typed in the reply box as ``/shortcut``."""
+
+    __tablename__ = "canned_responses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shortcut: Mapped[str] = mapped_column(String(40), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class NpsResponse(Base):
+    """The customer's answer to the NPS question after a resolved chat."""
+
+    __tablename__ = "nps_responses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoff_queue.id"))
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    score: Mapped[int] = mapped_column(Integer)  # 0..10
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
