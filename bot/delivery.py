@@ -30,7 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.channels.base import ChannelAdapter
@@ -130,6 +130,9 @@ class DeliveryWorker:
         outage: OutageLog | None = None,
     ) -> None:
         self._sf = session_factory
+        bind = session_factory.kw["bind"]
+        assert isinstance(bind, AsyncEngine)
+        self._autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
         self._outage = outage
         self._adapters = adapters
         self.policy = policy or DeliveryPolicy()
@@ -192,21 +195,33 @@ class DeliveryWorker:
     ) -> PassStats:
         """Try every due row (of one conversation, if given; created at least
         ``min_age_seconds`` ago) once."""
-        claimed = await self._claim_due(conversation_id, min_age_seconds)
         stats = PassStats()
-        by_conversation: dict[int, list[_Claimed]] = {}
-        for row in claimed:
-            by_conversation.setdefault(row.conversation_id, []).append(row)
-        for rows in by_conversation.values():
-            results: list[_Result] = []
-            for row in rows:
-                result = await self._send(row)
-                results.append(result)
-                stats.add(result.outcome)
-                if result.outcome not in (Outcome.SENT, Outcome.HANDED_OVER):
-                    break  # the later rows of this conversation wait their turn
-            released = [r.id for r in rows[len(results) :]]
-            await self._record(results, released)
+        claimed = await self._claim_due(conversation_id, min_age_seconds)
+        while claimed:
+            by_conversation: dict[int, list[_Claimed]] = {}
+            for row in claimed:
+                by_conversation.setdefault(row.conversation_id, []).append(row)
+            all_sent = True
+            for rows in by_conversation.values():
+                results: list[_Result] = []
+                for row in rows:
+                    result = await self._send(row)
+                    results.append(result)
+                    stats.add(result.outcome)
+                    if result.outcome not in (Outcome.SENT, Outcome.HANDED_OVER):
+                        break  # the later rows of this conversation wait their turn
+                all_sent = all_sent and all(r.outcome is Outcome.SENT for r in results)
+                released = [r.id for r in rows[len(results) :]]
+                await self._record(results, released)
+            if conversation_id is None or not all_sent:
+                break
+            # Rows of a later turn committed while ours were out (the customer
+            # answered the first reply at once, maybe through another process)
+            # found ours leased and held back: their own pass claimed nothing,
+            # so this one takes them now rather than leaving them to the sweep.
+            # Asked after our outcomes are committed: a turn committed after
+            # this claim sees ours sent and claims its rows itself.
+            claimed = await self._claim_due(conversation_id, min_age_seconds)
         return stats
 
     async def _claim_due(
@@ -239,9 +254,10 @@ class DeliveryWorker:
             due = due.where(OutboxEntry.created_at <= now - timedelta(seconds=min_age_seconds))
         due = due.order_by(OutboxEntry.id).limit(self.policy.batch_size)
         lease = now + timedelta(seconds=self.policy.lease_seconds)
-        async with self._sf.begin() as session:
+        # One statement in autocommit: without the round trips of BEGIN and COMMIT.
+        async with self._autocommit.connect() as conn:
             rows = (
-                await session.execute(
+                await conn.execute(
                     update(OutboxEntry)
                     .where(
                         OutboxEntry.id.in_(due.scalar_subquery()),
@@ -312,6 +328,19 @@ class DeliveryWorker:
         """Store the outcomes of a conversation's rows in one transaction;
         rows held back behind a failure lose their lease (due again now)."""
         now = self._clock()
+        if not released and all(r.outcome is Outcome.SENT for r in results):
+            # The usual pass: everything went out; one statement, in autocommit.
+            async with self._autocommit.connect() as conn:
+                await conn.execute(
+                    update(OutboxEntry)
+                    .where(
+                        OutboxEntry.id.in_([r.row.id for r in results]),
+                        OutboxEntry.status == DeliveryStatus.PENDING,
+                    )
+                    .values(status=DeliveryStatus.SENT, sent_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            return
         async with self._sf.begin() as session:
             for r in results:
                 values: dict[str, object]

@@ -319,3 +319,76 @@ async def test_a_later_reply_waits_while_an_earlier_one_backs_off(
     clock.advance(timedelta(seconds=2))
     await worker.run_once()
     assert [r.text for _, r, _ in adapter.sent] == ["Первый", "Второй"]
+
+
+@dataclass
+class GatedAdapter(ScriptedAdapter):
+    """Holds its first send until ``gate`` is set (a reply on its way)."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def send(
+        self,
+        chat_id: str,
+        reply: Reply,
+        *,
+        message_id: int | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            await self.gate.wait()
+        await super().send(chat_id, reply, message_id=message_id, at=at)
+
+
+async def add_later_reply(sf: async_sessionmaker[AsyncSession], text: str) -> int:
+    """One more pending reply in the conversation of :func:`add_replies`."""
+    async with sf.begin() as s:
+        conv = await s.scalar(select(Conversation).where(Conversation.chat_id == "c1"))
+        assert conv is not None
+        msg = Message(
+            conversation_id=conv.id,
+            direction=Direction.OUT,
+            sender=Sender.BOT,
+            text=text,
+            created_at=T0,
+        )
+        s.add(msg)
+        await s.flush()
+        row = OutboxEntry(
+            conversation_id=conv.id,
+            message_id=msg.id,
+            channel="telegram",
+            chat_id="c1",
+            body=Reply(text).to_json(),
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=T0,
+            created_at=T0,
+        )
+        s.add(row)
+        await s.flush()
+        return row.id
+
+
+async def test_a_turn_committed_during_a_send_is_not_left_to_the_sweep(
+    session_factory: async_sessionmaker[AsyncSession], make_worker: WorkerFactory
+) -> None:
+    # The customer answers the first reply while it is still being recorded
+    # as sent, and that answer's turn runs in another process: its own pass
+    # finds the earlier row leased and claims nothing. The worker that held
+    # the earlier row sends the later one as soon as its own are done.
+    [first] = await add_replies(session_factory, ["Первый"])
+    conversation_id = (await entry(session_factory, first)).conversation_id
+    adapter = GatedAdapter()
+    holder, other = make_worker(adapter), make_worker(adapter)
+    sending = asyncio.create_task(holder.run_once(conversation_id))
+    await adapter.entered.wait()
+    second = await add_later_reply(session_factory, "Второй")
+    assert (await other.run_once(conversation_id)).outcomes == {}  # held back
+    adapter.gate.set()
+    stats = await sending
+    assert stats[Outcome.SENT] == 2
+    assert [r.text for _, r, _ in adapter.sent] == ["Первый", "Второй"]
+    assert (await entry(session_factory, second)).status is DeliveryStatus.SENT
