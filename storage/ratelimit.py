@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -71,6 +71,19 @@ class RateLimiter(abc.ABC):
         :class:`RateLimiterUnavailable` if the store cannot be reached.
         """
 
+    async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> tuple[int, float]:
+        """Take one unit of each bucket in order, stopping at the first refusal.
+
+        Returns ``(len(checks), 0.0)`` when all allowed, otherwise the index of
+        the refusing bucket and its wait (the buckets before it are taken, it
+        and those after it are not): the same as :meth:`hit` in turn.
+        """
+        for index, (key, limit) in enumerate(checks):
+            wait = await self.hit(key, limit)
+            if wait > 0:
+                return index, wait
+        return len(checks), 0.0
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
@@ -122,6 +135,32 @@ return '0'
 """
 
 
+# Several buckets in one round trip, taken in order up to the first refusal
+# (KEYS[i], ARGV: now, then interval and burst of each key; cost 1). Returns
+# {index of the refusal (0-based; #KEYS when none), wait}.
+_GCRA_MANY_LUA = """
+local now = tonumber(ARGV[1])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i])
+  local burst = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if tat == nil or tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - interval * burst
+  if allow_at > now then
+    return {i - 1, string.format('%.17g', allow_at - now)}
+  end
+  redis.call('SET', KEYS[i], string.format('%.17g', new_tat),
+             'PX', math.ceil((new_tat - now) * 1000) + 1)
+end
+return {#KEYS, '0'}
+"""
+
+
 class RedisRateLimiter(RateLimiter):
     """Buckets in Redis shared by all processes, one atomic script per hit.
 
@@ -134,6 +173,7 @@ class RedisRateLimiter(RateLimiter):
         self._keys = keys
         self._clock = clock
         self._script = redis.register_script(_GCRA_LUA)
+        self._many = redis.register_script(_GCRA_MANY_LUA)
 
     async def hit(self, key: str, limit: RateLimit, cost: int = 1) -> float:
         now = "" if self._clock is None else repr(self._clock())
@@ -146,6 +186,22 @@ class RedisRateLimiter(RateLimiter):
             raise RateLimiterUnavailable(type(exc).__name__) from exc
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         return max(0.0, float(text))
+
+    async def hit_many(self, checks: Sequence[tuple[str, RateLimit]]) -> tuple[int, float]:
+        if len(checks) < 2:
+            return await super().hit_many(checks)
+        now = "" if self._clock is None else repr(self._clock())
+        args: list[str | int] = [now]
+        for _key, limit in checks:
+            args += [repr(limit.interval), limit.burst]
+        try:
+            index, raw = await self._many(
+                keys=[self._keys.rate_limit(key) for key, _limit in checks], args=args
+            )
+        except RedisError as exc:
+            raise RateLimiterUnavailable(type(exc).__name__) from exc
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return int(index), max(0.0, float(text))
 
     async def close(self) -> None:
         await self._redis.aclose()

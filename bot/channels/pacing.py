@@ -54,25 +54,28 @@ class Pacer:
 
     async def wait_for(self, *checks: Check) -> float:
         """0.0 when every bucket had a unit (taken); else the seconds to wait."""
-        for key, limit in checks:
-            try:
-                wait = await self.limiter.hit(key, limit)
-            except RateLimiterUnavailable as exc:
-                now = time.monotonic()
-                if now - self._warned_at >= WARNING_INTERVAL_SECONDS:
-                    self._warned_at = now
-                    log.warning(
-                        "%s: rate limiter unavailable (%s); not limiting", self.channel, exc
-                    )
-                return 0.0
-            if wait > 0:
-                return wait
-        return 0.0
+        return (await self._hit(checks))[1]
+
+    async def _hit(self, checks: tuple[Check, ...]) -> tuple[int, float]:
+        """The limiter's ``hit_many`` (one round trip for all), failing open."""
+        try:
+            return await self.limiter.hit_many(checks)
+        except RateLimiterUnavailable as exc:
+            now = time.monotonic()
+            if now - self._warned_at >= WARNING_INTERVAL_SECONDS:
+                self._warned_at = now
+                log.warning("%s: rate limiter unavailable (%s); not limiting", self.channel, exc)
+            return len(checks), 0.0
 
     async def pace(self, *checks: Check, max_sleep: float = MAX_PACE_SECONDS) -> None:
-        """Before a send: sleep a short wait, raise :class:`RetryAfter` for a long one."""
-        for check in checks:
-            while (wait := await self.wait_for(check)) > 0:
-                if wait > max_sleep:
-                    raise RetryAfter(wait, f"{self.channel} rate limit (ours)")
-                await asyncio.sleep(wait)
+        """Before a send: sleep a short wait, raise :class:`RetryAfter` for a long one.
+        The buckets are taken in order; after a wait only the refusing one and
+        those after it are asked again."""
+        while checks:
+            index, wait = await self._hit(checks)
+            if wait <= 0:
+                return
+            if wait > max_sleep:
+                raise RetryAfter(wait, f"{self.channel} rate limit (ours)")
+            await asyncio.sleep(wait)
+            checks = checks[index:]

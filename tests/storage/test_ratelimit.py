@@ -130,6 +130,22 @@ class TestRateLimiter:
         assert sorted(waits)[:5] == [0.0] * 5
         assert all(w > 0 for w in sorted(waits)[5:])
 
+    async def test_several_buckets_are_taken_in_order_up_to_the_first_refusal(
+        self, make_limiter: LimiterMaker, clock: FakeClock
+    ) -> None:
+        limiter = make_limiter()
+        chat, overall = RateLimit(rate_per_second=1.0, burst=2), RateLimit(0.5, burst=1)
+        checks = (("chat:1", chat), ("all", overall))
+        assert await limiter.hit_many(checks) == (2, 0.0)
+        # The chat has a unit left and gives it; the overall bucket refuses.
+        index, wait = await limiter.hit_many(checks)
+        assert (index, wait) == (1, pytest.approx(2.0))
+        index, wait = await limiter.hit_many(checks)  # now the chat refuses: nothing taken
+        assert (index, wait) == (0, pytest.approx(1.0))
+        assert await limiter.hit("all", overall) == pytest.approx(2.0)
+        clock.advance(2.0)
+        assert await limiter.hit_many(checks[1:]) == (1, 0.0)
+
 
 def test_a_limit_must_be_positive() -> None:
     for rate, burst in ((0.0, 1), (-1.0, 1), (float("inf"), 1), (1.0, 0)):
