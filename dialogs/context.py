@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +12,9 @@ from config import Settings
 from dialogs.messages import Attachment
 from storage.crypto import PersonalDataVault
 from storage.models import Account, ChannelIdentity, Conversation
+
+
+_CURRENT_ACCOUNT: Final = "context.current_account"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,15 @@ class FlowContext:
         account_id = self.identity.current_account_id
         if account_id is None:
             return None
-        return await self.session.get(Account, account_id)
+        # Held for the turn: the session's identity map is weak, and the
+        # flows of one turn ask for it again and again (linking, then the
+        # flow it resumes).
+        held = self.memo.get(_CURRENT_ACCOUNT)
+        if isinstance(held, Account) and held.id == account_id:
+            return held
+        account = await self.session.get(Account, account_id)
+        self.memo[_CURRENT_ACCOUNT] = account
+        return account
 
     @property
     def local_now(self) -> datetime:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ScalarSelect, and_, extract, func, select
+from sqlalchemy import ScalarSelect, Select, and_, bindparam, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Account, Charge, Payment, Service
@@ -51,20 +52,66 @@ class AccountSummary:
         return sum((c.amount for c in self.charges), ZERO)
 
 
-def _totals(account_id: int) -> tuple[ScalarSelect[Decimal], ScalarSelect[Decimal]]:
-    """What the account was charged and what it paid, in all."""
+def _totals() -> tuple[ScalarSelect[Decimal], ScalarSelect[Decimal]]:
+    """What the account (``:account_id``) was charged and what it paid, in all."""
     charges, payments = Charge.__table__.alias(), Payment.__table__.alias()
     charged = (
         select(func.coalesce(func.sum(charges.c.amount), 0))
-        .where(charges.c.account_id == account_id)
+        .where(charges.c.account_id == bindparam("account_id"))
         .scalar_subquery()
     )
     paid = (
         select(func.coalesce(func.sum(payments.c.amount), 0))
-        .where(payments.c.account_id == account_id)
+        .where(payments.c.account_id == bindparam("account_id"))
         .scalar_subquery()
     )
     return charged, paid
+
+
+def _summary(by_month: bool) -> Select[Any]:
+    """The summary's one query, with ``:account_id``, ``:today``, ``:now``
+    (and ``:month`` when ``by_month``)."""
+    months = Charge.__table__.alias()
+    latest = select(func.max(months.c.period)).where(
+        months.c.account_id == bindparam("account_id"), months.c.period <= bindparam("today")
+    )
+    if by_month:
+        latest = latest.where(extract("month", months.c.period) == bindparam("month"))
+    period = latest.scalar_subquery()
+    last_paid = (
+        select(Payment.id)
+        .where(Payment.account_id == bindparam("account_id"), Payment.paid_at <= bindparam("now"))
+        .order_by(Payment.paid_at.desc(), Payment.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    charged, paid = _totals()
+    return (
+        select(
+            charged,
+            paid,
+            period,
+            Charge.service,
+            Charge.volume,
+            Charge.tariff,
+            Charge.amount,
+            Payment.paid_at,
+            Payment.amount,
+            Payment.method,
+        )
+        .select_from(Account)
+        .outerjoin(Charge, and_(Charge.account_id == Account.id, Charge.period == period))
+        .outerjoin(Payment, Payment.id == last_paid)
+        .where(Account.id == bindparam("account_id"))
+        .order_by(Charge.service)
+    )
+
+
+# Built once, with parameters: a turn neither builds the statements nor keys
+# them for the compiled cache again (both cost more than the query itself).
+_BALANCE: Final = select(*_totals())
+_SUMMARY: Final = _summary(by_month=False)
+_SUMMARY_OF_MONTH: Final = _summary(by_month=True)
 
 
 def _balance(account: Account, charged: object, paid: object) -> Decimal:
@@ -73,8 +120,7 @@ def _balance(account: Account, charged: object, paid: object) -> Decimal:
 
 
 async def balance(session: AsyncSession, account: Account) -> Decimal:
-    charged, paid = _totals(account.id)
-    row = (await session.execute(select(charged, paid))).one()
+    row = (await session.execute(_BALANCE, {"account_id": account.id})).one()
     return _balance(account, row[0], row[1])
 
 
@@ -84,43 +130,15 @@ async def account_summary(
     """The balance, the charges of the latest month (or of ``month``, 1-12,
     its latest occurrence up to now) and the last payment: one query, a row
     per charge line of that month (one row with no charge when there is none)."""
-    today = now.astimezone(tz).date()
-    months = Charge.__table__.alias()
-    latest = select(func.max(months.c.period)).where(
-        months.c.account_id == account.id, months.c.period <= today
-    )
+    params: dict[str, Any] = {
+        "account_id": account.id,
+        "today": now.astimezone(tz).date(),
+        "now": now,
+    }
     if month is not None:
-        latest = latest.where(extract("month", months.c.period) == month)
-    period = latest.scalar_subquery()
-    last_paid = (
-        select(Payment.id)
-        .where(Payment.account_id == account.id, Payment.paid_at <= now)
-        .order_by(Payment.paid_at.desc(), Payment.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    charged, paid = _totals(account.id)
-    rows = (
-        await session.execute(
-            select(
-                charged,
-                paid,
-                period,
-                Charge.service,
-                Charge.volume,
-                Charge.tariff,
-                Charge.amount,
-                Payment.paid_at,
-                Payment.amount,
-                Payment.method,
-            )
-            .select_from(Account)
-            .outerjoin(Charge, and_(Charge.account_id == Account.id, Charge.period == period))
-            .outerjoin(Payment, Payment.id == last_paid)
-            .where(Account.id == account.id)
-            .order_by(Charge.service)
-        )
-    ).all()
+        params["month"] = month
+    statement = _SUMMARY if month is None else _SUMMARY_OF_MONTH
+    rows = (await session.execute(statement, params)).all()
     first = rows[0]
     lines = tuple(ChargeLine(r[3], r[4], r[5], r[6]) for r in rows if r[6] is not None)
     return AccountSummary(

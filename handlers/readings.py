@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
@@ -113,15 +113,34 @@ def _usual_monthly(values: list[Decimal]) -> Decimal | None:
 
 
 async def _last_reading(session: AsyncSession, meter_id: int) -> tuple[Decimal, datetime] | None:
-    row = (
-        await session.execute(
-            select(Reading.value, Reading.taken_at)
-            .where(Reading.meter_id == meter_id)
-            .order_by(Reading.taken_at.desc(), Reading.id.desc())
-            .limit(1)
-        )
-    ).first()
+    row = (await session.execute(_LAST_READING, {"meter_id": meter_id})).first()
     return (row[0], row[1]) if row else None
+
+
+# Built once, with parameters: a turn neither builds them nor keys them for
+# the compiled cache again (both cost more than the query itself).
+_LAST_READING: Final = (
+    select(Reading.value, Reading.taken_at)
+    .where(Reading.meter_id == bindparam("meter_id"))
+    .order_by(Reading.taken_at.desc(), Reading.id.desc())
+    .limit(1)
+)
+_METERS: Final = (
+    select(
+        Meter.id,
+        Meter.meter_type,
+        Meter.serial,
+        Meter.unit,
+        Reading.value,
+        Reading.taken_at,
+    )
+    .outerjoin(
+        Reading,
+        and_(Reading.meter_id == Meter.id, Reading.taken_at >= bindparam("since")),
+    )
+    .where(Meter.account_id == bindparam("account_id"), Meter.active.is_(True))
+    .order_by(Meter.meter_type, Meter.id, Reading.taken_at, Reading.id)
+)
 
 
 def _cache(session: AsyncSession) -> dict[tuple[int, datetime], list[MeterInfo]]:
@@ -143,24 +162,8 @@ async def account_meters(session: AsyncSession, account_id: int, now: datetime) 
     cached = cache.get((account_id, now))
     if cached is not None:
         return list(cached)
-    rows = (
-        await session.execute(
-            select(
-                Meter.id,
-                Meter.meter_type,
-                Meter.serial,
-                Meter.unit,
-                Reading.value,
-                Reading.taken_at,
-            )
-            .outerjoin(
-                Reading,
-                and_(Reading.meter_id == Meter.id, Reading.taken_at >= now - USUAL_WINDOW),
-            )
-            .where(Meter.account_id == account_id, Meter.active.is_(True))
-            .order_by(Meter.meter_type, Meter.id, Reading.taken_at, Reading.id)
-        )
-    ).all()
+    params = {"account_id": account_id, "since": now - USUAL_WINDOW}
+    rows = (await session.execute(_METERS, params)).all()
     meters: list[MeterInfo] = []
     for (meter_id, meter_type, serial, unit), group in itertools.groupby(
         rows, key=lambda r: (r[0], r[1], r[2], r[3])
