@@ -32,6 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from config import Settings
 from dialogs.messages import Button, Reply
 from handlers import pii
+from storage.db import ONE_STATEMENT, begin_at_first_write
 from storage.locks import LockStore
 from storage.models import (
     Account,
@@ -70,6 +71,11 @@ def _utcnow() -> datetime:
 
 class ConversationError(Exception):
     """Root of the conversation service's errors."""
+
+
+class ClaimLost(ConversationError):
+    """The inbox entry was claimed by another run before this one could write:
+    nothing of this run was written (it is a duplicate)."""
 
 
 class UnknownConversation(ConversationError):
@@ -164,6 +170,8 @@ class Loaded:
     identity: ChannelIdentity
     conversation: Conversation
     account: Account | None
+    # load(claim_later=True): the claim goes out with the turn's writes.
+    pending_claim: InboxClaim | None = None
 
 
 OnCommitted = Callable[[int], Awaitable[None]]
@@ -208,11 +216,17 @@ class ConversationService:
         return self._sqlite_writes if self._sqlite_writes is not None else _NO_GATE
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, lazy_begin: bool = False) -> AsyncIterator[AsyncSession]:
         """A session for one write transaction, behind the write gate. The
-        caller commits; leaving the block without a commit rolls back."""
+        caller commits; leaving the block without a commit rolls back.
+        ``lazy_begin``: the transaction begins at its first write
+        (:func:`storage.db.begin_at_first_write`, PostgreSQL)."""
         async with self.write_gate(), self.sessions() as session:
-            yield session
+            if not lazy_begin:
+                yield session
+                return
+            async with begin_at_first_write(session):
+                yield session
 
     def shows_inline(self, channel: str) -> bool:
         adapter = self._channels.get(channel)
@@ -233,6 +247,7 @@ class ConversationService:
         display_name: str | None = None,
         *,
         claim: InboxClaim | None = None,
+        claim_later: bool = False,
     ) -> Loaded | None:
         """The chat's conversation, identity and linked account, created on
         the first message; a closed conversation opens again. Call with the
@@ -240,10 +255,22 @@ class ConversationService:
 
         With ``claim``, its inbox entry is marked processed in the same
         transaction first (on PostgreSQL in the same statement); None when
-        another run has done that already (nothing is loaded then)."""
+        another run has done that already (nothing is loaded then). With
+        ``claim_later`` too, on PostgreSQL the entry is only read here (None
+        if processed already) and claimed by :meth:`add_messages` in the
+        statement that writes the turn (``Loaded.pending_claim``), so that a
+        turn with no other write needs no transaction of its own."""
         where = {"conv_channel": channel, "conv_chat_id": chat_id}
         row: Any
-        if claim is not None and self._postgres:
+        pending: InboxClaim | None = None
+        if claim is not None and claim_later and self._postgres:
+            params = {**where, "claim_id": claim.entry_id}
+            got = (await session.execute(_LOAD_UNCLAIMED, params)).first()
+            if got is None or got[0] is not None:
+                return None
+            row = got[1:] if got[1] is not None else None
+            pending = claim
+        elif claim is not None and self._postgres:
             got = (await session.execute(_CLAIM_AND_LOAD, {**where, **claim.params()})).first()
             if got is None:
                 return None
@@ -257,8 +284,10 @@ class ConversationService:
             conv, identity, account = row
             if conv.status is ConversationStatus.CLOSED:
                 self.set_status(conv, ConversationStatus.BOT)
-            return Loaded(identity, conv, account)
-        return await self._load_slowly(session, channel, chat_id, user_id, display_name)
+            return Loaded(identity, conv, account, pending)
+        loaded = await self._load_slowly(session, channel, chat_id, user_id, display_name)
+        loaded.pending_claim = pending
+        return loaded
 
     async def _load_slowly(
         self,
@@ -330,12 +359,15 @@ class ConversationService:
         now: datetime,
         customer: CustomerLine | None = None,
         conversation: Mapping[str, Any] | None = None,
+        claim: InboxClaim | None = None,
     ) -> list[int]:
         """Write the customer's message (if any) and ``replies`` from
         ``sender``, with an outbox row per reply, and set the ``conversation``
         columns given (its state...): on PostgreSQL in one statement, else
         in three, whatever the number of replies. The replies' message ids,
-        in order."""
+        in order. With ``claim`` (``Loaded.pending_claim``), the inbox entry
+        is claimed with them (in the same statement on PostgreSQL); if another
+        run has claimed it, nothing is written and :class:`ClaimLost` raised."""
         if replies:
             # What is stored and sent: a customer's SNILS or phone never.
             texts = await pii.redact_outbound(session, self.settings, [r.text for r in replies])
@@ -369,8 +401,10 @@ class ConversationService:
         if replies and self._postgres:
             bodies = [reply.to_json() for reply in replies]
             return await self._add_in_one_statement(
-                session, conv, rows, bodies, conversation or {}, inline=inline, now=now
+                session, conv, rows, bodies, conversation or {}, inline=inline, now=now, claim=claim
             )
+        if claim is not None and not await claim.run(session):
+            raise ClaimLost("the inbox entry was claimed by another run")
         for name, value in (conversation or {}).items():
             setattr(conv, name, value)  # written by the flush at commit
         if not rows:
@@ -418,10 +452,12 @@ class ConversationService:
         *,
         inline: bool,
         now: datetime,
+        claim: InboxClaim | None = None,
     ) -> list[int]:
-        """PostgreSQL: the messages, their outbox rows and the conversation's
-        new state in ONE statement of a fixed shape (rows travel as arrays),
-        so that it is compiled and prepared once."""
+        """PostgreSQL: the messages, their outbox rows, the conversation's
+        new state and the inbox claim in ONE statement of a fixed shape (rows
+        travel as arrays), so that it is compiled and prepared once. Alone in
+        its transaction it commits itself (``ONE_STATEMENT``)."""
         unknown = set(values) - {"state", "last_customer_message_at"}
         assert not unknown, f"not written in one statement: {unknown}"
         params: dict[str, Any] = {
@@ -443,8 +479,19 @@ class ConversationService:
             "state": json.dumps(values.get("state")),
             "set_last": "last_customer_message_at" in values,
             "last_at": values.get("last_customer_message_at"),
+            "claim_id": None,
+            "claimed_at": None,
+            "claim_error": None,
         }
-        ids = sorted((await session.execute(_PG_WRITE, params)).scalars())
+        if claim is not None:
+            params.update(claim.params())
+        # Pending ORM changes first (a reopened conversation's status...): the
+        # statement may be the block's only write and commit by itself.
+        await session.flush()
+        result = await session.execute(_PG_WRITE, params, execution_options=_ONE_STATEMENT)
+        ids = sorted(result.scalars())
+        if not ids:
+            raise ClaimLost("the inbox entry was claimed by another run")
         for name, value in values.items():
             # Already written: the ORM object learns it without a second UPDATE.
             set_committed_value(conv, name, value)
@@ -585,11 +632,37 @@ _CLAIM_AND_LOAD: Final = (
     .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
 )
 
+# PostgreSQL, load(claim_later=True): the entry is read, not claimed (a plain
+# SELECT, which needs no transaction); a processed entry returns processed_at.
+_LOAD_UNCLAIMED: Final = (
+    select(InboxEntry.processed_at, Conversation, ChannelIdentity, Account)
+    .select_from(InboxEntry)
+    .outerjoin(
+        Conversation,
+        and_(
+            Conversation.channel == bindparam("conv_channel"),
+            Conversation.chat_id == bindparam("conv_chat_id"),
+        ),
+    )
+    .outerjoin(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+    .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
+    .where(InboxEntry.id == bindparam("claim_id"))
+)
+_ONE_STATEMENT: Final = {ONE_STATEMENT: True}
+
 # The outbox bodies (Reply.to_json()) travel as an array too, matched to the
-# new outbound messages by their order. Enum columns hold their values.
+# new outbound messages by their order. Enum columns hold their values. With
+# a claim (:claim_id not null) nothing is written unless it is this run's.
 _PG_WRITE: Final = text(
     """
-WITH new_messages AS (
+WITH claimed AS (
+    UPDATE inbox SET processed_at = CAST(:claimed_at AS timestamptz),
+                     error = CAST(:claim_error AS varchar)
+    WHERE id = CAST(:claim_id AS bigint) AND processed_at IS NULL
+    RETURNING id
+), go AS (
+    SELECT CAST(:claim_id AS bigint) IS NULL OR EXISTS (SELECT 1 FROM claimed) AS ok
+), new_messages AS (
     INSERT INTO messages (conversation_id, direction, sender, text, payload, intent, created_at)
     SELECT CAST(:conversation_id AS bigint), u.direction, u.sender, u.text,
            CAST(u.payload AS jsonb), u.intent, u.created_at
@@ -597,6 +670,7 @@ WITH new_messages AS (
         CAST(:directions AS varchar[]), CAST(:senders AS varchar[]), CAST(:texts AS text[]),
         CAST(:payloads AS text[]), CAST(:intents AS varchar[]), CAST(:created AS timestamptz[])
     ) WITH ORDINALITY AS u(direction, sender, text, payload, intent, created_at, n)
+    WHERE (SELECT ok FROM go)
     ORDER BY u.n
     RETURNING id, direction
 ), out_messages AS (
@@ -608,7 +682,7 @@ WITH new_messages AS (
         last_customer_message_at = CASE WHEN CAST(:set_last AS boolean)
                      THEN CAST(:last_at AS timestamptz) ELSE last_customer_message_at END,
         updated_at = now()
-    WHERE id = CAST(:conversation_id AS bigint)
+    WHERE id = CAST(:conversation_id AS bigint) AND (SELECT ok FROM go)
 )
 INSERT INTO outbox (conversation_id, message_id, channel, chat_id, body, status, attempts,
                     next_attempt_at, sent_at, created_at)

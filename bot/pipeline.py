@@ -48,7 +48,14 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.conversations import ConversationService, CustomerLine, InboxClaim, Loaded, OnCommitted
+from bot.conversations import (
+    ClaimLost,
+    ConversationService,
+    CustomerLine,
+    InboxClaim,
+    Loaded,
+    OnCommitted,
+)
 from config import Settings
 from dialogs import format as fmt
 from dialogs.context import FlowContext
@@ -374,11 +381,15 @@ class Pipeline:
 
     async def _conversation(self, turn: TurnContext, call_next: Next) -> HandleResult:
         turn.loaded = None
-        async with self.conversations.transaction() as session:
+        # The transaction begins at the turn's first write: most turns write
+        # only the one statement of the persist step, and send no BEGIN/COMMIT.
+        async with self.conversations.transaction(lazy_begin=True) as session:
             turn.session = session
             try:
                 msg = turn.msg
-                # Claimed first: a replay that lost the race does no work.
+                # Checked first: a replay that lost the race does no work. The
+                # claim is written with the turn (on PostgreSQL in its one
+                # statement, which writes nothing if another run claimed it).
                 loaded = await self.conversations.load(
                     session,
                     msg.channel,
@@ -386,6 +397,7 @@ class Pipeline:
                     msg.user_id,
                     msg.display_name,
                     claim=InboxClaim(turn.entry_id, turn.now),
+                    claim_later=True,
                 )
                 if loaded is None:
                     return DUPLICATE
@@ -396,6 +408,9 @@ class Pipeline:
                 if last is not None and msg.received_at - last > FORM_TIMEOUT:
                     turn.state.clear_forms()
                 return await call_next(turn)
+            except ClaimLost:
+                turn.loaded = None
+                return DUPLICATE  # rolled back: nothing of this run is kept
             finally:
                 turn.session = None
 
@@ -415,6 +430,7 @@ class Pipeline:
                 "state": turn.state.dump(),
                 "last_customer_message_at": turn.msg.received_at,
             },
+            claim=turn.conversation.pending_claim,
         )
         await turn.db.commit()
         log.info(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,7 +43,85 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_use_lifo", True)
     engine = create_async_engine(url, **kwargs)
     _ping_when_idle(engine)
+    _begin_at_the_first_write(engine)
     return engine
+
+
+# --------------------------------------------------------------------------
+# A transaction that begins at its first write (PostgreSQL)
+
+# Where a connection of :func:`begin_at_first_write` keeps its driver connection
+# until its first write; on the pool record, so it is cleared at check-in too.
+_DEFERRED: Final = "heatdesk.deferred_begin"
+# An execution option: this statement writes, but alone it needs no BEGIN
+# (one statement is atomic): it runs in autocommit if nothing wrote before it.
+ONE_STATEMENT: Final = "heatdesk_one_statement"
+_SPENT: Final = object()
+_LOCKING: Final = (" FOR UPDATE", " FOR SHARE", " FOR NO KEY UPDATE", " FOR KEY SHARE")
+
+
+def _is_plain_read(statement: str) -> bool:
+    return statement.startswith("SELECT") and not any(lock in statement for lock in _LOCKING)
+
+
+def _begin_at_the_first_write(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before(
+        conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        driver = conn.info.get(_DEFERRED)
+        if driver is None or _is_plain_read(statement):
+            return
+        if driver is _SPENT:
+            raise RuntimeError("a write after the block's one statement would commit alone")
+        if context is not None and context.execution_options.get(ONE_STATEMENT):
+            conn.info[_DEFERRED] = _SPENT  # it commits itself; nothing may follow it
+            return
+        del conn.info[_DEFERRED]
+        # The first write: the driver sends BEGIN before it, and the rest of
+        # the block is one transaction as usual.
+        driver.autocommit = False
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(dbapi_conn: Any, record: Any) -> None:
+        if record.info.pop(_DEFERRED, None) is not None and dbapi_conn is not None:
+            dbapi_conn.autocommit = False  # left by a block that did not finish
+
+
+@contextlib.asynccontextmanager
+async def begin_at_first_write(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """The session's transaction begins at its first write, not its first read.
+
+    On PostgreSQL at READ COMMITTED every statement reads its own snapshot,
+    in a transaction or not, and a plain SELECT takes no lock: reads before
+    the first write see what they would have seen inside it. The reads go
+    out in autocommit; the first statement that writes (or locks rows) gets
+    the BEGIN, and from there it is one transaction, committed or rolled
+    back by the caller as usual. A turn whose only write is one statement
+    marked :data:`ONE_STATEMENT` sends neither BEGIN nor COMMIT: two round
+    trips of five. Flush pending ORM changes before that statement: a write
+    after it is refused (it would commit alone). Elsewhere (SQLite) the
+    session is left as it is.
+    """
+    if session.bind.dialect.name != "postgresql":
+        yield session
+        return
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver = raw.dbapi_connection
+    if driver is None or getattr(driver, "_transaction", None) is not None:
+        yield session  # already in a transaction: nothing to defer
+        return
+    # The pool record's: still there once the commit has returned the
+    # connection to the pool (whose check-in has then reset the driver).
+    info = conn.info
+    driver.autocommit = True
+    info[_DEFERRED] = driver
+    try:
+        yield session
+    finally:
+        if info.pop(_DEFERRED, None) is not None:
+            driver.autocommit = False  # the block ended still holding the connection
 
 
 # A connection back from the pool after this long idle is pinged first.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import sqlite3
@@ -130,15 +131,24 @@ class _SlowProbe(DialogEngine):
         super().__init__(settings)
         self.running = 0
         self.peak = 0
+        self._changed = asyncio.Event()
 
     async def step(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Turn:
         self.running += 1
         self.peak = max(self.peak, self.running)
+        self._changed.set()
         try:
-            await asyncio.sleep(0.05)
+            # Stay inside long enough for a second step to come in, if it can
+            # (a fixed few milliseconds made that depend on the machine's load).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    while self.running < 2:
+                        self._changed.clear()
+                        await self._changed.wait()
             return await super().step(ctx, state, parse)
         finally:
             self.running -= 1
+            self._changed.set()
 
 
 async def test_the_lock_serialises_two_messages_of_one_chat(
