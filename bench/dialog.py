@@ -10,7 +10,9 @@ PostgreSQL: ``DATABASE_URL`` if it points at PostgreSQL, else a throw-away
 database created on 127.0.0.1:5432 (user postgres) and dropped afterwards.
 
 It also prints the SQL statements per turn (counted by a
-``before_cursor_execute`` listener) and the commits per turn. ``--root``
+``before_cursor_execute`` listener) and, on PostgreSQL, the round trips per
+turn: those statements plus the BEGIN, COMMIT and ROLLBACK asyncpg sends
+(on SQLite, the commits per turn). ``--root``
 runs the same script against the code of another checkout (an older commit
 in a ``git worktree``), to compare both in one run on one machine.
 """
@@ -111,13 +113,18 @@ async def run_chat(pipeline: Pipeline, chat: int, rounds: int, latencies: list[f
 
 
 class RoundTrips:
-    """Counts what a turn sends to the database."""
+    """Counts what a turn sends to the database: statements (a
+    ``before_cursor_execute`` listener), and on PostgreSQL the BEGIN, COMMIT
+    and ROLLBACK that asyncpg actually sends (SQLAlchemy's ``commit`` event
+    fires for a transaction that never began, too)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.statements = 0
         self.commits = 0
+        self.transaction_trips = 0
         event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
         event.listen(engine.sync_engine, "commit", self._commit)
+        _count_transaction_trips(self)
 
     def _statement(self, *_args: object) -> None:
         self.statements += 1
@@ -127,7 +134,31 @@ class RoundTrips:
         self.commits += 1
 
     def reset(self) -> None:
-        self.statements = self.commits = 0
+        self.statements = self.commits = self.transaction_trips = 0
+
+    def summary(self, turns: int, postgres: bool) -> str:
+        text = f"{self.statements / turns:4.1f} statements/turn"
+        if postgres:
+            trips = (self.statements + self.transaction_trips) / turns
+            text += f", {trips:4.1f} round trips/turn (statements, BEGIN, COMMIT)"
+        else:
+            text += f", {self.commits / turns:3.1f} commits/turn"
+        return text
+
+
+def _count_transaction_trips(counter: RoundTrips) -> None:
+    """asyncpg's transaction calls each send one simple query: count them."""
+    from asyncpg.transaction import Transaction
+
+    for name in ("start", "commit", "rollback"):
+        original = getattr(Transaction, f"_heatdesk_{name}", None) or getattr(Transaction, name)
+        setattr(Transaction, f"_heatdesk_{name}", original)
+
+        def counted(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            counter.transaction_trips += 1
+            return _original(self, *args, **kwargs)
+
+        setattr(Transaction, name, counted)
 
 
 def make_pipeline(
@@ -171,8 +202,7 @@ async def bench(settings: Settings, nlu: EmbeddedNluParser, chats: int, rounds: 
             f"{kind:10} 1 chat    : {seq_rate:7.1f} turns/s  "
             f"p50 {statistics.median(single) * 1000:6.1f} ms  "
             f"p95 {percentile(single, 95) * 1000:6.1f} ms  "
-            f"{trips.statements / turns:4.1f} statements/turn, "
-            f"{trips.commits / turns:3.1f} commits/turn"
+            f"{trips.summary(turns, postgres=not settings.is_sqlite)}"
         )
         latencies: list[float] = []
         start = time.perf_counter()

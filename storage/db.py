@@ -103,7 +103,7 @@ async def begin_at_first_write(session: AsyncSession) -> AsyncIterator[AsyncSess
     after it is refused (it would commit alone). Elsewhere (SQLite) the
     session is left as it is.
     """
-    if session.bind.dialect.name != "postgresql":
+    if session.bind is None or session.bind.dialect.name != "postgresql":
         yield session
         return
     conn = await session.connection()
