@@ -130,6 +130,10 @@ def run_server(settings: Settings, workers: int | None = None) -> int:
         # Frames up to 1 MiB reach the app, which answers anything over its own
         # 64 KiB limit with an error frame and keeps the socket open.
         ws_max_size=1024 * 1024,
+        # No permessage-deflate: its zlib state is most of an idle widget
+        # socket's memory (bench/load.py --sockets-only), and the widget's
+        # frames are a few hundred bytes of JSON.
+        ws_per_message_deflate=False,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
         lifespan="on",
