@@ -206,15 +206,20 @@ async def bench(settings: Settings, nlu: EmbeddedNluParser, chats: int, rounds: 
         )
         latencies: list[float] = []
         start = time.perf_counter()
+        cpu = time.process_time()
         counts = await asyncio.gather(
             *(run_chat(pipeline, c, rounds, latencies) for c in range(chats))
         )
         elapsed = time.perf_counter() - start
+        # This process's CPU (user + system) a turn: steadier than turns/s on
+        # a shared machine, though it leaves out the database server's share.
+        cpu_ms = (time.process_time() - cpu) * 1000 / sum(counts)
         print(
             f"{kind:10} {chats} chats : {sum(counts) / elapsed:7.1f} turns/s  "
             f"p50 {statistics.median(latencies) * 1000:6.1f} ms  "
             f"p95 {percentile(latencies, 95) * 1000:6.1f} ms  "
-            f"p99 {percentile(latencies, 99) * 1000:6.1f} ms  ({sum(counts)} turns)"
+            f"p99 {percentile(latencies, 99) * 1000:6.1f} ms  ({sum(counts)} turns, "
+            f"{cpu_ms:.1f} ms CPU a turn)"
         )
     finally:
         await engine.dispose()

@@ -57,6 +57,8 @@ _DEFERRED: Final = "heatdesk.deferred_begin"
 # (one statement is atomic): it runs in autocommit if nothing wrote before it.
 ONE_STATEMENT: Final = "heatdesk_one_statement"
 _SPENT: Final = object()
+# The driver's own names (None: the server's default, READ COMMITTED).
+_READ_COMMITTED: Final = (None, "read_committed")
 _LOCKING: Final = (" FOR UPDATE", " FOR SHARE", " FOR NO KEY UPDATE", " FOR KEY SHARE")
 
 
@@ -109,8 +111,12 @@ async def begin_at_first_write(session: AsyncSession) -> AsyncIterator[AsyncSess
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     driver = raw.dbapi_connection
-    if driver is None or getattr(driver, "_transaction", None) is not None:
-        yield session  # already in a transaction: nothing to defer
+    if (
+        driver is None
+        or getattr(driver, "_transaction", None) is not None  # in a transaction already
+        or getattr(driver, "isolation_level", None) not in _READ_COMMITTED
+    ):
+        yield session  # nothing to defer, or reads that must share one snapshot
         return
     # The pool record's: still there once the commit has returned the
     # connection to the pool (whose check-in has then reset the driver).
