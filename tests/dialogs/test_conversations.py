@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import UTC, datetime
 
+import pytest
+from sqlalchemy import func, select
+
+from bot.conversations import ClaimLost, CustomerLine, InboxClaim
 from dialogs.messages import Button, Reply
-from storage.models import Message, OutboxEntry, Sender
+from storage.models import Conversation, InboxEntry, Message, OutboxEntry, Sender
 from tests.harness import ChatClient
 
 
@@ -52,3 +56,35 @@ async def test_posted_messages_get_outbox_bodies_in_order(chat: ChatClient) -> N
     assert [Reply.from_json(r.body) for r in rows] == replies
     assert [r.text for r in rows] == [r.text for r in replies]
     assert {r.sender for r in rows} == {Sender.OPERATOR}
+
+
+async def test_a_turn_whose_entry_another_run_claimed_writes_nothing(chat: ChatClient) -> None:
+    """The claim goes out with the turn's writes: if another run has claimed
+    the inbox entry in between, none of this run's rows are kept."""
+    await chat.say("привет")
+    service = chat.pipeline.conversations
+    async with chat.session() as s:
+        entry_id = await s.scalar(select(func.max(InboxEntry.id)))
+        before = await s.scalar(select(func.count()).select_from(Message))
+    assert entry_id is not None
+    now = datetime.now(UTC)
+    async with service.transaction(lazy_begin=True) as session:
+        conv = await session.scalar(select(Conversation))
+        assert conv is not None
+        with pytest.raises(ClaimLost):
+            await service.add_messages(
+                session,
+                conv,
+                [Reply("Ещё раз здравствуйте!")],
+                sender=Sender.BOT,
+                now=now,
+                customer=CustomerLine(text="привет", at=now),
+                conversation={"state": {}, "last_customer_message_at": now},
+                claim=InboxClaim(entry_id, now),
+            )
+        await session.commit()  # whatever the session still holds
+    async with chat.session() as s:
+        assert await s.scalar(select(func.count()).select_from(Message)) == before
+        conv = await s.scalar(select(Conversation))
+        assert conv is not None
+        assert conv.state != {}
