@@ -1086,7 +1086,13 @@ async def widget_sockets(port: int, pid: int, count: int, concurrency: int = 100
         async with gate:
             try:
                 ws = await sessions[i % len(sessions)].ws_connect(
-                    url, origin=origin, autoping=True, heartbeat=None, max_msg_size=0
+                    url,
+                    origin=origin,
+                    autoping=True,
+                    heartbeat=None,
+                    max_msg_size=0,
+                    # As a browser does: it always offers permessage-deflate.
+                    compress=15,
                 )
                 await ws.send_json({"type": "hello", "token": None})
                 kinds = []
