@@ -221,6 +221,13 @@ async def test_coming_online_drains_the_backlog_and_away_takes_none(desk: Desk) 
     await desk.ops.set_presence(anna, Presence.ONLINE)
     assert len(await desk.ops.chats_of(anna)) == 3  # the default capacity
     assert len(await desk.ops.queue()) == 1
+    [member] = await desk.ops.team()
+    assert (member.operator_id, member.presence, member.chats, member.capacity) == (
+        anna,
+        Presence.ONLINE,
+        3,
+        3,
+    )
     events = await desk.settled_events()
     assert {"type": "presence", "operator_id": anna, "presence": "online"} in [
         {k: e[k] for k in ("type", "operator_id", "presence")} for e in events
@@ -353,6 +360,7 @@ async def test_the_card_has_the_summary_details_and_notes(desk: Desk) -> None:
     assert view.owner is Owner.QUEUE
     assert view.queue_position == 1
     assert view.account_number == "1002003001"
+    assert view.desk_topic_id is None
     assert view.entry is not None
     assert view.entry.reason == "customer_request"
     assert [n.text for n in view.notes] == ["Клиент просил перезвонить на [телефон скрыт]"]
