@@ -106,7 +106,7 @@
   function lineSet(label, data, color, axis) {
     return {
       label: label, data: data, borderColor: color, backgroundColor: color,
-      tension: 0.2, spanGaps: true, yAxisID: axis || "y"
+      tension: 0, spanGaps: true, yAxisID: axis || "y"
     };
   }
 
