@@ -117,6 +117,7 @@ class CustomerCard:
     appeals: tuple[AppealLine, ...]  # open ones first, then the latest
     conversations: tuple[ConversationLine, ...]  # every channel, latest first
     handoffs: tuple[HandoffLine, ...]  # earlier escalations, latest first
+    last_customer_message_at: datetime | None  # of this chat
 
     @property
     def linked(self) -> bool:
@@ -316,4 +317,5 @@ async def customer_card(session: AsyncSession, conversation_id: int) -> Customer
         appeals=appeals,
         conversations=tuple(conversations),
         handoffs=handoffs,
+        last_customer_message_at=conv.last_customer_message_at,
     )
