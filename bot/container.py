@@ -25,6 +25,7 @@ from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
+from bot.operators.service import OperatorService
 from bot.pipeline import HandleResult, Pipeline, Refusal, ReplayIncomplete
 from config import Settings
 from dialogs.engine import DialogEngine
@@ -122,6 +123,8 @@ class Container:
             channels=self.channels,
             on_committed=self.delivery.on_committed,
         )
+        # The operators' side (console, Telegram desk): ownership, queue, NPS.
+        self.operators = OperatorService(self.conversations, self.locks)
         self._nlu = nlu
         self._owns_nlu = nlu is None
         self._pipeline: Pipeline | None = None
@@ -177,6 +180,7 @@ class Container:
             self.engine,
             self.vault,
             conversations=self.conversations,
+            after_turn=self.operators.after_turn,
         )
         # Once the pipeline can take what an adapter receives, before any send.
         for adapter in self.channels.values():

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=12.0, gt=0)
     operator_login_attempts: int = Field(default=5, ge=1)
     operator_lockout_minutes: int = Field(default=15, ge=1)
+    # Chats one operator handles at once unless their account says otherwise
+    # (operators.capacity); the queue assigns no more than that.
+    operator_capacity: int = Field(default=3, ge=1)
     widget_session_days: int = 30
     # Origins of the sites that may embed the widget (JSON list, e.g.
     # '["https://kursk-gen.example"]'); "*" allows any. The server's own pages
