@@ -167,6 +167,8 @@ class Loaded:
 
 
 OnCommitted = Callable[[int], Awaitable[None]]
+# Run inside a write transaction with its time: False means "not mine to write".
+Claim = Callable[[AsyncSession, datetime], Awaitable[bool]]
 
 _NO_GATE: Final = contextlib.nullcontext()
 
@@ -473,10 +475,15 @@ class ConversationService:
         replies: Sequence[Reply],
         *,
         sender: Sender = Sender.OPERATOR,
+        claim: Claim | None = None,
     ) -> Posted:
         """Write messages from ``sender`` (an operator, a notice) into the
         chat's conversation and deliver them, in order with the bot's own
-        replies (the chat's lock is held while they are written)."""
+        replies (the chat's lock is held while they are written).
+
+        ``claim`` runs first in the same transaction (a notice marks itself
+        sent there): when it returns False nothing is written, and the
+        result has no message ids."""
         now = self._clock()
         async with self.lock(channel, chat_id), self.transaction() as session:
             conv = await session.scalar(
@@ -486,6 +493,8 @@ class ConversationService:
             )
             if conv is None:
                 raise UnknownConversation(f"no {channel} conversation for that chat")
+            if claim is not None and not await claim(session, now):
+                return Posted(conv.id, ())
             ids = await self.add_messages(session, conv, replies, sender=sender, now=now)
             await session.commit()
         await self.committed(conv, "outbound")

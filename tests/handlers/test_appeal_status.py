@@ -156,7 +156,8 @@ async def test_a_move_the_rules_do_not_allow_is_refused_and_changes_nothing(
     appeal_id = appeal.id
     await db_session.rollback()
     again = await db_session.get(Appeal, appeal_id, populate_existing=True)
-    assert again is not None and again.status is before
+    assert again is not None
+    assert again.status is before
     assert len(await history(db_session, appeal_id)) == 1 + len(path)
 
 
@@ -237,7 +238,8 @@ async def test_the_review_deadline_takes_an_untouched_appeal_into_review(
     assert await due_for_review(db_session, at - timedelta(seconds=1), 10) == []
     assert await due_for_review(db_session, at, 10) == [untouched.id]
     moved = await take_into_review(db_session, untouched.id, "Обращение взято в работу.", at)
-    assert moved is not None and moved.status is AppealStatus.IN_REVIEW
+    assert moved is not None
+    assert moved.status is AppealStatus.IN_REVIEW
     # A second run (another process) finds nothing to do.
     assert await take_into_review(db_session, untouched.id, "Обращение взято в работу.", at) is None
     await db_session.commit()
