@@ -229,6 +229,9 @@ class NoticeScheduler:
     async def start(self) -> None:
         if self._scheduler is not None:
             return
+        # APScheduler logs every run at INFO ("Running job ...", "executed
+        # successfully"): a pair of lines every interval in every process.
+        logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
         scheduler.add_job(
             self._job,

@@ -22,7 +22,6 @@ from starlette.testclient import TestClient
 from bot.app import create_app
 from bot.channels.webchat import WebchatAdapter
 from bot.container import Container
-from bot.delivery import DeliveryPolicy
 from bot.notices import AppealNotices, PassStats
 from config import Settings
 from handlers.appeals import NewAppeal, change_status, create_appeal
@@ -39,10 +38,14 @@ from storage.models import (
     DeliveryStatus,
     Message,
     OutboxEntry,
+    Priority,
     Sender,
+    Task,
+    TaskKind,
 )
 from tests.bot.conftest import Tab, app_settings_for, bot_texts, container_of
 from tests.bot.telegram_support import (
+    FAST_DELIVERY,
     PUBLIC_URL,
     SECRET,
     TelegramChat,
@@ -64,9 +67,6 @@ T = TypeVar("T")
 
 # Tests run the job themselves, or wait for the scheduler's short interval.
 NO_SCHEDULE = 3600.0
-NO_SWEEP = DeliveryPolicy(
-    sweep_interval_seconds=3600, offline_park_seconds=3600, sweep_min_age_seconds=3600
-)
 
 
 def call(client: TestClient, fn: Callable[[], Awaitable[T]]) -> T:
@@ -139,6 +139,16 @@ async def system_texts(container: Container, channel: str, chat_id: str) -> list
             .order_by(Message.id)
         )
         return list(rows)
+
+
+async def overdue_tasks(container: Container) -> list[tuple[str, Priority]]:
+    async with container.session_factory() as s:
+        rows = await s.execute(
+            select(Appeal.number, Appeal.priority)
+            .join(Task, Task.appeal_id == Appeal.id)
+            .where(Task.kind == TaskKind.APPEAL_OVERDUE)
+        )
+        return [(number, priority) for number, priority in rows]
 
 
 async def pending_count(container: Container) -> int:
@@ -233,8 +243,10 @@ def shared_settings(nlu_model_path: Path, api: FakeBotApi) -> Iterator[Settings]
 def test_two_workers_at_once_tell_each_customer_once_on_widget_and_telegram(
     shared_settings: Settings, api: FakeBotApi
 ) -> None:
-    a = Container(shared_settings, delivery_policy=NO_SWEEP)
-    b = Container(shared_settings, delivery_policy=NO_SWEEP)
+    # A notice written while the other process sends the chat's previous one
+    # waits behind it for the sweep (rows of a chat go out in order).
+    a = Container(shared_settings, delivery_policy=FAST_DELIVERY)
+    b = Container(shared_settings, delivery_policy=FAST_DELIVERY)
     with (
         TestClient(create_app(shared_settings, a)) as app_a,
         TestClient(create_app(shared_settings, b)) as app_b,
@@ -260,12 +272,33 @@ def test_two_workers_at_once_tell_each_customer_once_on_widget_and_telegram(
                 a, AppealStatus.RESOLVED, "Радиатор заменён", conversation=tg_conv
             ),
         )
+        # Filed in Telegram 15 days ago and never touched: both deadlines passed.
+        stale_number = call(
+            app_a,
+            lambda: file_and_change(
+                a,
+                AppealStatus.REGISTERED,
+                None,
+                conversation=tg_conv,
+                at=datetime.now(UTC) - timedelta(days=15),
+            ),
+        )
 
+        rounds: list[list[PassStats]] = []
         for _ in range(3):  # the same moment in both processes, and again later
-            stats: list[PassStats] = at_once(
-                lambda: call(app_a, a.notices.run_once), lambda: call(app_b, b.notices.run_once)
+            rounds.append(
+                at_once(
+                    lambda: call(app_a, a.notices.run_once),
+                    lambda: call(app_b, b.notices.run_once),
+                )
             )
         assert call(app_a, lambda: pending_count(a)) == 0
+        passes = [s for r in rounds for s in r]
+        assert sum(s.reviewed for s in passes) == 1
+        assert sum(s.escalated for s in passes) == 1
+        assert sum(s.sent for s in passes) == 3
+        assert sum(s.sent for s in rounds[-1]) == 0  # the last round found nothing left
+        assert call(app_a, lambda: overdue_tasks(a)) == [(stale_number, Priority.HIGH)]
 
         # The widget: the notice pushed to the socket, stored once, marked sent.
         texts = call(app_a, lambda: system_texts(a, "webchat", sid))
@@ -281,9 +314,13 @@ def test_two_workers_at_once_tell_each_customer_once_on_widget_and_telegram(
         wait_delivered(app_b, telegram.chat_id)
         expected = f"Обращение {tg_number}: новый статус — «решено».\nКомментарий: Радиатор заменён"
         api.wait_for(lambda: expected in api.texts(tg_chat), what="the Telegram notice")
-        assert call(app_a, lambda: system_texts(a, "telegram", tg_chat)) == [expected]
-        assert api.texts(tg_chat).count(expected) == 1
-        assert sum(s.sent for s in stats) == 0  # the last round found nothing left
+        tg_texts = call(app_a, lambda: system_texts(a, "telegram", tg_chat))
+        assert len(tg_texts) == 2
+        assert expected in tg_texts
+        (stale,) = [t for t in tg_texts if stale_number in t]
+        assert stale.startswith(f"Обращение {stale_number}: новый статус — «на рассмотрении».")
+        for text in tg_texts:
+            assert api.texts(tg_chat).count(text) == 1
 
         # The widget customer asks: the same status as the notice said.
         frames, _ = tab.say(f"статус обращения {web_number}")
@@ -396,6 +433,34 @@ def test_a_notice_of_an_appeal_without_a_chat_goes_to_the_linked_customer(
         assert text == (
             f"Обращение {number}: новый статус — «дан ответ».\nКомментарий: Ответ направлен письмом"
         )
+
+
+def test_passes_running_at_once_in_one_process_tell_once(app: TestClient) -> None:
+    container = container_of(app)
+    with app.websocket_connect("/widget/ws") as ws:
+        tab = Tab(ws).hello()
+        tab.say("здравствуйте")
+        sid = sid_of(app, tab)
+        conv = call(app, lambda: conversation_id(container, "webchat", sid))
+        number = call(
+            app,
+            lambda: file_and_change(
+                container, AppealStatus.REJECTED, "Нарушений не выявлено", conversation=conv
+            ),
+        )
+        # Two more workers beside the scheduler's own, started together.
+        workers = [AppealNotices(container.settings, container.conversations) for _ in range(2)]
+
+        async def together() -> list[PassStats]:
+            return list(await asyncio.gather(*(w.send_pending() for w in workers)))
+
+        call(app, together)
+        text = notice_reaches(app, ws, sid, number)
+        assert text == (
+            f"Обращение {number}: новый статус — «отклонено».\nКомментарий: Нарушений не выявлено"
+        )
+        time.sleep(0.5)  # more scheduled passes
+        assert call(app, lambda: system_texts(container, "webchat", sid)) == [text]
 
 
 # --------------------------------------------------------------------------
