@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Every so often each process replays inbox entries older than this that
     # nobody answered (another process accepted them and died, say).
     inbox_replay_sweep_seconds: float = Field(default=30.0, gt=0)
+    # The appeal jobs (bot/notices.py): deadline moves and status notices, a
+    # pass this often in every process; a page of this many rows at a time.
+    notice_interval_seconds: float = Field(default=30.0, gt=0)
+    notice_batch_size: int = Field(default=200, ge=1)
     load_demo_data: bool = True  # on the first start in embedded mode
 
     # --- NLU --------------------------------------------------------------
