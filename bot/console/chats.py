@@ -9,6 +9,7 @@ WhatsApp window, canned responses typed as ``/shortcut``, and appeals.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -36,6 +37,8 @@ from storage.models import (
     Presence,
     Sender,
 )
+
+log = logging.getLogger(__name__)
 
 OperatorUser = Annotated[Operator, Depends(require_role(OperatorRole.OPERATOR))]
 Csrf = Depends(csrf_protected)
@@ -286,18 +289,27 @@ def make_chat_router() -> APIRouter:
     async def appeal_status(
         request: Request, appeal_id: int, body: StatusBody, op: OperatorUser
     ) -> dict[str, Any]:
-        """Move an appeal on; the customer is told on their channel (bot/notices.py)."""
+        """Move an appeal on; the customer is told on their channel, once (bot/notices.py)."""
         c = container_of(request)
         async with c.conversations.transaction() as session:
             try:
                 info = await appeal_handlers.change_status(
-                    session, appeal_id, body.status, body.comment, _now()
+                    session, appeal_id, body.status, body.comment, _now(), operator_id=op.id
                 )
             except appeal_handlers.AppealNotFound as exc:
                 raise HTTPException(404, texts.UNKNOWN_APPEAL) from exc
             except appeal_handlers.AppealError as exc:
                 raise HTTPException(409, texts.BAD_TRANSITION) from exc
             await session.commit()
+        # Tell the customer now rather than at the next scheduled pass; the
+        # notice is claimed once, so a pass running meanwhile cannot repeat it.
+        try:
+            await c.notices.send_pending()
+        except Exception as exc:
+            log.warning(
+                "appeal notice not sent at once (%s); the next pass sends it",
+                type(exc).__name__,
+            )
         return {"appeal": jsonable(info)}
 
     return router

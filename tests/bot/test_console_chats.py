@@ -200,7 +200,17 @@ def test_canned_responses_notes_appeals_and_resolve(app: TestClient) -> None:
     assert changed.status_code == 200
     assert changed.json()["appeal"]["status"] == "in_review"
     card = anna.get(f"/console/api/chats/{conv}").json()["card"]
-    assert next(a for a in card["appeals"] if a["number"] == number)["status"] == "in_review"
+    moved = next(a for a in card["appeals"] if a["number"] == number)
+    assert moved["status"] == "in_review"
+    assert "in_review" not in moved["next_statuses"]
+    # The customer is told on their channel, once.
+    notices = [
+        m["text"] for m in customer_history(app, token) if "Передали в расчётный отдел" in m["text"]
+    ]
+    assert len(notices) == 1
+    assert number in notices[0]
+    again = anna.post(f"/console/api/appeals/{appeal['id']}/status", {"status": "in_review"})
+    assert again.status_code == 409
 
     assert anna.post(f"/console/api/chats/{conv}/resolve").status_code == 200
     assert conv not in [

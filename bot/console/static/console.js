@@ -212,9 +212,8 @@
     const form = el("form", "status-form");
     const select = el("select", "status-select");
     select.setAttribute("aria-label", "Новый статус");
-    for (const [value, label] of Object.entries(STATUSES)) {
-      if (value === appeal.status || value === "registered") continue;
-      const option = el("option", "", label);
+    for (const value of appeal.next_statuses) {
+      const option = el("option", "", STATUSES[value] || value);
       option.value = value;
       select.append(option);
     }
@@ -224,6 +223,7 @@
     const button = el("button", "status-button", "Сменить статус");
     button.type = "submit";
     form.append(select, comment, button);
+    form.hidden = appeal.next_statuses.length === 0;
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       await api("POST", `/appeals/${appeal.id}/status`, { status: select.value, comment: comment.value || null });
