@@ -137,6 +137,11 @@ def test_wrong_role_gets_403(client: TestClient) -> None:
     operator, supervisor = log_in(client, op_login), log_in(client, sup_login)
     assert operator.get("/console/api/admin/operators").status_code == 403
     assert supervisor.get("/console/api/admin/operators").status_code == 403
+    # The KPI dashboard is the supervisors'.
+    assert operator.get("/console/api/kpi").status_code == 403
+    assert operator.get("/console/kpi").status_code == 403
+    assert supervisor.get("/console/api/kpi").status_code == 200
+    assert client.get("/console/api/kpi").status_code == 401
     new = {"login": new_login("x"), "password": PASSWORD, "role": "admin"}
     assert operator.post("/console/api/admin/operators", new).status_code == 403
     canned = {"shortcut": "адрес", "text": "Наш адрес: ул. Ленина, 69."}
