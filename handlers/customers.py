@@ -16,6 +16,7 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.appeals import TRANSITIONS
 from handlers.billing import balance
 from handlers.errors import HandlerError
 from storage.models import (
@@ -80,6 +81,7 @@ class AppealLine:
     created_at: datetime
     decision_due_at: datetime
     account_number: str | None
+    next_statuses: tuple[AppealStatus, ...]  # where an operator may move it
 
     @property
     def is_open(self) -> bool:
@@ -117,6 +119,7 @@ class CustomerCard:
     appeals: tuple[AppealLine, ...]  # open ones first, then the latest
     conversations: tuple[ConversationLine, ...]  # every channel, latest first
     handoffs: tuple[HandoffLine, ...]  # earlier escalations, latest first
+    last_customer_message_at: datetime | None  # of this chat
 
     @property
     def linked(self) -> bool:
@@ -288,6 +291,7 @@ async def customer_card(session: AsyncSession, conversation_id: int) -> Customer
             created_at=a.created_at,
             decision_due_at=a.decision_due_at,
             account_number=number,
+            next_statuses=tuple(s for s in AppealStatus if s in TRANSITIONS[a.status]),
         )
         for a, number in appeal_rows
     )
@@ -316,4 +320,5 @@ async def customer_card(session: AsyncSession, conversation_id: int) -> Customer
         appeals=appeals,
         conversations=tuple(conversations),
         handoffs=handoffs,
+        last_customer_message_at=conv.last_customer_message_at,
     )

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,8 @@ from bot.console.auth import (
     set_login_cookie,
     set_session_cookie,
 )
+from bot.console.chats import make_chat_router
+from bot.console.live import ConsoleHub, serve_socket
 from bot.console.serialize import jsonable
 from handlers import canned as canned_handlers
 from handlers import operators as accounts
@@ -241,4 +243,13 @@ def make_console_router() -> APIRouter:
             await session.commit()
         return {"operator": operator_json(info)}
 
+    # ------------------------------------------------------------ live updates
+
+    hub = ConsoleHub()
+
+    @router.websocket("/ws")
+    async def console_ws(ws: WebSocket) -> None:
+        await serve_socket(hub, ws)
+
+    router.include_router(make_chat_router())
     return router

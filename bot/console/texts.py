@@ -17,3 +17,10 @@ UNKNOWN_OPERATOR: Final = "Такого оператора нет."
 EMPTY_TEXT: Final = "Сообщение пустое."
 TEXT_TOO_LONG: Final = "Сообщение слишком длинное."
 NOT_AVAILABLE: Final = "Сейчас это действие недоступно: {reason}"
+OPERATOR_UNAVAILABLE: Final = "Этот оператор сейчас не в сети."
+NOT_CUSTOMERS_ACCOUNT: Final = "Этот лицевой счёт не привязан к клиенту."
+BAD_APPEAL: Final = "Опишите суть обращения (до 4000 символов)."
+BAD_TRANSITION: Final = "Обращение нельзя перевести в этот статус."
+APPEAL_REGISTERED: Final = (
+    "Оператор зарегистрировал ваше обращение № {number}. Ответ будет не позднее {due}."
+)

@@ -78,11 +78,16 @@ def try_login(http: TestClient, login: str, password: str) -> Any:
     )
 
 
-def log_in(client: TestClient, login: str, password: str = PASSWORD) -> Console:
-    """A second cookie jar on the same app: one operator's browser."""
+def browser(client: TestClient) -> TestClient:
+    """A cookie jar of its own on the app ``client`` runs (its event loop)."""
     http = TestClient(client.app, base_url="http://testserver", client=("127.0.0.1", 50001))
-    # Share the running app (its lifespan was started by ``client``).
-    http.portal = client.portal  # type: ignore[assignment]
+    http.portal = client.portal
+    return http
+
+
+def log_in(client: TestClient, login: str, password: str = PASSWORD) -> Console:
+    """One operator's browser, logged in."""
+    http = browser(client)
     done = try_login(http, login, password)
     assert done.status_code == 200, done.text
     body = done.json()

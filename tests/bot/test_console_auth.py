@@ -18,6 +18,7 @@ from tests.bot.conftest import app_settings_for
 from tests.bot.console_support import (
     PASSWORD,
     add_operator,
+    browser,
     log_in,
     login_token,
     new_login,
@@ -66,8 +67,7 @@ def test_login_sets_an_httponly_samesite_cookie_and_the_console_page(client: Tes
     assert 'id="console-app"' in page.text
     assert 'id="login-form"' not in page.text
 
-    again = TestClient(client.app)
-    again.portal = client.portal  # type: ignore[assignment]
+    again = browser(client)
     done = try_login(again, login, PASSWORD)
     cookie = done.headers["set-cookie"]
     assert cookie.startswith("heatdesk_console=")
@@ -80,8 +80,7 @@ def test_login_needs_its_double_submit_token(client: TestClient) -> None:
     login = new_login("boris")
     add_operator(client, login, OperatorRole.OPERATOR)
     body = {"login": login, "password": PASSWORD}
-    http = TestClient(client.app)
-    http.portal = client.portal  # type: ignore[assignment]
+    http = browser(client)
     assert http.post("/console/api/login", json=body).status_code == 403
     login_token(http)  # the cookie, but the header is another value
     refused = http.post("/console/api/login", json=body, headers={"X-CSRF-Token": "x"})
@@ -92,8 +91,7 @@ def test_login_needs_its_double_submit_token(client: TestClient) -> None:
 def test_wrong_password_and_unknown_login_get_one_answer(client: TestClient) -> None:
     login = new_login("vera")
     add_operator(client, login, OperatorRole.OPERATOR)
-    http = TestClient(client.app)
-    http.portal = client.portal  # type: ignore[assignment]
+    http = browser(client)
     wrong = try_login(http, login, "not-the-password")
     unknown = try_login(http, "nobody-here", PASSWORD)
     assert wrong.status_code == unknown.status_code == 401
@@ -103,8 +101,7 @@ def test_wrong_password_and_unknown_login_get_one_answer(client: TestClient) -> 
 def test_five_wrong_passwords_lock_the_account_for_a_while(client: TestClient) -> None:
     login = new_login("gleb")
     add_operator(client, login, OperatorRole.OPERATOR)
-    http = TestClient(client.app)
-    http.portal = client.portal  # type: ignore[assignment]
+    http = browser(client)
     codes = [try_login(http, login, f"wrong-password-{i}").status_code for i in range(5)]
     assert codes == [401, 401, 401, 401, 429]
     # Locked: the right password is refused too, and says until when.
@@ -129,8 +126,7 @@ def test_a_disabled_account_cannot_log_in_and_loses_its_sessions(client: TestCli
     assert done.status_code == 200
     assert done.json()["operator"]["active"] is False
     assert session.get("/console/api/me").status_code == 401
-    http = TestClient(client.app)
-    http.portal = client.portal  # type: ignore[assignment]
+    http = browser(client)
     assert try_login(http, victim, PASSWORD).status_code == 401
 
 
@@ -141,6 +137,11 @@ def test_wrong_role_gets_403(client: TestClient) -> None:
     operator, supervisor = log_in(client, op_login), log_in(client, sup_login)
     assert operator.get("/console/api/admin/operators").status_code == 403
     assert supervisor.get("/console/api/admin/operators").status_code == 403
+    # The KPI dashboard is the supervisors'.
+    assert operator.get("/console/api/kpi").status_code == 403
+    assert operator.get("/console/kpi").status_code == 403
+    assert supervisor.get("/console/api/kpi").status_code == 200
+    assert client.get("/console/api/kpi").status_code == 401
     new = {"login": new_login("x"), "password": PASSWORD, "role": "admin"}
     assert operator.post("/console/api/admin/operators", new).status_code == 403
     canned = {"shortcut": "адрес", "text": "Наш адрес: ул. Ленина, 69."}
@@ -179,16 +180,15 @@ def test_logout_ends_the_session(client: TestClient) -> None:
     assert done.status_code == 200
     assert console.get("/console/api/me").status_code == 401
     # The old cookie, replayed, is dead on the server too.
-    replay = TestClient(client.app)
-    replay.portal = client.portal  # type: ignore[assignment]
+    replay = browser(client)
     replay.cookies.set("heatdesk_console", token, path="/console")
     assert replay.get("/console/api/me").status_code == 401
 
 
 def test_static_files_are_served_only_from_the_list(client: TestClient) -> None:
     assert client.get("/console/static/console.js").status_code == 200
-    assert client.get("/console/static/login.js").headers["content-type"].startswith(
-        "text/javascript"
+    assert (
+        client.get("/console/static/login.js").headers["content-type"].startswith("text/javascript")
     )
     assert client.get("/console/static/..%2Fauth.py").status_code == 404
     assert client.get("/console/static/login.html").status_code == 404
