@@ -13,7 +13,6 @@ from dialogs.messages import Attachment
 from storage.crypto import PersonalDataVault
 from storage.models import Account, ChannelIdentity, Conversation
 
-
 _CURRENT_ACCOUNT: Final = "context.current_account"
 
 
