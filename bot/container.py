@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -38,6 +39,9 @@ from storage.locks import LockStore, LockTimeout, MemoryLockStore, RedisLockStor
 from storage.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from storage.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from storage.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from bot.operators.telegram_desk import TelegramDesk
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +126,19 @@ class Container:
             channels=self.channels,
             on_committed=self.delivery.on_committed,
         )
+        self.desk: TelegramDesk | None = None
+        if settings.operator_bot_token is not None:
+            # python-telegram-bot is imported only when the desk is configured.
+            from bot.operators.telegram_desk import TelegramDesk
+
+            self.desk = TelegramDesk.from_settings(
+                settings,
+                conversations=self.conversations,
+                operators=self.operators,
+                locks=self.locks,
+                pubsub=self._pubsub,
+                vault=self.vault,
+            )
         self._nlu = nlu
         self._owns_nlu = nlu is None
         self._pipeline: Pipeline | None = None
@@ -183,6 +200,8 @@ class Container:
             await adapter.start(self)
         if worker:
             await self.delivery.start()
+        if self.desk is not None:
+            await self.desk.start()  # its Bot API part starts in the background
         # In the background: a stale lock (its TTL) or a slow database must not
         # hold up, or fail, the start-up.
         self._replay_wanted.set()
@@ -198,6 +217,8 @@ class Container:
             task, self._replayer = self._replayer, None
             if not await cancel_and_wait(task, CLOSE_TIMEOUT_SECONDS):
                 log.warning("inbox replay did not stop in %.0f s", CLOSE_TIMEOUT_SECONDS)
+        if self.desk is not None:
+            await self.desk.close()
         await self.delivery.stop()
         await self.channels.close()
         if self._nlu is not None and self._owns_nlu:

@@ -106,8 +106,12 @@ class Settings(BaseSettings):
     # throughput for a WhatsApp sender is 80 MPS; lower it for a smaller one).
     twilio_sender_rate_per_second: float = Field(default=80.0, gt=0)
     twilio_sender_burst: int = Field(default=80, ge=1)
+    # The operators' Telegram desk (bot/operators/telegram_desk.py): a second
+    # bot, an admin of the supergroup OPERATOR_CHAT_ID with topics turned on.
     operator_bot_token: SecretStr | None = None
     operator_chat_id: int | None = None
+    # Another Bot API server for the desk's bot; unset, it follows TELEGRAM_API_BASE.
+    operator_api_base: str | None = None
     widget_session_days: int = 30
     # Origins of the sites that may embed the widget (JSON list, e.g.
     # '["https://kursk-gen.example"]'); "*" allows any. The server's own pages
