@@ -108,7 +108,8 @@ class FakeBotApi:
         self._gates: dict[str, threading.Event] = {}
         self._updates: list[dict[str, Any]] = []
         self._arrived: dict[str, int] = {}
-        self._polling = 0  # getUpdates requests being answered now
+        # getUpdates requests being answered now, by id (a Request is not hashable).
+        self._polling: dict[int, web.Request] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -272,7 +273,7 @@ class FakeBotApi:
             if fault.raw is not None:
                 return web.Response(text=fault.raw, status=fault.status, content_type="text/html")
             return web.json_response(fault.body(), status=fault.status)
-        result = await self._result(method, params)
+        result = await self._result(method, params, request)
         if isinstance(result, Fault):
             self._record(method, params, ok=False)
             return web.json_response(result.body(), status=result.status)
@@ -283,7 +284,7 @@ class FakeBotApi:
         with self._lock:
             self._calls.append(Call(next(self._seq), method, params, ok, result))
 
-    async def _result(self, method: str, params: dict[str, Any]) -> Any:
+    async def _result(self, method: str, params: dict[str, Any], request: web.Request) -> Any:
         if method == "getMe":
             return BOT_USER
         if method in {"setWebhook", "deleteWebhook", "answerCallbackQuery"}:
@@ -321,8 +322,12 @@ class FakeBotApi:
             return self._close_topic(params, closed=method == "closeForumTopic")
         if method == "getUpdates":
             with self._lock:
-                self._polling += 1
-                concurrent = self._polling > 1
+                # A poll whose client went away (it stopped polling) competes with nobody.
+                concurrent = any(
+                    r.transport is not None and not r.transport.is_closing()
+                    for r in self._polling.values()
+                )
+                self._polling[id(request)] = request
             try:
                 if concurrent:
                     # What Telegram answers when two bot instances poll at once.
@@ -334,7 +339,7 @@ class FakeBotApi:
                 return await self._get_updates(params)
             finally:
                 with self._lock:
-                    self._polling -= 1
+                    self._polling.pop(id(request), None)
         return Fault(404, "Not Found: method not found")
 
     def _create_topic(self, params: dict[str, Any]) -> dict[str, Any] | Fault:
