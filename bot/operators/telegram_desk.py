@@ -93,7 +93,9 @@ MESSAGE_CHARS: Final = 4096
 RELAY_BATCH: Final = 50  # customer messages relayed per pass
 SWEEP_LIMIT: Final = 500  # conversations caught up at start-up
 MAX_RETRY_AFTER_SECONDS: Final = 60.0
-START_RETRY_SECONDS: Final = (1.0, 30.0)  # first and longest delay while the Bot API is away
+# First and longest delay while the Bot API is away: at start, and for a sync.
+START_RETRY_SECONDS: Final = (1.0, 30.0)
+RETRY_SECONDS: Final = (1.0, 60.0)
 OPENING: Final = 0  # desk_topic_id while a topic is being opened
 _COMMAND: Final = re.compile(r"^/(?P<name>[A-Za-z_]+)(?:@\w+)?(?:\s|$)")
 
@@ -227,7 +229,9 @@ class TelegramDesk:
         # Conversations whose sync runs now, and those that changed meanwhile.
         self._syncing: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
+        self._retry_in: dict[int, float] = {}  # the next retry's delay, after a failure
         self._initialized = False
+        self._closed = False
         application.add_handler(
             MessageHandler(filters.Chat(chat_id) & filters.IS_TOPIC_MESSAGE, self._on_message)
         )
@@ -288,10 +292,11 @@ class TelegramDesk:
         self._spawn(self._run(), "desk")
 
     async def close(self) -> None:
+        self._closed = True
         for sub in self._subscriptions:
             await sub.unsubscribe()
         self._subscriptions.clear()
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._syncing.values()]:
             await cancel_and_wait(task, 10)
         if self._initialized:
             self._initialized = False
@@ -366,6 +371,8 @@ class TelegramDesk:
 
     def schedule(self, conversation_id: int) -> None:
         """Bring the conversation's topic in step, soon (coalesced per conversation)."""
+        if self._closed:
+            return
         if conversation_id in self._syncing:
             self._again.add(conversation_id)
             return
@@ -380,15 +387,26 @@ class TelegramDesk:
                 try:
                     await self.sync(conversation_id)
                 except Exception as exc:
+                    # The Bot API or the database is away: again later, less often.
+                    delay = self._retry_in.get(conversation_id, RETRY_SECONDS[0])
+                    self._retry_in[conversation_id] = min(delay * 2, RETRY_SECONDS[1])
                     log.warning(
-                        "desk: conversation %s not in step (%s)",
+                        "desk: conversation %s not in step (%s); retrying in %.0f s",
                         conversation_id,
                         type(exc).__name__,
+                        delay,
                     )
+                    self._spawn(self._later(conversation_id, delay), "desk-retry")
+                    return
+                self._retry_in.pop(conversation_id, None)
                 if conversation_id not in self._again:
                     return
         finally:
             self._syncing.pop(conversation_id, None)
+
+    async def _later(self, conversation_id: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.schedule(conversation_id)
 
     async def _sweep(self) -> None:
         try:

@@ -340,6 +340,34 @@ def test_a_telegram_customer_gets_the_operator_reply_in_telegram(
         customer_api.stop()
 
 
+def test_a_topic_opens_once_the_bot_api_is_back(client: TestClient, desk_api: FakeBotApi) -> None:
+    desk_api.wait_for(lambda: desk_api.arrived("getUpdates") > 0, what="the desk polling")
+    desk_api.go_down()
+    try:
+        escalate_on_widget(client)
+        time.sleep(1.5)  # its first attempts fail
+        assert not desk_api.topics
+    finally:
+        desk_api.come_back()
+    thread = only_topic(desk_api)
+    (opening,) = desk_api.wait_topic_texts(GROUP, thread, 1)
+    assert "холодные батареи" in opening
+
+
+def test_a_chat_escalated_while_no_desk_ran_gets_its_topic_at_start_up(
+    tmp_path: Path, nlu_model_path: Path, desk_api: FakeBotApi
+) -> None:
+    without_desk = app_settings_for(tmp_path, nlu_model_path, **ALWAYS_OPEN)
+    with TestClient(create_app(without_desk)) as client:
+        escalate_on_widget(client)
+    assert not desk_api.calls()
+    with TestClient(create_app(desk_settings(tmp_path, nlu_model_path, desk_api))) as client:
+        thread = only_topic(desk_api)
+        topic_conversation(client, thread)
+        (opening,) = desk_api.wait_topic_texts(GROUP, thread, 1)
+        assert "холодные батареи" in opening
+
+
 @pytest.fixture
 def shared_settings(nlu_model_path: Path, desk_api: FakeBotApi) -> Iterator[Settings]:
     """PostgreSQL and Redis shared by two app processes, the desk on in both."""
