@@ -26,6 +26,7 @@ from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
+from bot.operators.service import OperatorService
 from bot.pipeline import HandleResult, Pipeline, Refusal, ReplayIncomplete
 from config import Settings
 from dialogs.engine import DialogEngine
@@ -126,6 +127,8 @@ class Container:
             channels=self.channels,
             on_committed=self.delivery.on_committed,
         )
+        # The operators' side (console, Telegram desk): ownership, queue, NPS.
+        self.operators = OperatorService(self.conversations, self.locks)
         self.desk: TelegramDesk | None = None
         if settings.operator_bot_token is not None:
             # python-telegram-bot is imported only when the desk is configured.
@@ -194,6 +197,7 @@ class Container:
             self.engine,
             self.vault,
             conversations=self.conversations,
+            after_turn=self.operators.after_turn,
         )
         # Once the pipeline can take what an adapter receives, before any send.
         for adapter in self.channels.values():

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     operator_chat_id: int | None = None
     # Another Bot API server for the desk's bot; unset, it follows TELEGRAM_API_BASE.
     operator_api_base: str | None = None
+    # Chats one operator handles at once unless their account says otherwise
+    # (operators.capacity); the queue assigns no more than that.
+    operator_capacity: int = Field(default=3, ge=1)
     widget_session_days: int = 30
     # Origins of the sites that may embed the widget (JSON list, e.g.
     # '["https://kursk-gen.example"]'); "*" allows any. The server's own pages
