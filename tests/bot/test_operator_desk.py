@@ -306,6 +306,43 @@ def test_a_chat_taken_in_the_console_is_announced_in_the_topic(
     assert desk_api.wait_topic_texts(GROUP, thread, 3)[2] == Texts.not_owner.format(name="Борис")
 
 
+def test_a_transfer_in_the_console_and_bot_in_the_topic_are_shown(
+    client: TestClient, desk_api: FakeBotApi
+) -> None:
+    token, _ = escalate_on_widget(client)
+    thread = only_topic(desk_api)
+    conversation_id = topic_conversation(client, thread)
+    desk_api.wait_topic_texts(GROUP, thread, 1)
+    write_in_topic(desk_api, thread, BORIS, "Борис на связи.")
+    desk_api.wait_topic_texts(GROUP, thread, 2)
+    container = container_of(client)
+    anna, boris = operator_id(client, "anna"), operator_id(client, "boris")
+
+    portal_call(client, lambda: container.operators.transfer(boris, conversation_id, anna))
+    assert desk_api.wait_topic_texts(GROUP, thread, 3)[2] == "Чат передан: Анна"
+    write_in_topic(desk_api, thread, ANNA, "/bot")
+    assert desk_api.wait_topic_texts(GROUP, thread, 4)[3] == "Чат возвращён боту"
+    desk_api.wait_for(lambda: desk_api.topics[thread].closed, what="the topic closed")
+    assert conversation(client, conversation_id).owner is Owner.BOT
+    # The bot answers the customer again.
+    with client.websocket_connect("/widget/ws") as ws:
+        frames, _ = Tab(ws).hello(token).say("какой у меня баланс?")
+    assert bot_texts(frames)
+
+
+def test_a_chat_an_online_operator_gets_at_once_shows_the_summary_then_the_owner(
+    client: TestClient, desk_api: FakeBotApi
+) -> None:
+    container = container_of(client)
+    boris = operator_id(client, "boris")
+    portal_call(client, lambda: container.operators.set_presence(boris, Presence.ONLINE))
+    escalate_on_widget(client)
+    thread = only_topic(desk_api)
+    opening, owner = desk_api.wait_topic_texts(GROUP, thread, 2)
+    assert opening.startswith("Новый чат №")
+    assert owner == "Чат взял Борис"
+
+
 def test_a_telegram_customer_gets_the_operator_reply_in_telegram(
     tmp_path: Path, nlu_model_path: Path, desk_api: FakeBotApi
 ) -> None:
