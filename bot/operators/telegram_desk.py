@@ -71,7 +71,6 @@ from storage.locks import LockStore, LockTimeout
 from storage.models import (
     ChannelIdentity,
     Conversation,
-    Direction,
     HandoffOutcome,
     HandoffQueueEntry,
     Message,
@@ -97,6 +96,8 @@ MAX_RETRY_AFTER_SECONDS: Final = 60.0
 START_RETRY_SECONDS: Final = (1.0, 30.0)
 RETRY_SECONDS: Final = (1.0, 60.0)
 OPENING: Final = 0  # desk_topic_id while a topic is being opened
+# Who a topic hears: the customer, and operators writing elsewhere (the console).
+RELAYED: Final = (Sender.CUSTOMER, Sender.OPERATOR)
 _COMMAND: Final = re.compile(r"^/(?P<name>[A-Za-z_]+)(?:@\w+)?(?:\s|$)")
 
 
@@ -117,6 +118,7 @@ class Texts:
     no_summary = "Бот не оставил сводки."
     customer = "Клиент: {text}"
     customer_attachment = "Клиент прислал вложение."
+    operator = "{name}: {text}"
     taken = "Чат взял {name}"
     transferred = "Чат передан: {name}"
     requeued = "Чат снова в очереди"
@@ -485,12 +487,12 @@ class TelegramDesk:
         )
 
     async def _news(self, session: AsyncSession, snap: _Snapshot) -> bool:
-        """A customer message the topic has not shown yet."""
+        """A message the topic has not shown yet."""
         if snap.topic_id in (None, OPENING):
             return False
         newest = await session.scalar(
             select(func.max(Message.id)).where(
-                Message.conversation_id == snap.id, Message.sender == Sender.CUSTOMER
+                Message.conversation_id == snap.id, Message.sender.in_(RELAYED)
             )
         )
         return newest is not None and newest > (snap.message_id or 0)
@@ -565,29 +567,35 @@ class TelegramDesk:
             .limit(1)
         )
 
-    async def _relay(self, snap: _Snapshot) -> None:
+    async def _relay(self, snap: _Snapshot, *, before: int | None = None) -> None:
+        """Post the customer's and the operators' messages the topic has not
+        shown (those below ``before`` only)."""
         assert snap.topic_id
         after = snap.message_id or 0
         while True:
             async with self._sessions() as session:
-                rows = (
-                    await session.execute(
-                        select(Message.id, Message.text, Message.payload)
-                        .where(
-                            Message.conversation_id == snap.id,
-                            Message.direction == Direction.IN,
-                            Message.sender == Sender.CUSTOMER,
-                            Message.id > after,
-                        )
-                        .order_by(Message.id)
-                        .limit(RELAY_BATCH)
+                query = (
+                    select(Message.id, Message.sender, Message.text, Operator.display_name)
+                    .outerjoin(Operator, Operator.id == Message.operator_id)
+                    .where(
+                        Message.conversation_id == snap.id,
+                        Message.sender.in_(RELAYED),
+                        Message.id > after,
                     )
-                ).all()
+                    .order_by(Message.id)
+                    .limit(RELAY_BATCH)
+                )
+                if before is not None:
+                    query = query.where(Message.id < before)
+                rows = (await session.execute(query)).all()
             if not rows:
                 return
-            for message_id, text, _payload in rows:
+            for message_id, sender, text, name in rows:
                 # Stored texts are redacted already (no SNILS, no phone).
-                line = Texts.customer.format(text=text) if text else Texts.customer_attachment
+                if sender is Sender.OPERATOR:
+                    line = Texts.operator.format(name=name or "?", text=text)
+                else:
+                    line = Texts.customer.format(text=text) if text else Texts.customer_attachment
                 await self._say(snap.topic_id, line[:MESSAGE_CHARS])
                 after = message_id
                 await self._set(snap.id, desk_message_id=after)
@@ -670,7 +678,7 @@ class TelegramDesk:
         command = _COMMAND.match(text)
         try:
             if command is None:
-                await self._operators.reply(operator.id, conversation_id, text)
+                await self._reply(operator.id, conversation_id, text)
             elif command.group("name").lower() == "resolve":
                 await self._operators.resolve(operator.id, conversation_id)
             elif command.group("name").lower() == "bot":
@@ -689,6 +697,29 @@ class TelegramDesk:
             raise
         # The service publishes its event; this process catches up at once too.
         self.schedule(conversation_id)
+
+    async def _reply(self, operator_id: int, conversation_id: int, text: str) -> None:
+        """The operator's reply, not echoed into the topic it was written in.
+
+        Under the desk's lock of the conversation: what came before it is
+        relayed first, then the topic's watermark steps over it."""
+        async with self._locks.lock(f"desk:conv:{conversation_id}"):
+            await self._operators.reply(operator_id, conversation_id, text)
+            async with self._sessions() as session:
+                mine = await session.scalar(
+                    select(func.max(Message.id)).where(
+                        Message.conversation_id == conversation_id,
+                        Message.sender == Sender.OPERATOR,
+                        Message.operator_id == operator_id,
+                    )
+                )
+                snap = await self._snapshot(session, conversation_id)
+            if mine is None or snap is None or snap.topic_id in (None, OPENING):
+                return
+            if mine <= (snap.message_id or 0):
+                return  # no message written ("вернуть боту" hands the chat back)
+            await self._relay(snap, before=mine)
+            await self._set(conversation_id, desk_message_id=mine)
 
     async def _operator_of(self, telegram_user_id: int) -> Operator | None:
         wanted = telegram_user_hash(self._vault, telegram_user_id)

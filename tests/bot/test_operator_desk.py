@@ -236,6 +236,9 @@ def test_an_operator_reply_in_the_topic_reaches_the_customer_and_takes_the_chat(
     assert ack["type"] == "ack"
     assert bot_texts(frames) == []
     assert desk_api.wait_topic_texts(GROUP, thread, 3)[2] == "Клиент: спасибо, жду"
+    # Anna's own words are not echoed into the topic she wrote them in.
+    portal_call(client, desk_of(client).drain)
+    assert len(desk_api.topic_texts(GROUP, thread)) == 3
 
 
 def test_another_operator_and_a_stranger_are_refused_in_the_topic(
@@ -301,9 +304,15 @@ def test_a_chat_taken_in_the_console_is_announced_in_the_topic(
 
     portal_call(client, lambda: container.operators.take(boris, conversation_id))
     assert desk_api.wait_topic_texts(GROUP, thread, 2)[1] == "Чат взял Борис"
+    # What Boris writes in the console shows in the topic.
+    portal_call(
+        client,
+        lambda: container.operators.reply(boris, conversation_id, "Проверяю ваш адрес."),
+    )
+    assert desk_api.wait_topic_texts(GROUP, thread, 3)[2] == "Борис: Проверяю ваш адрес."
     # Anna in the topic now meets the console's owner.
     write_in_topic(desk_api, thread, ANNA, "Я отвечу?")
-    assert desk_api.wait_topic_texts(GROUP, thread, 3)[2] == Texts.not_owner.format(name="Борис")
+    assert desk_api.wait_topic_texts(GROUP, thread, 4)[3] == Texts.not_owner.format(name="Борис")
 
 
 def test_a_transfer_in_the_console_and_bot_in_the_topic_are_shown(
