@@ -65,6 +65,7 @@ from bot.operators.service import (
 )
 from config import Settings
 from config.settings import ConfigError
+from handlers.pii import redact_text
 from storage.crypto import PersonalDataVault
 from storage.errors import StorageUnavailable
 from storage.locks import LockStore, LockTimeout
@@ -517,9 +518,9 @@ class TelegramDesk:
         if not claimed:
             return None
         channel = Texts.channels.get(snap.channel, snap.channel)
-        name = Texts.topic_name.format(
-            id=snap.id, channel=channel, name=(snap.display_name or Texts.no_name).strip()
-        )[:TOPIC_NAME_CHARS]
+        # A profile name may hold a phone number: it never reaches the group.
+        shown = redact_text(snap.display_name or "").strip() or Texts.no_name
+        name = Texts.topic_name.format(id=snap.id, channel=channel, name=shown)[:TOPIC_NAME_CHARS]
         try:
             topic = await self._call(lambda: self.app.bot.create_forum_topic(self.chat_id, name))
         except BaseException:

@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from bot.app import create_app
 from bot.operators.telegram_desk import TelegramDesk, Texts, telegram_user_hash
 from config import Settings
+from config.settings import ConfigError
 from storage.migrate import upgrade
 from storage.models import Conversation, Operator, OperatorRole, Owner, Presence
 from tests.bot.conftest import Tab, app_settings_for, bot_texts, container_of
@@ -412,6 +413,12 @@ def test_a_chat_escalated_while_no_desk_ran_gets_its_topic_at_start_up(
         topic_conversation(client, thread)
         (opening,) = desk_api.wait_topic_texts(GROUP, thread, 1)
         assert "холодные батареи" in opening
+
+
+def test_a_desk_token_without_the_group_is_refused(tmp_path: Path, nlu_model_path: Path) -> None:
+    settings = app_settings_for(tmp_path, nlu_model_path, operator_bot_token=DESK_TOKEN)
+    with pytest.raises(ConfigError, match="OPERATOR_CHAT_ID"):
+        create_app(settings)
 
 
 @pytest.fixture
