@@ -234,6 +234,7 @@ class TelegramDesk:
         self._again: set[int] = set()
         self._retry_in: dict[int, float] = {}  # the next retry's delay, after a failure
         self._initialized = False
+        self._ready = asyncio.Event()  # the bot is initialized: syncs may call it
         self._closed = False
         application.add_handler(
             MessageHandler(filters.Chat(chat_id) & filters.IS_TOPIC_MESSAGE, self._on_message)
@@ -272,7 +273,7 @@ class TelegramDesk:
             .base_file_url(f"{base}/file/bot")
             .request(HTTPXRequest(connect_timeout=timeout, read_timeout=timeout))
             .get_updates_request(HTTPXRequest(connect_timeout=timeout, read_timeout=poll + timeout))
-            .job_queue(None)  # nothing scheduled here (storage's scheduler does that)
+            .job_queue(None)  # nothing here runs on a timer
             .build()
         )
         return cls(
@@ -324,6 +325,7 @@ class TelegramDesk:
         await self._until_done("getMe", self.app.initialize)
         self._initialized = True
         await self.app.start()  # handles what the updater fetches
+        self._ready.set()
         # What happened while no process listened.
         await self._sweep()
         await self._poll()
@@ -385,6 +387,7 @@ class TelegramDesk:
 
     async def _sync_until_settled(self, conversation_id: int) -> None:
         try:
+            await self._ready.wait()
             while True:
                 self._again.discard(conversation_id)
                 try:
