@@ -33,8 +33,8 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.operators.telegram_desk import telegram_user_hash  # noqa: E402
 from config import load_settings  # noqa: E402
+from handlers.operators import telegram_user_hash  # noqa: E402
 from storage.crypto import PersonalDataVault  # noqa: E402
 from storage.db import create_engine, create_session_factory  # noqa: E402
 from storage.models import Operator, OperatorRole, Presence  # noqa: E402

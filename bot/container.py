@@ -2,10 +2,11 @@
 
 Construction is cheap and synchronous (nothing connects yet);
 :meth:`Container.start` does the work of a start-up (migrations and demo data
-in embedded mode, the NLU model, the delivery worker) and :meth:`Container.close`
-undoes it. Unprocessed inbox entries (a crash, an outage) are replayed by a
-background task, starting at once: a start-up never waits for, or fails on, a
-conversation whose lock a dead process left behind.
+in embedded mode, the NLU model, the delivery worker, the scheduler of the
+appeal jobs) and :meth:`Container.close` undoes it. Unprocessed inbox entries
+(a crash, an outage) are replayed by a background task, starting at once: a
+start-up never waits for, or fails on, a conversation whose lock a dead
+process left behind.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
+from bot.notices import AppealNotices, NoticeScheduler
 from bot.operators.service import OperatorService
 from bot.pipeline import HandleResult, Pipeline, Refusal, ReplayIncomplete
 from config import Settings
@@ -129,6 +131,9 @@ class Container:
         )
         # The operators' side (console, Telegram desk): ownership, queue, NPS.
         self.operators = OperatorService(self.conversations, self.locks)
+        # Appeal deadlines and status notices, a pass every so often.
+        self.notices = AppealNotices(settings, self.conversations, outage=self.outage)
+        self.scheduler = NoticeScheduler(settings, self.notices)
         self.desk: TelegramDesk | None = None
         if settings.operator_bot_token is not None:
             # python-telegram-bot is imported only when the desk is configured.
@@ -204,6 +209,7 @@ class Container:
             await adapter.start(self)
         if worker:
             await self.delivery.start()
+            await self.scheduler.start()
         if self.desk is not None:
             await self.desk.start()  # its Bot API part starts in the background
         # In the background: a stale lock (its TTL) or a slow database must not
@@ -221,6 +227,7 @@ class Container:
             task, self._replayer = self._replayer, None
             if not await cancel_and_wait(task, CLOSE_TIMEOUT_SECONDS):
                 log.warning("inbox replay did not stop in %.0f s", CLOSE_TIMEOUT_SECONDS)
+        await self.scheduler.stop()
         if self.desk is not None:
             await self.desk.close()
         await self.delivery.stop()

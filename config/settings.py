@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Every so often each process replays inbox entries older than this that
     # nobody answered (another process accepted them and died, say).
     inbox_replay_sweep_seconds: float = Field(default=30.0, gt=0)
+    # The appeal jobs (bot/notices.py): deadline moves and status notices, a
+    # pass this often in every process; a page of this many rows at a time.
+    notice_interval_seconds: float = Field(default=30.0, gt=0)
+    notice_batch_size: int = Field(default=200, ge=1)
     load_demo_data: bool = True  # on the first start in embedded mode
 
     # --- NLU --------------------------------------------------------------
@@ -112,6 +116,11 @@ class Settings(BaseSettings):
     operator_chat_id: int | None = None
     # Another Bot API server for the desk's bot; unset, it follows TELEGRAM_API_BASE.
     operator_api_base: str | None = None
+    # The web console: how long a login lasts, and the lockout after failed
+    # passwords (per account, whatever the client's address).
+    console_session_hours: float = Field(default=12.0, gt=0)
+    operator_login_attempts: int = Field(default=5, ge=1)
+    operator_lockout_minutes: int = Field(default=15, ge=1)
     # Chats one operator handles at once unless their account says otherwise
     # (operators.capacity); the queue assigns no more than that.
     operator_capacity: int = Field(default=3, ge=1)

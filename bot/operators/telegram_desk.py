@@ -65,6 +65,7 @@ from bot.operators.service import (
 )
 from config import Settings
 from config.settings import ConfigError
+from handlers.operators import telegram_user_hash
 from handlers.pii import redact_text
 from storage.crypto import PersonalDataVault
 from storage.errors import StorageUnavailable
@@ -137,15 +138,6 @@ class Texts:
     refused = "Не получилось: {reason}"
     text_only = "Пока я передаю клиенту только текст."
     unknown_command = "Команды: /resolve — чат решён, /bot — вернуть чат боту."
-
-
-def telegram_user_hash(vault: PersonalDataVault, telegram_user_id: int) -> str:
-    """The keyed hash of a Telegram user id kept in ``Operator.telegram_user_hash``.
-
-    The same formula as ``handlers.operators.telegram_user_hash``, which the
-    console's CLI writes with ``--telegram-id``.
-    """
-    return vault.hash_identity(f"telegram-operator:{telegram_user_id}")
 
 
 def owner_marker(owner: Owner, operator_id: int | None) -> str:

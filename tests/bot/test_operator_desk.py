@@ -19,9 +19,10 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from bot.app import create_app
-from bot.operators.telegram_desk import TelegramDesk, Texts, telegram_user_hash
+from bot.operators.telegram_desk import TelegramDesk, Texts
 from config import Settings
 from config.settings import ConfigError
+from handlers.operators import telegram_user_hash
 from storage.migrate import upgrade
 from storage.models import Conversation, Operator, OperatorRole, Owner, Presence
 from tests.bot.conftest import Tab, app_settings_for, bot_texts, container_of

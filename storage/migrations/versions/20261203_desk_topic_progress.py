@@ -9,7 +9,7 @@ what was missed while no process ran is caught up. An operator's message in a
 topic is mapped back by ``desk_topic_id``, hence its index.
 
 Revision ID: 0006_desk
-Revises: 0005
+Revises: 0006_notices
 Create Date: 2026-12-03 14:10:00+00:00
 
 """
@@ -21,7 +21,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0006_desk'
-down_revision: str | Sequence[str] | None = '0005'
+down_revision: str | Sequence[str] | None = '0006_notices'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
