@@ -59,9 +59,13 @@ from telegram.warnings import PTBDeprecationWarning
 from bot.conversations import EVENTS_TOPIC, ConversationService
 from bot.operators.service import (
     OPERATOR_EVENTS_TOPIC,
+    AlreadyTaken,
+    EmptyText,
     NotOwner,
     OperatorError,
     OperatorService,
+    OperatorUnavailable,
+    UnknownConversation,
 )
 from config import Settings
 from config.settings import ConfigError
@@ -135,7 +139,7 @@ class Texts:
     not_owner = "Этот чат уже ведёт {name}."
     no_chat = "Этот чат уже закрыт."
     failed = "Не получилось, попробуйте ещё раз."
-    refused = "Не получилось: {reason}"
+    account_off = "Ваша учётная запись оператора отключена."
     text_only = "Пока я передаю клиенту только текст."
     unknown_command = "Команды: /resolve — чат решён, /bot — вернуть чат боту."
 
@@ -685,8 +689,12 @@ class TelegramDesk:
         except NotOwner as exc:
             await self._answer(message, await self._not_owner(exc))
             return
+        except AlreadyTaken as exc:
+            name = await self._operator_name(exc.owner_operator_id)
+            await self._answer(message, Texts.not_owner.format(name=name))
+            return
         except OperatorError as exc:
-            await self._answer(message, Texts.refused.format(reason=_reason(exc)))
+            await self._answer(message, _refusal(exc))
             return
         except Exception:
             await self._answer(message, Texts.failed)
@@ -788,6 +796,11 @@ def _hide_token_in(logger: logging.Logger, token: str) -> None:
         logger.addFilter(_RedactToken(token))
 
 
-def _reason(exc: OperatorError) -> str:
-    text = str(exc).strip()
-    return text if text else type(exc).__name__
+def _refusal(exc: OperatorError) -> str:
+    if isinstance(exc, UnknownConversation):
+        return Texts.no_chat
+    if isinstance(exc, OperatorUnavailable):
+        return Texts.account_off
+    if isinstance(exc, EmptyText):
+        return Texts.text_only
+    return Texts.failed
