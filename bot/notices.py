@@ -245,6 +245,14 @@ class NoticeScheduler:
         scheduler.start()
         self._scheduler = scheduler
 
+    def run_soon(self) -> None:
+        """A pass now, besides the schedule (the console, after a status
+        change: the customer hears of it at once, not at the next interval)."""
+        if self._scheduler is None:
+            return
+        task = asyncio.create_task(self._job(), name="appeal-notices-now")
+        self._running.add(task)
+
     async def _job(self) -> None:
         task = asyncio.current_task()
         assert task is not None
