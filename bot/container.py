@@ -27,6 +27,7 @@ from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
 from bot.notices import AppealNotices, NoticeScheduler
+from bot.operators.service import OperatorService
 from bot.pipeline import HandleResult, Pipeline, Refusal, ReplayIncomplete
 from config import Settings
 from dialogs.engine import DialogEngine
@@ -124,6 +125,8 @@ class Container:
             channels=self.channels,
             on_committed=self.delivery.on_committed,
         )
+        # The operators' side (console, Telegram desk): ownership, queue, NPS.
+        self.operators = OperatorService(self.conversations, self.locks)
         # Appeal deadlines and status notices, a pass every so often.
         self.notices = AppealNotices(settings, self.conversations, outage=self.outage)
         self.scheduler = NoticeScheduler(settings, self.notices)
@@ -182,6 +185,7 @@ class Container:
             self.engine,
             self.vault,
             conversations=self.conversations,
+            after_turn=self.operators.after_turn,
         )
         # Once the pipeline can take what an adapter receives, before any send.
         for adapter in self.channels.values():

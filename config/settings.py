@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     twilio_sender_burst: int = Field(default=80, ge=1)
     operator_bot_token: SecretStr | None = None
     operator_chat_id: int | None = None
+    # Chats one operator handles at once unless their account says otherwise
+    # (operators.capacity); the queue assigns no more than that.
+    operator_capacity: int = Field(default=3, ge=1)
     widget_session_days: int = 30
     # Origins of the sites that may embed the widget (JSON list, e.g.
     # '["https://kursk-gen.example"]'); "*" allows any. The server's own pages
