@@ -122,7 +122,8 @@ async def measure(settings: Settings, count: int, workers: int) -> None:
         f"{settings.database_url.split(':')[0]}: {count} notices, {workers} passes at once: "
         f"{elapsed:.2f} s, {sent / elapsed:.0f} notices/s, "
         f"{statements / max(sent, 1):.1f} statements a notice, "
-        f"lost claims {sum(r.lost_claims for r in results)}; "
+        f"skipped (told by the other pass) {sum(r.skipped for r in results)}, "
+        f"claims lost waiting for a chat {sum(r.lost_claims for r in results)}; "
         f"customers told {told}, notices written {written} (want {count} and {count})"
     )
 
