@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     twilio_sender_burst: int = Field(default=80, ge=1)
     operator_bot_token: SecretStr | None = None
     operator_chat_id: int | None = None
+    # The web console: how long a login lasts, and the lockout after failed
+    # passwords (per account, whatever the client's address).
+    console_session_hours: float = Field(default=12.0, gt=0)
+    operator_login_attempts: int = Field(default=5, ge=1)
+    operator_lockout_minutes: int = Field(default=15, ge=1)
     # Chats one operator handles at once unless their account says otherwise
     # (operators.capacity); the queue assigns no more than that.
     operator_capacity: int = Field(default=3, ge=1)
