@@ -169,15 +169,16 @@ class AppealNotices:
                 async with self._conversations.sessions() as session:
                     pending = await still_pending(session, [n.change_id for n, _ in group])
                 for notice, target in group:
-                    if notice.change_id in pending:
-                        await self._tell(notice, target, stats)
-                    else:
+                    if notice.change_id not in pending:
                         stats.skipped += 1
+                    elif not await self._tell(notice, target, stats):
+                        break  # the chat's later notices wait too: they go in order
             after = page[-1].change_id
 
     async def _tell(
         self, notice: PendingNotice, target: NoticeTarget | None, stats: PassStats
-    ) -> None:
+    ) -> bool:
+        """Tell one notice; False when its chat is to be left for a later pass."""
         if target is None:
             async with self._conversations.transaction() as session:
                 claimed = await claim_notice(session, notice.change_id, self._clock())
@@ -185,10 +186,10 @@ class AppealNotices:
             if claimed:
                 stats.unreachable += 1
                 log.info("appeal %s: no chat to tell of its status change", notice.appeal_id)
-            return
+            return True
         if self._outside_whatsapp_window(target):
             stats.deferred += 1
-            return
+            return False
         text = status_notice(
             notice.number, notice.status, notice.comment, notice.decision_due_at, self.settings.tz
         )
@@ -205,12 +206,13 @@ class AppealNotices:
             )
         except _AlreadyTold:
             stats.lost_claims += 1
-            return
+            return True
         except (LockTimeout, UnknownConversation) as exc:
             # The chat is busy (a long turn) or gone: the next pass tries again.
             log.info("appeal notice %s postponed (%s)", notice.change_id, type(exc).__name__)
-            return
+            return False
         stats.sent += 1
+        return True
 
     def _outside_whatsapp_window(self, target: NoticeTarget) -> bool:
         if target.channel != WHATSAPP or REPLY_TEMPLATE in self.settings.twilio_templates:
