@@ -248,3 +248,37 @@ def test_the_live_socket_needs_a_session_and_our_origin(app: TestClient) -> None
         ) as ws,
     ):
         ws.receive_json()
+
+
+@pytest.mark.redis
+def test_with_redis_a_console_on_one_process_hears_what_another_did(
+    tmp_path: Path, nlu_model_path: Path, redis_url: str
+) -> None:
+    """Two app processes (two containers) on one database and one Redis: the
+    customer's turn in one reaches the console socket held by the other."""
+    settings = app_settings_for(
+        tmp_path,
+        nlu_model_path,
+        redis_url=redis_url,
+        contact_center_open_hour=0,
+        contact_center_close_hour=24,
+        contact_center_days=(1, 2, 3, 4, 5, 6, 7),
+    )
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        anna = operator(first)
+        with anna.http.websocket_connect("/console/ws") as live:
+            assert live.receive_json()["type"] == "hello"
+            with second.websocket_connect("/widget/ws") as ws:
+                Tab(ws).hello().say("позовите оператора")
+            seen: list[dict[str, Any]] = []
+            while not any(f["type"] == "queue" for f in seen):
+                seen.append(live.receive_json())
+            conv = next(f["conversation_id"] for f in seen if f["type"] == "queue")
+            assert conv in queue_ids(anna)
+            # And the other way round: the operator's reply, sent through the
+            # first process, is an event there too.
+            assert (
+                anna.post(f"/console/api/chats/{conv}/reply", {"text": "Слушаю"}).status_code == 200
+            )
+            while not any(f["type"] == "message" and f["conversation_id"] == conv for f in seen):
+                seen.append(live.receive_json())
