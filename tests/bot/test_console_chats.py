@@ -282,3 +282,29 @@ def test_with_redis_a_console_on_one_process_hears_what_another_did(
             )
             while not any(f["type"] == "message" and f["conversation_id"] == conv for f in seen):
                 seen.append(live.receive_json())
+
+
+def test_the_whatsapp_window_and_its_template(open_settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.console.chats import whatsapp_window
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    assert whatsapp_window(open_settings, "telegram", now, now) is None
+    inside = whatsapp_window(open_settings, "whatsapp", now - timedelta(hours=23), now)
+    assert inside == {
+        "open": True,
+        "closes_at": (now + timedelta(hours=1)).isoformat(),
+        "template": False,
+    }
+    outside = whatsapp_window(open_settings, "whatsapp", now - timedelta(hours=25), now)
+    assert outside is not None
+    assert outside["open"] is False
+    assert outside["template"] is False  # the console says the reply waits for the customer
+    templated = open_settings.model_copy(update={"twilio_templates": {"reply": "HX0123"}})
+    offered = whatsapp_window(templated, "whatsapp", now - timedelta(days=3), now)
+    assert offered is not None
+    assert offered["open"] is False
+    assert offered["template"] is True  # the console offers the approved template
+    never = whatsapp_window(open_settings, "whatsapp", None, now)
+    assert never == {"open": False, "closes_at": None, "template": False}
