@@ -10,7 +10,8 @@ Every so often (``notice_interval_seconds``) each process runs one pass:
 2. notices: every status change not yet told (``notified_at`` NULL), from
    the console or from step 1, goes to the customer's chat through
    :meth:`ConversationService.post` (sender SYSTEM), and the change is marked
-   told in the transaction that writes the message and its outbox row.
+   told in the transaction that writes the message and its outbox row (the
+   post's ``before`` hook).
 
 Correctness across processes comes from the database, not the scheduler:
 every process runs the pass, a deadline move re-checks the appeal under its
@@ -59,13 +60,17 @@ from handlers.appeals import (
 )
 from storage.errors import OutageLog, is_storage_failure
 from storage.locks import LockTimeout
-from storage.models import Sender
+from storage.models import Conversation, Sender
 from storage.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 JOB_ID: Final = "appeal-notices"
 STOP_TIMEOUT_SECONDS: Final = 10.0
+
+
+class _AlreadyTold(Exception):
+    """Another pass claimed the notice first: nothing is written."""
 
 
 def _utcnow() -> datetime:
@@ -167,21 +172,24 @@ class AppealNotices:
             notice.number, notice.status, notice.comment, notice.decision_due_at, self.settings.tz
         )
 
-        async def claim(session: AsyncSession, now: datetime) -> bool:
-            return await claim_notice(session, notice.change_id, now)
+        async def claim(session: AsyncSession, conv: Conversation) -> None:
+            # In the post's transaction, under the chat's lock: the claim
+            # commits with the message and its outbox row, or not at all.
+            if not await claim_notice(session, notice.change_id, self._clock()):
+                raise _AlreadyTold
 
         try:
-            posted = await self._conversations.post(
-                target.channel, target.chat_id, [Reply(text)], sender=Sender.SYSTEM, claim=claim
+            await self._conversations.post(
+                target.channel, target.chat_id, [Reply(text)], sender=Sender.SYSTEM, before=claim
             )
+        except _AlreadyTold:
+            stats.lost_claims += 1
+            return
         except (LockTimeout, UnknownConversation) as exc:
             # The chat is busy (a long turn) or gone: the next pass tries again.
             log.info("appeal notice %s postponed (%s)", notice.change_id, type(exc).__name__)
             return
-        if posted.message_ids:
-            stats.sent += 1
-        else:
-            stats.lost_claims += 1
+        stats.sent += 1
 
     def _outside_whatsapp_window(self, target: NoticeTarget) -> bool:
         if target.channel != WHATSAPP or REPLY_TEMPLATE in self.settings.twilio_templates:
@@ -244,6 +252,14 @@ class NoticeScheduler:
         )
         scheduler.start()
         self._scheduler = scheduler
+
+    def run_soon(self) -> None:
+        """A pass now, besides the schedule (the console, after a status
+        change: the customer hears of it at once, not at the next interval)."""
+        if self._scheduler is None:
+            return
+        task = asyncio.create_task(self._job(), name="appeal-notices-now")
+        self._running.add(task)
 
     async def _job(self) -> None:
         task = asyncio.current_task()

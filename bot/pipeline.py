@@ -561,12 +561,14 @@ class Pipeline:
             turn.state.queued_notice_sent = False
             turn.handed_off = True
             if conv.owner is Owner.QUEUE and not queued.already_queued:
-                place = await operator_queue.position(turn.db, conv.id)
-                if place is not None:
-                    text = Texts.place_after_handoff.format(place=place)
-                    leave = Button(Texts.leave_button, LEAVE_QUEUE_PAYLOAD)
-                    turn.replies.append(Reply(text, buttons=(leave,)))
+                turn.replies.append(await self._place_notice(turn.db, conv.id))
         return self._done(turn)
+
+    async def _place_notice(self, session: AsyncSession, conversation_id: int) -> Reply:
+        """Said once a chat joins the queue: its place, and how to leave."""
+        place = await operator_queue.position(session, conversation_id)
+        leave = (Button(Texts.leave_button, LEAVE_QUEUE_PAYLOAD),)
+        return Reply(Texts.place_after_handoff.format(place=place or 1), buttons=leave)
 
     def _done(self, turn: TurnContext) -> HandleResult:
         return HandleResult(
@@ -673,6 +675,8 @@ class Pipeline:
             else:
                 text = Texts.apology
             replies = [Reply(text)]
+            if conv.owner is Owner.QUEUE and not queued.already_queued:
+                replies.append(await self._place_notice(session, conv.id))
             state.queued_notice_sent = False
             await self.conversations.add_messages(
                 session,

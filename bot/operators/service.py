@@ -76,6 +76,10 @@ class Texts:
     transferred = "Разговор передан оператору {name}, он ответит здесь же."
     returned = "Оператор передал разговор мне. Чем ещё могу помочь?"
     resolved = "Оператор завершил разговор. Спасибо, что написали нам."
+    requeued = (
+        "Оператор отключился, передаю разговор следующему свободному оператору. "
+        "Ваше место в очереди: {place}."
+    )
 
 
 def _utcnow() -> datetime:
@@ -542,7 +546,9 @@ class OperatorService:
 
     async def set_presence(self, operator_id: int, presence: Presence) -> None:
         """Online takes chats from the queue (the backlog is drained at once);
-        away keeps one's chats and takes no new ones."""
+        away keeps one's chats and takes no new ones; offline hands one's
+        chats back to the queue, in the places they had, so that nobody
+        waits on an operator who left."""
         now = self._now()
         async with self._conv.transaction() as s:
             changed = await s.execute(
@@ -556,7 +562,10 @@ class OperatorService:
                 raise UnknownOperator(operator_id)
             await s.commit()
         await self._publish(OperatorEvent("presence", operator_id=operator_id, presence=presence))
-        if presence is Presence.ONLINE:
+        if presence is Presence.OFFLINE:
+            for item in await self.chats_of(operator_id):
+                await self._requeue(operator_id, item.conversation_id)
+        if presence is not Presence.AWAY:
             await self.drain()
 
     async def add_note(self, operator_id: int, conversation_id: int, text: str) -> None:
@@ -776,6 +785,31 @@ class OperatorService:
         s.add(entry)
         await s.flush()
         return entry
+
+    async def _requeue(self, operator_id: int, conversation_id: int) -> None:
+        """Back to the queue from an operator who went offline."""
+        async with self._locked(conversation_id) as (s, conv):
+            if conv.owner is not Owner.OPERATOR or conv.owner_operator_id != operator_id:
+                return  # moved meanwhile
+            await s.execute(
+                update(Conversation)
+                .where(Conversation.id == conv.id, Conversation.owner_operator_id == operator_id)
+                .values(owner=Owner.QUEUE, owner_operator_id=None, status=ConversationStatus.QUEUED)
+                .execution_options(synchronize_session=False)
+            )
+            set_committed_value(conv, "owner", Owner.QUEUE)
+            set_committed_value(conv, "owner_operator_id", None)
+            set_committed_value(conv, "status", ConversationStatus.QUEUED)
+            entry = await self._open_entry(s, conv.id)
+            if entry is not None:
+                entry.status = HandoffStatus.WAITING
+                await s.flush()
+            place = await operator_queue.position(s, conv.id)
+            notice = Reply(Texts.requeued.format(place=place or 1))
+            await self._conv.add_messages(s, conv, [notice], sender=Sender.SYSTEM, now=self._now())
+            await s.commit()
+        await self._conv.committed(conv, "outbound")
+        await self._publish(OperatorEvent("queue", conversation_id, None, operator_id))
 
     async def _release(
         self, operator_id: int, conversation_id: int, outcome: HandoffOutcome

@@ -454,3 +454,23 @@ async def test_two_processes_taking_at_once_one_wins(
         assert len(joined) == 1
         [entry] = await desk.entries(chat)
         assert entry.operator_id == winner
+
+
+async def test_going_offline_hands_the_chats_back_to_the_queue(desk: Desk) -> None:
+    anna = await desk.operator("anna", "Анна", online=True)
+    chat = desk.customer("c1")
+    await chat.say("оператор")
+    await desk.look(chat)
+    boris = await desk.operator("boris", "Борис", capacity=1)
+    await desk.ops.set_presence(anna, Presence.OFFLINE)
+    assert await desk.sees(chat) == [
+        "Оператор отключился, передаю разговор следующему свободному оператору. "
+        "Ваше место в очереди: 1."
+    ]
+    conv = await desk.conversation(chat)
+    assert conv.owner is Owner.QUEUE
+    [entry] = await desk.entries(chat)
+    assert entry.status is HandoffStatus.WAITING
+    await desk.ops.set_presence(boris, Presence.ONLINE)
+    assert (await desk.conversation(chat)).owner_operator_id == boris
+    assert await desk.sees(chat) == [JOINED.format("Борис")]
