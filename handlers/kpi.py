@@ -34,11 +34,13 @@ Durations are seconds, shares are percentages (0-100); a figure with nothing
 to count is ``None``, not zero. Medians have no portable SQL aggregate, so
 the queue entries, appeals and NPS answers of the range are read as narrow
 rows (a few timestamps each) and summarised here; the messages, by far the
-largest table, are only ever aggregated in SQL.
+largest table, are reduced in SQL to one row per conversation and day (and a
+count per operator). bench/kpi.py times it on a month at the company's scale.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -46,10 +48,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Date, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, Date, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
-from sqlalchemy.sql import Subquery
 
 from storage.models import (
     Appeal,
@@ -208,6 +209,7 @@ def _median(values: Sequence[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
+@functools.lru_cache(maxsize=1024)  # a few distinct days, one per row of a month
 def _as_date(value: object) -> date:
     # PostgreSQL gives a date, SQLite's date() a 'YYYY-MM-DD' string.
     if isinstance(value, date):
@@ -230,6 +232,7 @@ def _local_day(
 
 @dataclass
 class _HandoffRow:
+    conversation_id: int
     operator_id: int | None
     day: date
     taken: bool
@@ -243,75 +246,27 @@ async def compute_kpis(session: AsyncSession, start: date, end: date, now: datet
     """Every KPI of the days ``[start, end)`` (Moscow), as defined in this module's docstring."""
     since, until = day_bounds(start, end)
     dialect = session.get_bind().dialect.name
+    # Plain Core rows: the ORM's per-row loading costs more than the queries.
+    db = await session.connection()
 
-    # --- conversations: active ones, and those of them handed off -----------
-    def active_conversations(by_day: bool) -> tuple[Subquery, Subquery]:
-        day_m = _local_day(Message.created_at, dialect, since)
-        day_h = _local_day(HandoffQueueEntry.created_at, dialect, since)
-        cols_m = [Message.conversation_id, *([day_m.label("day")] if by_day else [])]
-        cols_h = [HandoffQueueEntry.conversation_id, *([day_h.label("day")] if by_day else [])]
-        active = (
-            select(*cols_m)
-            .where(
-                Message.sender == Sender.CUSTOMER,
-                Message.created_at >= since,
-                Message.created_at < until,
-            )
-            .distinct()
-            .subquery("active")
+    # --- conversations: each one with customer messages, and on which days --
+    day_m = _local_day(Message.created_at, dialect, since)
+    active_rows = await db.execute(
+        select(Message.conversation_id, day_m, Conversation.channel)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Message.sender == Sender.CUSTOMER,
+            Message.created_at >= since,
+            Message.created_at < until,
         )
-        handed = (
-            select(*cols_h)
-            .where(HandoffQueueEntry.created_at >= since, HandoffQueueEntry.created_at < until)
-            .distinct()
-            .subquery("handed")
-        )
-        return active, handed
-
-    active, handed = active_conversations(by_day=False)
-    join_on = handed.c.conversation_id == active.c.conversation_id
-    per_channel = await session.execute(
-        select(
-            Conversation.channel,
-            func.count(),
-            func.count(handed.c.conversation_id),
-        )
-        .select_from(active)
-        .join(Conversation, Conversation.id == active.c.conversation_id)
-        .outerjoin(handed, join_on)
-        .group_by(Conversation.channel)
-        .order_by(Conversation.channel)
+        .distinct()
     )
-    channels = [ChannelFigures(ch, n, h, n - h) for ch, n, h in per_channel.all()]
-
-    active_d, handed_d = active_conversations(by_day=True)
-    per_day_channel = await session.execute(
-        select(
-            active_d.c.day,
-            Conversation.channel,
-            func.count(),
-            func.count(handed_d.c.conversation_id),
-        )
-        .select_from(active_d)
-        .join(Conversation, Conversation.id == active_d.c.conversation_id)
-        .outerjoin(
-            handed_d,
-            and_(
-                handed_d.c.conversation_id == active_d.c.conversation_id,
-                handed_d.c.day == active_d.c.day,
-            ),
-        )
-        .group_by(active_d.c.day, Conversation.channel)
-    )
-    day_channels: dict[date, dict[str, int]] = defaultdict(dict)
-    day_handed: dict[date, int] = defaultdict(int)
-    for day, channel, n, h in per_day_channel.all():
-        day_channels[_as_date(day)][channel] = n
-        day_handed[_as_date(day)] += h
+    active_days = [(conv, _as_date(day), channel) for conv, day, channel in active_rows.all()]
 
     # --- the queue ---------------------------------------------------------
-    entries = await session.execute(
+    entries = await db.execute(
         select(
+            HandoffQueueEntry.conversation_id,
             HandoffQueueEntry.operator_id,
             HandoffQueueEntry.created_at,
             HandoffQueueEntry.taken_at,
@@ -322,6 +277,7 @@ async def compute_kpis(session: AsyncSession, start: date, end: date, now: datet
     )
     handoffs = [
         _HandoffRow(
+            conversation_id=conv,
             operator_id=op,
             day=moscow_day(created),
             taken=taken is not None,
@@ -330,19 +286,33 @@ async def compute_kpis(session: AsyncSession, start: date, end: date, now: datet
             first_response_s=_seconds(first, created),
             handling_s=_seconds(closed, taken),
         )
-        for op, created, taken, first, closed, outcome in entries.all()
+        for conv, op, created, taken, first, closed, outcome in entries.all()
     ]
+    handed_convs = {h.conversation_id for h in handoffs}
+    handed_on = {(h.conversation_id, h.day) for h in handoffs}
+    channel_convs: dict[str, set[int]] = defaultdict(set)
+    day_channels: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    day_handed: dict[date, int] = defaultdict(int)
+    for conv, day, channel in active_days:
+        channel_convs[channel].add(conv)
+        day_channels[day][channel] += 1
+        if (conv, day) in handed_on:
+            day_handed[day] += 1
+    channels = []
+    for channel, convs in sorted(channel_convs.items()):
+        handed = len(convs & handed_convs)
+        channels.append(ChannelFigures(channel, len(convs), handed, len(convs) - handed))
 
     # --- appeals and NPS ---------------------------------------------------
     appeal_rows = (
-        await session.execute(
+        await db.execute(
             select(Appeal.created_at, Appeal.resolved_at, Appeal.status).where(
                 Appeal.created_at >= since, Appeal.created_at < until
             )
         )
     ).all()
     nps_rows = (
-        await session.execute(
+        await db.execute(
             select(NpsResponse.operator_id, NpsResponse.score, NpsResponse.created_at).where(
                 NpsResponse.created_at >= since, NpsResponse.created_at < until
             )
@@ -350,7 +320,7 @@ async def compute_kpis(session: AsyncSession, start: date, end: date, now: datet
     ).all()
 
     # --- operators ---------------------------------------------------------
-    written_rows = await session.execute(
+    written_rows = await db.execute(
         select(Message.operator_id, func.count())
         .where(
             Message.sender == Sender.OPERATOR,
@@ -363,7 +333,7 @@ async def compute_kpis(session: AsyncSession, start: date, end: date, now: datet
     written: dict[int | None, int] = {row[0]: row[1] for row in written_rows}
     involved = {h.operator_id for h in handoffs} | {r.operator_id for r in nps_rows} | set(written)
     operator_rows = (
-        await session.execute(
+        await db.execute(
             select(Operator.id, Operator.display_name, Operator.login)
             .where(or_(Operator.id.in_([i for i in involved if i is not None]), Operator.active))
             .order_by(Operator.display_name, Operator.id)
@@ -390,16 +360,21 @@ async def compute_kpis(session: AsyncSession, start: date, end: date, now: datet
     for created, resolved, status in appeal_rows:
         appeals_by_day[moscow_day(created)].append((created, resolved, status))
     nps_by_day: dict[date, list[int]] = defaultdict(list)
-    for _, score, created in nps_rows:
+    nps_by_operator: dict[int | None, list[int]] = defaultdict(list)
+    for op, score, created in nps_rows:
         nps_by_day[moscow_day(created)].append(score)
+        nps_by_operator[op].append(score)
     handoffs_by_day: dict[date, list[_HandoffRow]] = defaultdict(list)
+    handoffs_by_operator: dict[int | None, list[_HandoffRow]] = defaultdict(list)
     for h in handoffs:
         handoffs_by_day[h.day].append(h)
+        if h.taken:
+            handoffs_by_operator[h.operator_id].append(h)
 
     days = []
     for offset in range((end - start).days):
         day = start + timedelta(days=offset)
-        by_channel = day_channels.get(day, {})
+        by_channel = dict(day_channels.get(day, {}))
         total = sum(by_channel.values())
         hs = handoffs_by_day.get(day, [])
         ap = appeal_figures(appeals_by_day.get(day, []))
@@ -426,7 +401,7 @@ async def compute_kpis(session: AsyncSession, start: date, end: date, now: datet
 
     operators = []
     for op_id, name, login in operator_rows:
-        mine = [h for h in handoffs if h.operator_id == op_id and h.taken]
+        mine = handoffs_by_operator.get(op_id, [])
         operators.append(
             OperatorFigures(
                 operator_id=op_id,
@@ -440,7 +415,7 @@ async def compute_kpis(session: AsyncSession, start: date, end: date, now: datet
                 ),
                 handling=DurationStats.of([h.handling_s for h in mine if h.handling_s is not None]),
                 messages=written.get(op_id, 0),
-                nps=NpsFigures.of(score for o, score, _ in nps_rows if o == op_id),
+                nps=NpsFigures.of(nps_by_operator.get(op_id, [])),
             )
         )
 

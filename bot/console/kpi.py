@@ -7,6 +7,7 @@ the router in the app, not under a prefixed router.
 
 - ``GET /console/kpi``: the page (static HTML, its script draws the charts
   with a vendored Chart.js; no inline script, so the site's CSP holds);
+  without a session it redirects to the console's login form;
 - ``GET /console/api/kpi?from=YYYY-MM-DD&to=YYYY-MM-DD``: every figure of
   :func:`handlers.kpi.compute_kpis` as JSON; ``to`` is exclusive (the first
   day after the range), both are Moscow days; without them, the last 7 days
@@ -22,19 +23,21 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from handlers.kpi import MAX_RANGE_DAYS, MOSCOW, KpiReport, compute_kpis
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_DAYS = 7
+LOGIN_PAGE = "/console"  # the console's page shows its login form without a session
 
 # name -> (file under STATIC_DIR, media type)
 ASSETS: dict[str, tuple[str, str]] = {
@@ -186,6 +189,23 @@ def to_csv(rows: list[list[str]]) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
+class _LoginFirstRoute(APIRoute):
+    """A page route: without a session (401) the browser goes to the login form."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                if exc.status_code == 401:
+                    return RedirectResponse(LOGIN_PAGE, status_code=303)
+                raise
+
+        return handle
+
+
 def make_router(
     guard: Callable[..., Any],
     session_factory: SessionFactory | None = None,
@@ -236,9 +256,17 @@ def make_router(
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
-    @router.get("/console/kpi", dependencies=guarded, include_in_schema=False)
     async def kpi_page() -> FileResponse:
         return FileResponse(STATIC_DIR / "kpi.html", media_type="text/html; charset=utf-8")
+
+    router.add_api_route(
+        "/console/kpi",
+        kpi_page,
+        methods=["GET"],
+        dependencies=guarded,
+        include_in_schema=False,
+        route_class_override=_LoginFirstRoute,
+    )
 
     @router.get("/console/kpi/assets/{name}", include_in_schema=False)
     async def kpi_asset(name: str) -> FileResponse:

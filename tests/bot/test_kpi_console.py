@@ -69,8 +69,12 @@ async def test_json_has_the_hand_computed_figures(client: httpx.AsyncClient) -> 
 async def test_without_the_supervisor_role_everything_but_the_assets_is_refused(
     client: httpx.AsyncClient,
 ) -> None:
-    for path in ("/console/api/kpi", "/console/api/kpi.csv", "/console/kpi"):
+    for path in ("/console/api/kpi", "/console/api/kpi.csv"):
         assert (await client.get(path, params=RANGE)).status_code == 401
+    # The page sends a browser without a session to the login form.
+    page = await client.get("/console/kpi")
+    assert (page.status_code, page.headers["location"]) == (303, "/console")
+    for path in ("/console/api/kpi", "/console/api/kpi.csv", "/console/kpi"):
         refused = await client.get(path, params=RANGE, headers={"X-Test-Role": "operator"})
         assert refused.status_code == 403
         assert "conversations" not in refused.text

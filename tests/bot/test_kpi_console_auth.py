@@ -1,4 +1,4 @@
-"""The KPI routes behind the console's real guard: supervisors in, operators 403."""
+"""The KPI routes in the real app, behind the console's guard: supervisors in, operators 403."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from bot.app import create_app
-from bot.console.auth import require_role
-from bot.console.kpi import make_router
 from config import Settings
 from storage.models import OperatorRole
 from tests.bot.console_support import add_operator, log_in, new_login
@@ -23,16 +21,16 @@ KPI_PATHS = ("/console/api/kpi", "/console/api/kpi.csv", "/console/kpi")
 
 @pytest.fixture
 def client(app_settings: Settings) -> Iterator[TestClient]:
-    """The real app, with the KPI routes mounted as the console mounts them."""
-    app = create_app(app_settings)
-    app.include_router(make_router(require_role(OperatorRole.SUPERVISOR)))
-    with TestClient(app, client=("127.0.0.1", 50000)) as c:
+    """The real app: bot/app.py mounts the KPI routes behind require_role(SUPERVISOR)."""
+    with TestClient(create_app(app_settings), client=("127.0.0.1", 50000)) as c:
         yield c
 
 
 def test_an_operator_gets_403_a_supervisor_and_an_admin_the_figures(client: TestClient) -> None:
-    for path in KPI_PATHS:
+    for path in KPI_PATHS[:2]:
         assert client.get(path).status_code == 401, path
+    login_first = client.get("/console/kpi", follow_redirects=False)
+    assert (login_first.status_code, login_first.headers["location"]) == (303, "/console")
 
     operator = log_in(client, add_login(client, OperatorRole.OPERATOR))
     for path in KPI_PATHS:

@@ -180,7 +180,10 @@
     status("Загрузка…", false);
     fetch(API + "?" + query(r), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
-        if (response.status === 401) { throw new Error("Войдите в консоль заново."); }
+        if (response.status === 401) {
+          window.location.assign("/console"); // the session ended: the login form
+          throw new Error("Войдите в консоль заново.");
+        }
         if (response.status === 403) { throw new Error("Показатели доступны только супервизорам."); }
         return response.json().then(function (body) {
           if (!response.ok) {
