@@ -308,3 +308,15 @@ def test_the_whatsapp_window_and_its_template(open_settings: Settings) -> None:
     assert offered["template"] is True  # the console offers the approved template
     never = whatsapp_window(open_settings, "whatsapp", None, now)
     assert never == {"open": False, "closes_at": None, "template": False}
+
+
+def test_disabling_an_operator_puts_their_chats_back_in_the_queue(app: TestClient) -> None:
+    anna, admin = operator(app), operator(app, OperatorRole.ADMIN)
+    queued_customer(app)
+    conv = find_in_queue(anna, "начислениям")["conversation_id"]
+    assert anna.post(f"/console/api/chats/{conv}/take").status_code == 200
+    assert conv not in queue_ids(admin)
+    login = anna.get("/console/api/me").json()["operator"]["login"]
+    assert admin.post(f"/console/api/admin/operators/{login}/disable").status_code == 200
+    assert anna.get("/console/api/me").status_code == 401
+    assert conv in queue_ids(admin)
