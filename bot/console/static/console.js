@@ -191,6 +191,9 @@
 
   function renderWindow(wa) {
     const node = $("wa-window");
+    // Outside the window a reply can go only as the approved template: the
+    // button says so.
+    $("reply-send").textContent = wa && !wa.open && wa.template ? "Отправить шаблоном" : "Отправить";
     if (!wa) {
       node.hidden = true;
       return;
