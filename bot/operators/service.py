@@ -214,10 +214,22 @@ class ChatView:
     owner_operator_id: int | None
     owner_name: str | None
     status: ConversationStatus
+    desk_topic_id: int | None  # the Telegram desk's forum topic, once opened
     entry: EntryView | None  # the open queue entry, else the last one
     queue_position: int | None
     messages: tuple[TranscriptLine, ...]
     notes: tuple[NoteView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TeamMember:
+    """An operator as the team list shows them: presence and load."""
+
+    operator_id: int
+    display_name: str
+    presence: Presence
+    chats: int
+    capacity: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +327,27 @@ class OperatorService:
                 owner=conv.owner,
             )
             for n, (entry, conv, name) in enumerate(rows, start=1)
+        ]
+
+    async def team(self) -> list[TeamMember]:
+        """Every active operator with their presence, chats and capacity."""
+        async with self._conv.sessions() as s:
+            operators = list(
+                await s.scalars(
+                    select(Operator).where(Operator.active.is_(True)).order_by(Operator.id)
+                )
+            )
+            counts = {op.id: await operator_queue.chats_owned(s, op.id) for op in operators}
+        default = self._settings.operator_capacity
+        return [
+            TeamMember(
+                op.id,
+                op.display_name,
+                op.presence,
+                counts[op.id],
+                default if op.capacity is None else op.capacity,
+            )
+            for op in operators
         ]
 
     async def chats_of(self, operator_id: int) -> list[ChatItem]:
@@ -427,6 +460,7 @@ class OperatorService:
             owner_operator_id=conv.owner_operator_id,
             owner_name=owner_name,
             status=conv.status,
+            desk_topic_id=conv.desk_topic_id,
             entry=_entry_view(entry) if entry is not None else None,
             queue_position=place,
             messages=tuple(
@@ -891,6 +925,7 @@ __all__ = [
     "OperatorService",
     "OperatorUnavailable",
     "QueueItem",
+    "TeamMember",
     "UnknownConversation",
     "UnknownOperator",
 ]

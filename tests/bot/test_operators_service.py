@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.base import InlineChannel
+from bot.container import build_locks
 from bot.conversations import ConversationService
 from bot.operators.service import (
     AlreadyTaken,
@@ -30,10 +31,12 @@ from storage.models import (
     HandoffStatus,
     Message,
     NpsResponse,
+    Operator,
     Owner,
     Presence,
     Sender,
 )
+from storage.pubsub import MemoryPubSub
 from tests.bot.operators_support import Desk, both, make_desk
 from tests.harness import DEFAULT_NOW, Clock
 
@@ -218,6 +221,13 @@ async def test_coming_online_drains_the_backlog_and_away_takes_none(desk: Desk) 
     await desk.ops.set_presence(anna, Presence.ONLINE)
     assert len(await desk.ops.chats_of(anna)) == 3  # the default capacity
     assert len(await desk.ops.queue()) == 1
+    [member] = await desk.ops.team()
+    assert (member.operator_id, member.presence, member.chats, member.capacity) == (
+        anna,
+        Presence.ONLINE,
+        3,
+        3,
+    )
     events = await desk.settled_events()
     assert {"type": "presence", "operator_id": anna, "presence": "online"} in [
         {k: e[k] for k in ("type", "operator_id", "presence")} for e in events
@@ -350,6 +360,7 @@ async def test_the_card_has_the_summary_details_and_notes(desk: Desk) -> None:
     assert view.owner is Owner.QUEUE
     assert view.queue_position == 1
     assert view.account_number == "1002003001"
+    assert view.desk_topic_id is None
     assert view.entry is not None
     assert view.entry.reason == "customer_request"
     assert [n.text for n in view.notes] == ["Клиент просил перезвонить на [телефон скрыт]"]
@@ -474,3 +485,50 @@ async def test_going_offline_hands_the_chats_back_to_the_queue(desk: Desk) -> No
     await desk.ops.set_presence(boris, Presence.ONLINE)
     assert (await desk.conversation(chat)).owner_operator_id == boris
     assert await desk.sees(chat) == [JOINED.format("Борис")]
+
+
+@pytest.mark.postgres
+async def test_two_processes_draining_at_once_respect_capacity(
+    db_settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    vault: PersonalDataVault,
+    nlu_parser: EmbeddedNluParser,
+    redis_url: str,
+) -> None:
+    """Two processes drain at once (their locks in Redis): one operator with
+    room for one chat gets one, not one from each (both offer the queue's
+    head; the one that loses the take reads the loads again)."""
+    if db_settings.is_sqlite:
+        pytest.skip("two processes share PostgreSQL and Redis")
+    async with session_factory() as session:
+        assert await load_demo_data(session, vault, db_settings, DEFAULT_NOW)
+    settings = db_settings.model_copy(update={"redis_url": redis_url})
+    clock = Clock(DEFAULT_NOW)
+    processes = []
+    stores = [build_locks(settings) for _ in range(3)]
+    for locks in stores[:2]:
+        conversations = ConversationService(
+            settings,
+            session_factory,
+            locks,
+            MemoryPubSub(),
+            channels={"test": InlineChannel("test")},
+            clock=clock,
+        )
+        processes.append(OperatorService(conversations, locks, clock=clock))
+    desk = await make_desk(settings, session_factory, vault, nlu_parser, clock, locks=stores[2])
+    for n in range(3):
+        await desk.customer(f"c{n}").say("оператор")
+    anna = await desk.operator("anna", "Анна", capacity=1)
+    async with session_factory() as s:
+        await s.execute(
+            update(Operator).where(Operator.id == anna).values(presence=Presence.ONLINE)
+        )
+        await s.commit()
+    try:
+        assert await both(processes[0].drain(), processes[1].drain()) == [None, None]
+        assert len(await desk.ops.chats_of(anna)) == 1
+        assert len(await desk.ops.queue()) == 2
+    finally:
+        for store in stores:
+            await store.close()
