@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ from handlers.appeals import (
     notice_target,
     overdue_decisions,
     pending_notices,
+    still_pending,
     take_into_review,
 )
 from storage.errors import OutageLog, is_storage_failure
@@ -86,7 +88,8 @@ class PassStats:
     sent: int = 0  # notices written into a chat
     unreachable: int = 0  # no chat to tell: marked told
     deferred: int = 0  # WhatsApp outside the 24-hour window: left pending
-    lost_claims: int = 0  # another process told it first
+    skipped: int = 0  # told by another pass before this one came to it
+    lost_claims: int = 0  # another pass told it while this one waited for the chat
 
 
 class AppealNotices:
@@ -104,6 +107,7 @@ class AppealNotices:
         self._conversations = conversations
         self._outage = outage
         self._clock = clock
+        self._random = random.Random()  # where a pass starts: no secret in it
 
     async def run_once(self) -> PassStats:
         stats = PassStats()
@@ -150,8 +154,25 @@ class AppealNotices:
                 targets = [await notice_target(session, n) for n in page]
             if not page:
                 return stats
+            chats: dict[tuple[str, str] | None, list[tuple[PendingNotice, NoticeTarget | None]]]
+            chats = {}
             for notice, target in zip(page, targets, strict=True):
-                await self._tell(notice, target, stats)
+                key = (target.channel, target.chat_id) if target is not None else None
+                chats.setdefault(key, []).append((notice, target))
+            groups = list(chats.values())
+            # The passes of other processes walk the same page. Each starts at
+            # a chat of its own choosing (a chat's notices keep their order), so
+            # they seldom reach one chat together, where one would wait on its
+            # lock only to find it told; what another pass told is skipped.
+            start = self._random.randrange(len(groups))
+            for group in groups[start:] + groups[:start]:
+                async with self._conversations.sessions() as session:
+                    pending = await still_pending(session, [n.change_id for n, _ in group])
+                for notice, target in group:
+                    if notice.change_id in pending:
+                        await self._tell(notice, target, stats)
+                    else:
+                        stats.skipped += 1
             after = page[-1].change_id
 
     async def _tell(
