@@ -320,3 +320,40 @@ def test_disabling_an_operator_puts_their_chats_back_in_the_queue(app: TestClien
     assert admin.post(f"/console/api/admin/operators/{login}/disable").status_code == 200
     assert anna.get("/console/api/me").status_code == 401
     assert conv in queue_ids(admin)
+
+
+def test_transfer_to_a_colleague_and_return_to_the_bot(app: TestClient) -> None:
+    anna, boris = operator(app), operator(app)
+    token = queued_customer(app, "соедините с оператором")
+    conv = queue_ids(anna)[-1]
+    assert anna.post(f"/console/api/chats/{conv}/take").status_code == 200
+    # Boris is offline: nobody to hand it to yet.
+    assert boris.operator_id not in [
+        o["id"] for o in anna.get("/console/api/operators").json()["operators"]
+    ]
+    assert (
+        anna.post(
+            f"/console/api/chats/{conv}/transfer", {"to_operator_id": boris.operator_id}
+        ).status_code
+        == 409
+    )
+    assert boris.post("/console/api/presence", {"presence": "away"}).status_code == 200
+    assert boris.operator_id in [
+        o["id"] for o in anna.get("/console/api/operators").json()["operators"]
+    ]
+    assert (
+        anna.post(
+            f"/console/api/chats/{conv}/transfer", {"to_operator_id": boris.operator_id}
+        ).status_code
+        == 200
+    )
+    assert conv in my_ids(boris)
+    assert conv not in my_ids(anna)
+    assert anna.post(f"/console/api/chats/{conv}/reply", {"text": "Это я"}).status_code == 409
+    assert boris.post(f"/console/api/chats/{conv}/return").status_code == 200
+    assert conv not in my_ids(boris)
+    assert anna.get(f"/console/api/chats/{conv}").json()["chat"]["owner"] == "bot"
+    # The bot answers the customer again.
+    with app.websocket_connect("/widget/ws") as ws:
+        frames, _ = Tab(ws).hello(token).say("сколько стоит гигакалория")
+    assert bot_texts(frames)
