@@ -177,8 +177,6 @@ class Loaded:
 OnCommitted = Callable[[int], Awaitable[None]]
 # Runs inside :meth:`ConversationService.post`'s transaction, before the writes.
 BeforePost = Callable[[AsyncSession, Conversation], Awaitable[None]]
-# Run inside a write transaction with its time: False means "not mine to write".
-Claim = Callable[[AsyncSession, datetime], Awaitable[bool]]
 
 _NO_GATE: Final = contextlib.nullcontext()
 
@@ -526,7 +524,6 @@ class ConversationService:
         sender: Sender = Sender.OPERATOR,
         operator_id: int | None = None,
         before: BeforePost | None = None,
-        claim: Claim | None = None,
     ) -> Posted:
         """Write messages from ``sender`` (an operator, a notice) into the
         chat's conversation and deliver them, in order with the bot's own
@@ -534,9 +531,7 @@ class ConversationService:
 
         ``operator_id`` marks the operator who wrote them; ``before`` runs
         in the same transaction under the lock first (an ownership check
-        that raises to write nothing). ``claim`` runs then (a notice marks
-        itself sent there): when it returns False nothing is written, and
-        the result has no message ids."""
+        that raises to write nothing)."""
         now = self._clock()
         async with self.lock(channel, chat_id), self.transaction() as session:
             conv = await session.scalar(
@@ -548,8 +543,6 @@ class ConversationService:
                 raise UnknownConversation(f"no {channel} conversation for that chat")
             if before is not None:
                 await before(session, conv)
-            if claim is not None and not await claim(session, now):
-                return Posted(conv.id, ())
             ids = await self.add_messages(session, conv, replies, sender=sender, now=now)
             if operator_id is not None and ids:
                 await session.execute(

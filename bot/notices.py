@@ -10,7 +10,8 @@ Every so often (``notice_interval_seconds``) each process runs one pass:
 2. notices: every status change not yet told (``notified_at`` NULL), from
    the console or from step 1, goes to the customer's chat through
    :meth:`ConversationService.post` (sender SYSTEM), and the change is marked
-   told in the transaction that writes the message and its outbox row.
+   told in the transaction that writes the message and its outbox row (the
+   post's ``before`` hook).
 
 Correctness across processes comes from the database, not the scheduler:
 every process runs the pass, a deadline move re-checks the appeal under its
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,17 +57,22 @@ from handlers.appeals import (
     notice_target,
     overdue_decisions,
     pending_notices,
+    still_pending,
     take_into_review,
 )
 from storage.errors import OutageLog, is_storage_failure
 from storage.locks import LockTimeout
-from storage.models import Sender
+from storage.models import Conversation, Sender
 from storage.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 JOB_ID: Final = "appeal-notices"
 STOP_TIMEOUT_SECONDS: Final = 10.0
+
+
+class _AlreadyTold(Exception):
+    """Another pass claimed the notice first: nothing is written."""
 
 
 def _utcnow() -> datetime:
@@ -81,7 +88,8 @@ class PassStats:
     sent: int = 0  # notices written into a chat
     unreachable: int = 0  # no chat to tell: marked told
     deferred: int = 0  # WhatsApp outside the 24-hour window: left pending
-    lost_claims: int = 0  # another process told it first
+    skipped: int = 0  # told by another pass before this one came to it
+    lost_claims: int = 0  # another pass told it while this one waited for the chat
 
 
 class AppealNotices:
@@ -99,6 +107,7 @@ class AppealNotices:
         self._conversations = conversations
         self._outage = outage
         self._clock = clock
+        self._random = random.Random()  # where a pass starts: no secret in it
 
     async def run_once(self) -> PassStats:
         stats = PassStats()
@@ -145,13 +154,31 @@ class AppealNotices:
                 targets = [await notice_target(session, n) for n in page]
             if not page:
                 return stats
+            chats: dict[tuple[str, str] | None, list[tuple[PendingNotice, NoticeTarget | None]]]
+            chats = {}
             for notice, target in zip(page, targets, strict=True):
-                await self._tell(notice, target, stats)
+                key = (target.channel, target.chat_id) if target is not None else None
+                chats.setdefault(key, []).append((notice, target))
+            groups = list(chats.values())
+            # The passes of other processes walk the same page. Each starts at
+            # a chat of its own choosing (a chat's notices keep their order), so
+            # they seldom reach one chat together, where one would wait on its
+            # lock only to find it told; what another pass told is skipped.
+            start = self._random.randrange(len(groups))
+            for group in groups[start:] + groups[:start]:
+                async with self._conversations.sessions() as session:
+                    pending = await still_pending(session, [n.change_id for n, _ in group])
+                for notice, target in group:
+                    if notice.change_id not in pending:
+                        stats.skipped += 1
+                    elif not await self._tell(notice, target, stats):
+                        break  # the chat's later notices wait too: they go in order
             after = page[-1].change_id
 
     async def _tell(
         self, notice: PendingNotice, target: NoticeTarget | None, stats: PassStats
-    ) -> None:
+    ) -> bool:
+        """Tell one notice; False when its chat is to be left for a later pass."""
         if target is None:
             async with self._conversations.transaction() as session:
                 claimed = await claim_notice(session, notice.change_id, self._clock())
@@ -159,29 +186,33 @@ class AppealNotices:
             if claimed:
                 stats.unreachable += 1
                 log.info("appeal %s: no chat to tell of its status change", notice.appeal_id)
-            return
+            return True
         if self._outside_whatsapp_window(target):
             stats.deferred += 1
-            return
+            return False
         text = status_notice(
             notice.number, notice.status, notice.comment, notice.decision_due_at, self.settings.tz
         )
 
-        async def claim(session: AsyncSession, now: datetime) -> bool:
-            return await claim_notice(session, notice.change_id, now)
+        async def claim(session: AsyncSession, conv: Conversation) -> None:
+            # In the post's transaction, under the chat's lock: the claim
+            # commits with the message and its outbox row, or not at all.
+            if not await claim_notice(session, notice.change_id, self._clock()):
+                raise _AlreadyTold
 
         try:
-            posted = await self._conversations.post(
-                target.channel, target.chat_id, [Reply(text)], sender=Sender.SYSTEM, claim=claim
+            await self._conversations.post(
+                target.channel, target.chat_id, [Reply(text)], sender=Sender.SYSTEM, before=claim
             )
+        except _AlreadyTold:
+            stats.lost_claims += 1
+            return True
         except (LockTimeout, UnknownConversation) as exc:
             # The chat is busy (a long turn) or gone: the next pass tries again.
             log.info("appeal notice %s postponed (%s)", notice.change_id, type(exc).__name__)
-            return
-        if posted.message_ids:
-            stats.sent += 1
-        else:
-            stats.lost_claims += 1
+            return False
+        stats.sent += 1
+        return True
 
     def _outside_whatsapp_window(self, target: NoticeTarget) -> bool:
         if target.channel != WHATSAPP or REPLY_TEMPLATE in self.settings.twilio_templates:
@@ -244,6 +275,14 @@ class NoticeScheduler:
         )
         scheduler.start()
         self._scheduler = scheduler
+
+    def run_soon(self) -> None:
+        """A pass now, besides the schedule (the console, after a status
+        change: the customer hears of it at once, not at the next interval)."""
+        if self._scheduler is None:
+            return
+        task = asyncio.create_task(self._job(), name="appeal-notices-now")
+        self._running.add(task)
 
     async def _job(self) -> None:
         task = asyncio.current_task()

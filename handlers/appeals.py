@@ -440,6 +440,18 @@ async def notice_target(session: AsyncSession, notice: PendingNotice) -> NoticeT
     return NoticeTarget(*row) if row is not None else None
 
 
+async def still_pending(session: AsyncSession, change_ids: Collection[int]) -> set[int]:
+    """Which of these status changes nobody has told yet."""
+    if not change_ids:
+        return set()
+    rows = await session.scalars(
+        select(AppealStatusChange.id).where(
+            AppealStatusChange.id.in_(list(change_ids)), AppealStatusChange.notified_at.is_(None)
+        )
+    )
+    return set(rows)
+
+
 async def claim_notice(session: AsyncSession, change_id: int, now: datetime) -> bool:
     """Mark a status change told, once: False if another worker has. Run it
     in the transaction that writes the notice, so that both commit or neither."""
