@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -133,6 +133,9 @@ class DeliveryWorker:
         bind = session_factory.kw["bind"]
         assert isinstance(bind, AsyncEngine)
         self._autocommit = bind.execution_options(isolation_level="AUTOCOMMIT")
+        # The claim statements, built once per shape (building them, with their
+        # aliased subquery, cost more than running them).
+        self._claims: dict[tuple[bool, bool], Any] = {}
         self._outage = outage
         self._adapters = adapters
         self.policy = policy or DeliveryPolicy()
@@ -230,55 +233,21 @@ class DeliveryWorker:
         """Lease the due rows in one statement; rows another worker holds are
         not due any more, so each row is claimed by one worker only."""
         now = self._clock()
-        # A row waits while an earlier pending row of its conversation waits
-        # (backoff, retry_after, another worker's lease): replies go out in order.
-        earlier = aliased(OutboxEntry)
-        held_back = (
-            select(earlier.id)
-            .where(
-                earlier.conversation_id == OutboxEntry.conversation_id,
-                earlier.status == DeliveryStatus.PENDING,
-                earlier.id < OutboxEntry.id,
-                earlier.next_attempt_at > now,
-            )
-            .exists()
-        )
-        due = select(OutboxEntry.id).where(
-            OutboxEntry.status == DeliveryStatus.PENDING,
-            OutboxEntry.next_attempt_at <= now,
-            ~held_back,
-        )
+        params: dict[str, object] = {
+            "now": now,
+            "lease": now + timedelta(seconds=self.policy.lease_seconds),
+        }
         if conversation_id is not None:
-            due = due.where(OutboxEntry.conversation_id == conversation_id)
+            params["claim_conversation_id"] = conversation_id
         if min_age_seconds > 0:
-            due = due.where(OutboxEntry.created_at <= now - timedelta(seconds=min_age_seconds))
-        due = due.order_by(OutboxEntry.id).limit(self.policy.batch_size)
-        lease = now + timedelta(seconds=self.policy.lease_seconds)
+            params["created_before"] = now - timedelta(seconds=min_age_seconds)
+        shape = (conversation_id is not None, min_age_seconds > 0)
+        statement = self._claims.get(shape)
+        if statement is None:
+            statement = self._claims[shape] = _claim_statement(*shape, self.policy.batch_size)
         # One statement in autocommit: without the round trips of BEGIN and COMMIT.
         async with self._autocommit.connect() as conn:
-            rows = (
-                await conn.execute(
-                    update(OutboxEntry)
-                    .where(
-                        OutboxEntry.id.in_(due.scalar_subquery()),
-                        # Re-checked on the row itself: a concurrent claim wins once.
-                        OutboxEntry.status == DeliveryStatus.PENDING,
-                        OutboxEntry.next_attempt_at <= now,
-                    )
-                    .values(next_attempt_at=lease)
-                    .returning(
-                        OutboxEntry.id,
-                        OutboxEntry.conversation_id,
-                        OutboxEntry.message_id,
-                        OutboxEntry.channel,
-                        OutboxEntry.chat_id,
-                        OutboxEntry.body,
-                        OutboxEntry.attempts,
-                        OutboxEntry.created_at,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-            ).all()
+            rows = (await conn.execute(statement, params)).all()
         return sorted((_Claimed(*row) for row in rows), key=lambda r: r.id)
 
     async def _send(self, row: _Claimed) -> _Result:
@@ -396,3 +365,53 @@ class DeliveryWorker:
                 .execution_options(synchronize_session=False)
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _claim_statement(by_conversation: bool, by_age: bool, batch_size: int) -> Any:
+    """Lease the due rows (``:now``, ``:lease``; ``:claim_conversation_id`` and
+    ``:created_before`` when asked for) in one statement; rows another worker
+    holds are not due any more, so each row is claimed by one worker only."""
+    # A row waits while an earlier pending row of its conversation waits
+    # (backoff, retry_after, another worker's lease): replies go out in order.
+    earlier = aliased(OutboxEntry)
+    held_back = (
+        select(earlier.id)
+        .where(
+            earlier.conversation_id == OutboxEntry.conversation_id,
+            earlier.status == DeliveryStatus.PENDING,
+            earlier.id < OutboxEntry.id,
+            earlier.next_attempt_at > bindparam("now"),
+        )
+        .exists()
+    )
+    due = select(OutboxEntry.id).where(
+        OutboxEntry.status == DeliveryStatus.PENDING,
+        OutboxEntry.next_attempt_at <= bindparam("now"),
+        ~held_back,
+    )
+    if by_conversation:
+        due = due.where(OutboxEntry.conversation_id == bindparam("claim_conversation_id"))
+    if by_age:
+        due = due.where(OutboxEntry.created_at <= bindparam("created_before"))
+    due = due.order_by(OutboxEntry.id).limit(batch_size)
+    return (
+        update(OutboxEntry)
+        .where(
+            OutboxEntry.id.in_(due.scalar_subquery()),
+            # Re-checked on the row itself: a concurrent claim wins once.
+            OutboxEntry.status == DeliveryStatus.PENDING,
+            OutboxEntry.next_attempt_at <= bindparam("now"),
+        )
+        .values(next_attempt_at=bindparam("lease"))
+        .returning(
+            OutboxEntry.id,
+            OutboxEntry.conversation_id,
+            OutboxEntry.message_id,
+            OutboxEntry.channel,
+            OutboxEntry.chat_id,
+            OutboxEntry.body,
+            OutboxEntry.attempts,
+            OutboxEntry.created_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
