@@ -12,15 +12,16 @@ import pytest
 from config import Settings, load_settings
 from nlu.base import ModelNotTrained
 from nlu.embedded import (
+    VECTOR_FEATURE_WEIGHT,
     WORD_FEATURE_WEIGHT,
     EmbeddedNluParser,
     damp_unfamiliar,
     data_fingerprint,
+    featurize,
     load_model,
     load_or_train,
 )
 from nlu.factory import build_parser
-from nlu.features import prepare
 from nlu.types import FALLBACK_INTENT, INTENTS
 from tests.nlu.conftest import DATA_DIR
 
@@ -175,20 +176,28 @@ async def test_factory_builds_the_embedded_parser_by_default(
 
 def _sklearn_probabilities(parser: EmbeddedNluParser, texts: list[str]) -> list[Any]:
     """The reference: sklearn's own vectorizers and predict_proba, batched."""
-    from scipy.sparse import hstack  # type: ignore[import-untyped,unused-ignore]
+    from scipy.sparse import (  # type: ignore[import-untyped,unused-ignore]
+        csr_matrix,
+        hstack,
+    )
 
     model = parser.model
-    prepared = [prepare(t, parser.extractor.extract(t), model.speller) for t in texts]
+    prepared = [
+        featurize(t, parser.extractor.extract(t), model.speller, model.vectors, model.neighbours)
+        for t in texts
+    ]
     analyzer = model.char_vectorizer.build_analyzer()
     vocab = model.char_vectorizer.vocabulary_
-    features = hstack(
-        [
-            model.char_vectorizer.transform([p[0] for p in prepared]),
-            model.word_vectorizer.transform([p[1] for p in prepared]) * WORD_FEATURE_WEIGHT,
-        ]
-    ).tocsr()
+    blocks = [
+        model.char_vectorizer.transform([p[0] for p in prepared]),
+        model.word_vectorizer.transform([p[1] for p in prepared]) * WORD_FEATURE_WEIGHT,
+    ]
+    if model.vectors is not None:
+        blocks.append(csr_matrix(np.vstack([p[2] for p in prepared])) * VECTOR_FEATURE_WEIGHT)
+    features = hstack(blocks).tocsr()
     rankings = []
-    for (char_text, _), row in zip(prepared, model.classifier.predict_proba(features), strict=True):
+    probabilities = model.classifier.predict_proba(features)
+    for (char_text, _, _), row in zip(prepared, probabilities, strict=True):
         tokens = analyzer(char_text)
         coverage = sum(t in vocab for t in tokens) / len(tokens) if tokens else 0.0
         rankings.append(damp_unfamiliar(row, coverage))
