@@ -309,6 +309,18 @@ USABLE_ENTITIES: dict[str, frozenset[str]] = {
     "human_handoff": frozenset({"phone"}),
 }
 ANSWER_EXTRA_WORDS = 2
+# Messages of this many sentences or more are also scored on their last one.
+STORY_SENTENCES = 3
+LAST_SENTENCE_WEIGHT = 0.5
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
+
+
+def last_sentence(text: str) -> str | None:
+    """The closing sentence of a message that tells a story first, else None."""
+    sentences = [s for s in _SENTENCE_END.split(text.strip()) if _ANSWER_WORD.search(s)]
+    if len(sentences) < STORY_SENTENCES:
+        return None
+    return sentences[-1]
 _ANSWER_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
@@ -344,10 +356,21 @@ class EmbeddedNluParser(NluParser):
             return ParseResult(
                 text=text, intent=Intent(name=FALLBACK_INTENT, confidence=0.0), entities=()
             )
-        char_text, word_text, dense = featurize(
-            text, entities, self.model.speller, self.model.vectors, self.model.neighbours
-        )
-        ranking = self._ranking(self._scorer.probabilities(char_text, word_text, dense))
+        probabilities = self._probabilities(text, entities)
+        last = last_sentence(text)
+        if last is not None:
+            # A story before the request ("Проснулись утром... Батареи ледяные.
+            # Когда дадут тепло?"): the closing sentence says what is wanted.
+            start = text.rindex(last)
+            inside = [
+                e.model_copy(update={"start": e.start - start, "end": e.end - start})
+                for e in entities
+                if e.start >= start
+            ]
+            probabilities = (1.0 - LAST_SENTENCE_WEIGHT) * probabilities + (
+                LAST_SENTENCE_WEIGHT * self._probabilities(last, inside)
+            )
+        ranking = self._ranking(probabilities)
         top = ranking[0]
         intent = top
         if top.confidence < self.fallback_threshold:
@@ -358,6 +381,12 @@ class EmbeddedNluParser(NluParser):
             entities=tuple(usable_entities(text, intent.name, entities)),
             intent_ranking=tuple(ranking[:RANKING_LENGTH]),
         )
+
+    def _probabilities(self, text: str, entities: list[Entity]) -> Any:
+        char_text, word_text, dense = featurize(
+            text, entities, self.model.speller, self.model.vectors, self.model.neighbours
+        )
+        return self._scorer.probabilities(char_text, word_text, dense)
 
     def _ranking(self, probabilities: Any) -> list[Intent]:
         order = np.argsort(-probabilities, kind="stable")
