@@ -28,6 +28,7 @@ from nlu.base import ModelNotTrained, NluParser
 from nlu.data_loader import TrainingData, data_files, fingerprint_files, load_training_data
 from nlu.entities import DEFAULT_STREETS, EntityExtractor
 from nlu.features import (
+    PLACEHOLDERS,
     Lemmatizer,
     SemanticNeighbours,
     SpellingCorrector,
@@ -40,6 +41,8 @@ from nlu.payload import parse_payload
 from nlu.types import FALLBACK_INTENT, Entity, Intent, ParseResult
 
 log = logging.getLogger(__name__)
+_PLACEHOLDERS = frozenset(PLACEHOLDERS.values())
+_ONE_LETTER_WORDS = frozenset("авиксуояжб")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # Bump whenever features, extraction or the classifier change: it is part of
@@ -61,6 +64,9 @@ SGD_MAX_ITER = 200
 # with the largest bias (usually out_of_scope). Chosen on cross-validation
 # folds of the training data against generated gibberish.
 FAMILIAR_COVERAGE = 0.6
+# Below this share of real words (known to some dictionary) a text is damped
+# the same way, in proportion.
+REAL_WORDS = 0.75
 
 
 def damp_unfamiliar(probabilities: Any, coverage: float) -> Any:
@@ -297,8 +303,9 @@ class _LinearScorer:
 USABLE_ENTITIES: dict[str, frozenset[str]] = {
     "link_account": frozenset({"account_number", "snils"}),
     "submit_reading": frozenset({"reading_value", "meter_type", "date", "account_number"}),
-    "check_balance": frozenset({"date", "account_number"}),
-    "pay_bill": frozenset({"account_number", "date"}),
+    # Money questions may name the service ("долг за отопление").
+    "check_balance": frozenset({"date", "account_number", "meter_type"}),
+    "pay_bill": frozenset({"account_number", "date", "meter_type"}),
     "file_appeal": frozenset({"phone", "address", "account_number", "date", "appeal_number"}),
     "appeal_status": frozenset({"appeal_number", "date"}),
     "report_outage": frozenset({"address", "meter_type", "phone"}),
@@ -321,6 +328,8 @@ def last_sentence(text: str) -> str | None:
     if len(sentences) < STORY_SENTENCES:
         return None
     return sentences[-1]
+
+
 _ANSWER_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
@@ -386,7 +395,35 @@ class EmbeddedNluParser(NluParser):
         char_text, word_text, dense = featurize(
             text, entities, self.model.speller, self.model.vectors, self.model.neighbours
         )
-        return self._scorer.probabilities(char_text, word_text, dense)
+        probabilities = self._scorer.probabilities(char_text, word_text, dense)
+        # Keyboard mashing ("фывапролд", "ыыы ааа") is made of words no
+        # dictionary knows: pymorphy3's, the training data's, navec's 250K.
+        real = self.real_word_share(word_text)
+        if real < REAL_WORDS:
+            probabilities = damp_unfamiliar(probabilities, FAMILIAR_COVERAGE * real / REAL_WORDS)
+        return probabilities
+
+    def real_word_share(self, lemmas: str) -> float:
+        """The share of words some dictionary knows; one-letter words count
+        only when there is nothing longer ("ы а" is mashing, "я в минусе" is not)."""
+        words = [w for w in lemmas.split() if w.isalpha() and w not in _PLACEHOLDERS]
+        longer = [w for w in words if len(w) > 1]
+        if not words:
+            return 1.0
+        known = self.model.speller.known if self.model.speller is not None else frozenset()
+        neighbours = self.model.neighbours
+        analyzer = Lemmatizer.analyzer()
+
+        def real(word: str) -> bool:
+            return (
+                word in known
+                or analyzer.word_is_known(word)
+                or (neighbours is not None and neighbours.vectors.lookup(word) is not None)
+            )
+
+        if not longer:
+            return 1.0 if all(w in _ONE_LETTER_WORDS for w in words) else 0.0
+        return sum(real(w) for w in longer) / len(longer)
 
     def _ranking(self, probabilities: Any) -> list[Intent]:
         order = np.argsort(-probabilities, kind="stable")

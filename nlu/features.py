@@ -12,6 +12,7 @@ the character n-grams see a spelling-folded text (:func:`fold_spelling`).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -219,6 +220,11 @@ class SpellingCorrector:
         self.__dict__.update(state)
         self._cache = {}
 
+    @property
+    def known(self) -> frozenset[str]:
+        """The training word forms (four letters or more)."""
+        return self._known
+
     def correct(self, word: str) -> str:
         cached = self._cache.get(word)
         if cached is not None:
@@ -320,10 +326,14 @@ class WordVectors:
     @classmethod
     def from_natasha(cls) -> WordVectors:
         """Read navec's file out of the installed natasha package."""
-        import natasha  # the wheel carries navec's news embeddings
         from navec import Navec
 
-        path = Path(natasha.__file__).resolve().parent / "data" / "emb" / NAVEC_FILE
+        # natasha's wheel carries navec's news embeddings; finding the file
+        # does not import natasha (and its other models) at all.
+        spec = importlib.util.find_spec("natasha")
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError("natasha is not installed")
+        path = Path(spec.origin).resolve().parent / "data" / "emb" / NAVEC_FILE
         navec = Navec.load(path)
         words: list[str] = navec.vocab.words
         counts = np.asarray(navec.vocab.counts, dtype=np.float64)

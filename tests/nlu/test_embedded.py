@@ -12,6 +12,8 @@ import pytest
 from config import Settings, load_settings
 from nlu.base import ModelNotTrained
 from nlu.embedded import (
+    FAMILIAR_COVERAGE,
+    REAL_WORDS,
     VECTOR_FEATURE_WEIGHT,
     WORD_FEATURE_WEIGHT,
     EmbeddedNluParser,
@@ -197,10 +199,14 @@ def _sklearn_probabilities(parser: EmbeddedNluParser, texts: list[str]) -> list[
     features = hstack(blocks).tocsr()
     rankings = []
     probabilities = model.classifier.predict_proba(features)
-    for (char_text, _, _), row in zip(prepared, probabilities, strict=True):
+    for (char_text, word_text, _), row in zip(prepared, probabilities, strict=True):
         tokens = analyzer(char_text)
         coverage = sum(t in vocab for t in tokens) / len(tokens) if tokens else 0.0
-        rankings.append(damp_unfamiliar(row, coverage))
+        ranked = damp_unfamiliar(row, coverage)
+        real = parser.real_word_share(word_text)
+        if real < REAL_WORDS:
+            ranked = damp_unfamiliar(ranked, FAMILIAR_COVERAGE * real / REAL_WORDS)
+        rankings.append(ranked)
     return rankings
 
 
@@ -214,3 +220,32 @@ def test_fast_scorer_matches_sklearn(parser: EmbeddedNluParser) -> None:
         order = np.argsort(-reference, kind="stable")[: len(fast)]
         assert [i.name for i in fast] == [parser.model.labels[i] for i in order], text
         assert [i.confidence for i in fast] == pytest.approx([reference[i] for i in order])
+
+
+async def test_entities_are_kept_only_where_the_intent_reads_them(
+    parser: EmbeddedNluParser,
+) -> None:
+    greeting = await parser.parse("здравствуйте, пишу вам насчёт отопления")
+    assert greeting.intent.name == "greet"
+    assert greeting.entities == ()
+    reading = await parser.parse("передаю показания отопления 1234,5")
+    assert reading.intent.name == "submit_reading"
+    assert {e.entity for e in reading.entities} == {"meter_type", "reading_value"}
+
+
+async def test_a_bare_answer_keeps_its_entities_whatever_the_intent(
+    parser: EmbeddedNluParser,
+) -> None:
+    # A form's question answered with the value alone: the form reads it.
+    answer = await parser.parse("1234,5")
+    assert [e.entity for e in answer.entities] == ["reading_value"]
+    address = await parser.parse("ул. Ленина, д. 10")
+    assert [e.entity for e in address.entities] == ["address"]
+
+
+async def test_a_story_is_classified_by_its_request(parser: EmbeddedNluParser) -> None:
+    text = (
+        "Мы переехали в Курск весной. Соседи у нас хорошие, дом тёплый. "
+        "Подскажите, как оплатить квитанцию картой?"
+    )
+    assert (await parser.parse(text)).intent.name == "pay_bill"
