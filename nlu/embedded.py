@@ -66,7 +66,7 @@ SGD_MAX_ITER = 200
 FAMILIAR_COVERAGE = 0.6
 # Below this share of real words (known to some dictionary) a text is damped
 # the same way, in proportion.
-REAL_WORDS = 0.75
+REAL_WORDS = 0.34
 
 
 def damp_unfamiliar(probabilities: Any, coverage: float) -> Any:
