@@ -143,7 +143,7 @@ _LOWER_CASE_STREET = re.compile(
 # A residential complex: "ЖК Европа, дом 12", "в жилом комплексе «Солнечный»".
 _COMPLEX = re.compile(
     r"(?<!\w)(?i:жк|жилом\s+комплексе|жилой\s+комплекс)\s*[«\"]?"
-    r"(?P<name>[А-ЯЁA-Zа-яё][\w-]+(?:\s+[А-ЯЁA-Z][\w-]+)?)[»\"]?" + _HOUSE + "?"
+    r"(?P<name>[А-ЯЁA-Z][\w-]+(?:\s+[А-ЯЁA-Z][\w-]+)?)[»\"]?" + _HOUSE + "?"
 )
 
 DEFAULT_STREETS: tuple[str, ...] = (
