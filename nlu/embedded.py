@@ -306,11 +306,15 @@ USABLE_ENTITIES: dict[str, frozenset[str]] = {
     # Money questions may name the service ("долг за отопление").
     "check_balance": frozenset({"date", "account_number", "meter_type"}),
     "pay_bill": frozenset({"account_number", "date", "meter_type"}),
-    "file_appeal": frozenset({"phone", "address", "account_number", "date", "appeal_number"}),
+    "file_appeal": frozenset(
+        {"phone", "address", "account_number", "date", "appeal_number", "meter_type"}
+    ),
     "appeal_status": frozenset({"appeal_number", "date"}),
     "report_outage": frozenset({"address", "meter_type", "phone"}),
-    "connection_request": frozenset({"address", "phone"}),
-    "office_appointment": frozenset({"date", "phone"}),
+    "connection_request": frozenset({"address", "phone", "meter_type"}),
+    # Which office: "часы работы кассы на Сумской", "записаться в офис на Сумской".
+    "contacts_hours": frozenset({"address"}),
+    "office_appointment": frozenset({"date", "phone", "address"}),
     "tariff_info": frozenset({"meter_type", "date"}),
     "bonus_balance": frozenset({"account_number"}),
     "human_handoff": frozenset({"phone"}),
