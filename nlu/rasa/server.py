@@ -16,10 +16,12 @@ rasa`` runs ``serve`` (setup and train first, each skipped when done).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -317,22 +319,18 @@ def wait_ready(url: str, process: subprocess.Popen[bytes] | None, timeout: float
     raise RasaSetupError(f"rasa did not answer on {url} within {timeout:.0f} s")
 
 
-def stop_server(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """Stop the server and everything it started; kill it if it lingers."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, 15)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
+def stop_server(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """Stop the server and everything it started; kill it if it lingers past ``grace``."""
+    if process.poll() is None:
         try:
-            os.killpg(process.pid, 9)
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(grace)
         except ProcessLookupError:
-            return
-        process.wait(timeout)
+            pass
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    process.wait()  # reaped, whichever way it ended
 
 
 def _arguments() -> argparse.ArgumentParser:

@@ -10,8 +10,10 @@ the Rasa virtualenv is missing (``make rasa-setup``); in CI they run.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -23,17 +25,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config import load_settings
+from config import Settings, load_settings
 from nlu.base import NluUnavailable
+from nlu.cli import main as cli_main
 from nlu.embedded import EmbeddedNluParser
 from nlu.rasa import FallbackNluParser, RasaNluParser
 from nlu.rasa import server as rasa_server
 from nlu.rasa.client import EntityNormaliser
+from tests.nlu.conftest import HELD_OUT
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 EXAMPLES_PER_INTENT = 10
 ANNOTATED_PER_INTENT = 6
 TEST_EPOCHS = 40
+# Loading TensorFlow and the model: half a minute on a quiet machine.
+READY_TIMEOUT = 300.0
 # Examples of the slice, so a short training certainly learned them.
 GREETING = "привет"
 ACCOUNT = "лс 1002003001"
@@ -45,6 +51,7 @@ class RasaServer:
     model: Path
     port: int
     token: str
+    log: Path
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,13 +61,18 @@ class RasaServer:
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None
         self.process = rasa_server.start_server(
-            self.home, self.model, port=self.port, token=self.token
+            self.home, self.model, port=self.port, token=self.token, log_file=self.log
         )
-        rasa_server.wait_ready(self.url, self.process)
+        try:
+            rasa_server.wait_ready(self.url, self.process, timeout=READY_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process is not None:
-            rasa_server.stop_server(self.process)
+            # Sanic's graceful shutdown takes up to 15 s; a test needs it down, not polite.
+            rasa_server.stop_server(self.process, grace=3.0)
             self.process = None
 
     def parser(self, timeout: float = 5.0, token: str | None = "") -> RasaNluParser:
@@ -135,10 +147,13 @@ def rasa_model(rasa_home: rasa_server.RasaHome, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="session")
-def rasa(rasa_home: rasa_server.RasaHome, rasa_model: Path) -> Iterator[RasaServer]:
-    srv = RasaServer(rasa_home, rasa_model, free_port(), secrets.token_urlsafe(16))
-    srv.start()
+def rasa(
+    rasa_home: rasa_server.RasaHome, rasa_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RasaServer]:
+    log = tmp_path_factory.mktemp("rasa-run") / "rasa.log"
+    srv = RasaServer(rasa_home, rasa_model, free_port(), secrets.token_urlsafe(16), log)
     try:
+        srv.start()
         yield srv
     finally:
         srv.stop()  # never left running, whatever the tests did
@@ -275,3 +290,40 @@ def test_pipeline_falls_back_at_the_embedded_threshold() -> None:
     config = yaml.safe_load(rasa_server.CONFIG.read_text(encoding="utf-8"))
     (fallback,) = [c for c in config["pipeline"] if c["name"] == "FallbackClassifier"]
     assert fallback["threshold"] == load_settings().nlu_fallback_threshold
+
+
+def _cli(argv: list[str], settings: Settings) -> tuple[int, str]:
+    out = io.StringIO()
+    code = cli_main(argv, settings, out=out)
+    return code, out.getvalue()
+
+
+def test_eval_with_the_rasa_backend(rasa: RasaServer, nlu_settings: Settings) -> None:
+    if rasa.process is None:
+        rasa.start()
+    settings = nlu_settings.model_copy(update={"rasa_url": rasa.url, "rasa_token": rasa.token})
+    code, output = _cli(["eval", str(HELD_OUT), "--backend", "rasa"], settings)
+    assert code == 0, output
+    lines = output.rstrip("\n").split("\n")
+    assert re.fullmatch(r"accuracy=\d\.\d{3} macro_f1=\d\.\d{3}", lines[-1])
+    assert re.fullmatch(r"entities: micro_f1=\d\.\d{3} macro_f1=\d\.\d{3}", lines[-2])
+    assert any(line.startswith("account_number ") for line in lines)
+
+
+def test_compare_prints_a_table_and_draws_both_matrices(
+    rasa: RasaServer, nlu_settings: Settings, tmp_path: Path
+) -> None:
+    if rasa.process is None:
+        rasa.start()
+    settings = nlu_settings.model_copy(update={"rasa_url": rasa.url, "rasa_token": rasa.token})
+    code, output = _cli(["compare", str(HELD_OUT), "--plots", str(tmp_path)], settings)
+    assert code == 0, output
+    assert "| metric | embedded | rasa |" in output
+    for label in ("accuracy", "macro F1", "entity F1", "parse p50, ms", "parse p95, ms"):
+        assert f"| {label}" in output
+    assert "(HTTP)" in output
+    assert "(in-process)" in output
+    assert "| F1 `greet` |" in output
+    for backend in ("embedded", "rasa"):
+        picture = tmp_path / f"{HELD_OUT.stem}-{backend}.png"
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
