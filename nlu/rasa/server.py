@@ -302,7 +302,7 @@ def start_server(
             out.close()
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes] | None, timeout: float = 180.0) -> float:
+def wait_ready(url: str, process: subprocess.Popen[bytes] | None, timeout: float = 600.0) -> float:
     """Seconds until the server answers (Rasa loads the model before it listens)."""
     started = time.perf_counter()
     deadline = started + timeout

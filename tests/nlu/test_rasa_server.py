@@ -85,6 +85,14 @@ class RasaServer:
         )
 
 
+def example_lines(examples: object) -> list[str]:
+    """Annotated example lines of Rasa's block form or of its list of ``text:`` items."""
+    if isinstance(examples, list):
+        return [str(item["text"]).strip() for item in examples]
+    assert isinstance(examples, str)
+    return [ln.strip()[2:] for ln in examples.splitlines() if ln.strip()]
+
+
 def write_slice(data_dir: Path, out: Path) -> None:
     """A few examples per intent of the one copy under nlu/data, written for Rasa."""
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +107,7 @@ def write_slice(data_dir: Path, out: Path) -> None:
         for item in items:
             if "intent" not in item:
                 continue
-            lines = [ln.strip()[2:] for ln in item["examples"].splitlines() if ln.strip()]
+            lines = example_lines(item["examples"])
             annotated = [ln for ln in lines if "](" in ln or "]{" in ln][:ANNOTATED_PER_INTENT]
             plain = [ln for ln in lines if ln not in annotated][:EXAMPLES_PER_INTENT]
             have = kept.setdefault(str(item["intent"]), [])
