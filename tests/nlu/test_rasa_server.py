@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from config import Settings, load_settings
 from nlu.base import NluUnavailable
@@ -309,7 +310,9 @@ def _cli(argv: list[str], settings: Settings) -> tuple[int, str]:
 def test_eval_with_the_rasa_backend(rasa: RasaServer, nlu_settings: Settings) -> None:
     if rasa.process is None:
         rasa.start()
-    settings = nlu_settings.model_copy(update={"rasa_url": rasa.url, "rasa_token": rasa.token})
+    settings = nlu_settings.model_copy(
+        update={"rasa_url": rasa.url, "rasa_token": SecretStr(rasa.token)}
+    )
     code, output = _cli(["eval", str(HELD_OUT), "--backend", "rasa"], settings)
     assert code == 0, output
     lines = output.rstrip("\n").split("\n")
@@ -323,7 +326,9 @@ def test_compare_prints_a_table_and_draws_both_matrices(
 ) -> None:
     if rasa.process is None:
         rasa.start()
-    settings = nlu_settings.model_copy(update={"rasa_url": rasa.url, "rasa_token": rasa.token})
+    settings = nlu_settings.model_copy(
+        update={"rasa_url": rasa.url, "rasa_token": SecretStr(rasa.token)}
+    )
     code, output = _cli(["compare", str(HELD_OUT), "--plots", str(tmp_path)], settings)
     assert code == 0, output
     assert "| metric | embedded | rasa |" in output
