@@ -10,12 +10,19 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
+from bot.console.auth import require_role
+from bot.console.cli import first_operator_hint
+from bot.console.kpi import make_router as make_kpi_router
+from bot.console.router import make_console_router
 from bot.container import Container
 from bot.metrics import CONTENT_TYPE
 from bot.security import SecurityHeaders, inline_style_hashes, metrics_allowed, page_csp
 from config import Settings, load_settings
+from storage.models import OperatorRole
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -26,6 +33,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             await c.start()
+            await _hint_first_operator(settings, c)
             yield
         finally:
             await c.close()  # also after a failed start: no pool or task left behind
@@ -74,7 +82,21 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         router = adapter.router(c)
         if router is not None:
             app.include_router(router)
+    app.include_router(make_console_router())
+    # The KPI dashboard and its figures: supervisors and admins only.
+    app.include_router(make_kpi_router(require_role(OperatorRole.SUPERVISOR)))
     return app
+
+
+async def _hint_first_operator(settings: Settings, c: Container) -> None:
+    # A database that is down at start-up must not stop it: the hint is a nicety.
+    try:
+        hint = await first_operator_hint(settings, c.session_factory)
+    except Exception as exc:
+        log.info("operator accounts not checked (%s)", type(exc).__name__)
+        return
+    if hint is not None:
+        log.warning("%s", hint)
 
 
 def configure_logging(settings: Settings) -> None:

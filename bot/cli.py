@@ -1,4 +1,5 @@
-"""``python -m bot``: serve, chat in a terminal, migrate, demo data, NLU tools.
+"""``python -m bot``: serve, chat in a terminal, migrate, demo data, operator
+accounts, NLU tools.
 
 Settings are loaded once here and passed down; a configuration error prints
 what is wrong and exits with status 2.
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = db_sub.add_parser("upgrade", help="apply migrations")
     up.add_argument("revision", nargs="?", default="head")
     sub.add_parser("demo-data", help="load the demo accounts (once)")
+    from bot.console.cli import add_arguments as operators_arguments
+
+    operators_arguments(sub.add_parser("operators", help="console accounts: add | list | disable"))
     nlu = sub.add_parser(
         "nlu",
         help="train | parse TEXT | eval PATH [--report FILE]",
@@ -77,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if command == "demo-data":
         return asyncio.run(demo_data(settings))
+    if command == "operators":
+        from bot.console.cli import run as operators_main
+
+        return asyncio.run(operators_main(settings, args))
     if command == "nlu":
         from nlu.cli import main as nlu_main
 

@@ -2,10 +2,11 @@
 
 Construction is cheap and synchronous (nothing connects yet);
 :meth:`Container.start` does the work of a start-up (migrations and demo data
-in embedded mode, the NLU model, the delivery worker) and :meth:`Container.close`
-undoes it. Unprocessed inbox entries (a crash, an outage) are replayed by a
-background task, starting at once: a start-up never waits for, or fails on, a
-conversation whose lock a dead process left behind.
+in embedded mode, the NLU model, the delivery worker, the scheduler of the
+appeal jobs) and :meth:`Container.close` undoes it. Unprocessed inbox entries
+(a crash, an outage) are replayed by a background task, starting at once: a
+start-up never waits for, or fails on, a conversation whose lock a dead
+process left behind.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.conversations import ConversationService, HistoryItem
 from bot.delivery import DeliveryPolicy, DeliveryWorker
 from bot.metrics import BotMetrics
+from bot.notices import AppealNotices, NoticeScheduler
+from bot.operators.service import OperatorService
 from bot.pipeline import HandleResult, Pipeline, Refusal, ReplayIncomplete
 from config import Settings
 from dialogs.engine import DialogEngine
@@ -124,6 +127,11 @@ class Container:
             channels=self.channels,
             on_committed=self.delivery.on_committed,
         )
+        # The operators' side (console, Telegram desk): ownership, queue, NPS.
+        self.operators = OperatorService(self.conversations, self.locks)
+        # Appeal deadlines and status notices, a pass every so often.
+        self.notices = AppealNotices(settings, self.conversations, outage=self.outage)
+        self.scheduler = NoticeScheduler(settings, self.notices)
         self._nlu = nlu
         self._owns_nlu = nlu is None
         self._pipeline: Pipeline | None = None
@@ -188,12 +196,14 @@ class Container:
             self.engine,
             self.vault,
             conversations=self.conversations,
+            after_turn=self.operators.after_turn,
         )
         # Once the pipeline can take what an adapter receives, before any send.
         for adapter in self.channels.values():
             await adapter.start(self)
         if worker:
             await self.delivery.start()
+            await self.scheduler.start()
         # In the background: a stale lock (its TTL) or a slow database must not
         # hold up, or fail, the start-up.
         self._replay_wanted.set()
@@ -209,6 +219,7 @@ class Container:
             task, self._replayer = self._replayer, None
             if not await cancel_and_wait(task, CLOSE_TIMEOUT_SECONDS):
                 log.warning("inbox replay did not stop in %.0f s", CLOSE_TIMEOUT_SECONDS)
+        await self.scheduler.stop()
         await self.delivery.stop()
         await self.channels.close()
         if self._nlu is not None and self._owns_nlu:

@@ -167,6 +167,8 @@ class Loaded:
 
 
 OnCommitted = Callable[[int], Awaitable[None]]
+# Runs inside :meth:`ConversationService.post`'s transaction, before the writes.
+BeforePost = Callable[[AsyncSession, Conversation], Awaitable[None]]
 
 _NO_GATE: Final = contextlib.nullcontext()
 
@@ -473,10 +475,16 @@ class ConversationService:
         replies: Sequence[Reply],
         *,
         sender: Sender = Sender.OPERATOR,
+        operator_id: int | None = None,
+        before: BeforePost | None = None,
     ) -> Posted:
         """Write messages from ``sender`` (an operator, a notice) into the
         chat's conversation and deliver them, in order with the bot's own
-        replies (the chat's lock is held while they are written)."""
+        replies (the chat's lock is held while they are written).
+
+        ``operator_id`` marks the operator who wrote them; ``before`` runs
+        in the same transaction under the lock first (an ownership check
+        that raises to write nothing)."""
         now = self._clock()
         async with self.lock(channel, chat_id), self.transaction() as session:
             conv = await session.scalar(
@@ -486,7 +494,16 @@ class ConversationService:
             )
             if conv is None:
                 raise UnknownConversation(f"no {channel} conversation for that chat")
+            if before is not None:
+                await before(session, conv)
             ids = await self.add_messages(session, conv, replies, sender=sender, now=now)
+            if operator_id is not None and ids:
+                await session.execute(
+                    update(Message)
+                    .where(Message.id.in_(ids))
+                    .values(operator_id=operator_id)
+                    .execution_options(synchronize_session=False)
+                )
             await session.commit()
         await self.committed(conv, "outbound")
         return Posted(conv.id, tuple(ids))

@@ -21,8 +21,11 @@ turn itself. The order is the contract:
 6. persist: wraps the steps after it and writes what they decided, even
    when one of them finished early: the customer's message, the replies and
    their outbox rows, the new state (on PostgreSQL one statement); one commit.
-7. status gate: an operator-owned or queued conversation only stores the
-   message ("отмена" leaves the queue; the queue notice is said once).
+7. ownership gate: the bot answers only a conversation it owns
+   (``Conversation.owner``). While an operator owns it the message is only
+   stored (and the operators told, after the commit); while the queue owns
+   it, "отмена" leaves the queue, a question about the queue gets the
+   customer's place, and the queue notice is said once.
 8. validate: empty and oversized messages are refused, in one wording
    (:func:`refusal`, which the widget asks too).
 9. understand: a button payload is parsed, anything else goes to the NLU.
@@ -54,10 +57,11 @@ from dialogs import format as fmt
 from dialogs.context import FlowContext
 from dialogs.engine import DialogEngine
 from dialogs.forms import is_cancel
-from dialogs.messages import Attachment, InboundMessage, Reply
+from dialogs.messages import Attachment, Button, InboundMessage, Reply
 from dialogs.state import DialogState
 from dialogs.texts import MENU
 from handlers import handoff, pii
+from handlers import queue as operator_queue
 from nlu.base import NluParser, NluUnavailable
 from nlu.payload import parse_payload
 from nlu.types import FALLBACK_INTENT, Intent, ParseResult
@@ -65,7 +69,7 @@ from storage.crypto import PersonalDataVault
 from storage.errors import StorageUnavailable as StorageUnavailable  # re-exported
 from storage.errors import is_storage_failure
 from storage.locks import LockStore, LockTimeout
-from storage.models import ConversationStatus, InboxEntry, Sender
+from storage.models import InboxEntry, Owner, Sender
 from storage.pubsub import MemoryPubSub, PubSub
 
 if TYPE_CHECKING:
@@ -103,7 +107,25 @@ class Texts:
     queued_notice = (
         "Вы в очереди, оператор скоро ответит здесь же. Если вопрос уже решён, напишите «отмена»."
     )
+    queued_place = (
+        "Вы в очереди, ваше место: {place}. Оператор ответит здесь же. "
+        "Если вопрос уже решён, напишите «отмена»."
+    )
+    place_after_handoff = (
+        "Ваше место в очереди: {place}. Если вопрос решится раньше, напишите «отмена»."
+    )
+    leave_button = "Выйти из очереди"
     queue_left = "Хорошо, вызов оператора отменил. Чем могу помочь?"
+
+
+# The queue notice's button; "отмена" and "выйти из очереди" do the same.
+LEAVE_QUEUE_PAYLOAD: Final = '/deny{"queue":"leave"}'
+_LEAVE_QUEUE: Final = re.compile(r"выйти\s+из\s+очереди|не\s+нужен\s+оператор", re.IGNORECASE)
+# A waiting customer asking about the queue gets their place again.
+_ASKS_PLACE: Final = re.compile(
+    r"очеред|сколько\s+(?:ещ[её]\s+)?ждать|долго\s+ещ[её]|какое\s+место|когда\s+ответ",
+    re.IGNORECASE,
+)
 
 
 class PipelineError(Exception):
@@ -135,6 +157,20 @@ class HandleResult:
 
 
 DUPLICATE: Final = HandleResult(duplicate=True, replies=(), conversation_id=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnReport:
+    """What the operators' side hears of a committed turn (bot/operators)."""
+
+    conversation_id: int
+    owner: Owner
+    owner_operator_id: int | None
+    queued: bool  # this turn put the conversation in the queue
+    left_queue: bool  # the customer left the queue
+
+
+AfterTurn = Callable[[TurnReport], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +232,7 @@ class TurnContext:
     intent: str | None = None
     replies: list[Reply] = field(default_factory=list)
     handed_off: bool = False
+    left_queue: bool = False
 
     @property
     def db(self) -> AsyncSession:
@@ -238,8 +275,11 @@ class Pipeline:
         clock: Callable[[], datetime] = _utcnow,
         conversations: ConversationService | None = None,
         pubsub: PubSub | None = None,
+        after_turn: AfterTurn | None = None,
     ) -> None:
         self._settings = settings
+        # Told of every committed turn (the operator service: events, drain).
+        self.after_turn = after_turn
         self._nlu = nlu
         self._engine = engine
         self._vault = vault
@@ -331,7 +371,17 @@ class Pipeline:
     async def _deliver(self, turn: TurnContext, call_next: Next) -> HandleResult:
         result = await call_next(turn)
         if not result.duplicate and turn.loaded is not None:
-            await self.conversations.committed(turn.loaded.conversation, "turn")
+            conv = turn.loaded.conversation
+            await self.conversations.committed(conv, "turn")
+            if self.after_turn is not None:
+                report = TurnReport(
+                    conv.id, conv.owner, conv.owner_operator_id, result.handed_off, turn.left_queue
+                )
+                try:
+                    await self.after_turn(report)
+                except Exception:
+                    # Committed already: the operators catch up at the next event.
+                    log.exception("after_turn failed for conversation %s", conv.id)
         return result
 
     async def _inbox(self, turn: TurnContext, call_next: Next) -> HandleResult:
@@ -427,22 +477,32 @@ class Pipeline:
 
     async def _status_gate(self, turn: TurnContext, call_next: Next) -> HandleResult:
         conv = turn.conversation.conversation
-        queued = conv.status is ConversationStatus.QUEUED
-        if (
-            queued
-            and is_cancel(turn.msg.text)
-            and await handoff.cancel_waiting(turn.db, conv, turn.now)
-        ):
-            turn.replies.append(Reply(Texts.queue_left, buttons=MENU))
-            turn.state.queued_notice_sent = False
-            return self._done(turn)
-        if conv.status in (ConversationStatus.OPERATOR, ConversationStatus.QUEUED):
-            # The operator answers; the bot only stores the message.
-            if queued and not turn.state.queued_notice_sent:
-                turn.replies.append(Reply(Texts.queued_notice))
+        if conv.owner is Owner.BOT:
+            return await call_next(turn)
+        if conv.owner is Owner.QUEUE:
+            msg = turn.msg
+            leaving = (
+                is_cancel(msg.text)
+                or msg.payload == LEAVE_QUEUE_PAYLOAD
+                or bool(_LEAVE_QUEUE.search(msg.text))
+            )
+            if leaving and await handoff.cancel_waiting(turn.db, conv, turn.now):
+                turn.replies.append(Reply(Texts.queue_left, buttons=MENU))
+                turn.state.queued_notice_sent = False
+                turn.left_queue = True
+                return self._done(turn)
+            if not turn.state.queued_notice_sent or _ASKS_PLACE.search(msg.text):
+                turn.replies.append(await self._queue_notice(turn.db, conv.id))
                 turn.state.queued_notice_sent = True
-            return self._done(turn)
-        return await call_next(turn)
+        # An operator answers (or will): the bot only stores the message.
+        return self._done(turn)
+
+    async def _queue_notice(self, session: AsyncSession, conversation_id: int) -> Reply:
+        place = await operator_queue.position(session, conversation_id)
+        leave = (Button(Texts.leave_button, LEAVE_QUEUE_PAYLOAD),)
+        if place is None:
+            return Reply(Texts.queued_notice, buttons=leave)
+        return Reply(Texts.queued_place.format(place=place), buttons=leave)
 
     async def _validate(self, turn: TurnContext, call_next: Next) -> HandleResult:
         refused = refusal(turn.msg, self._settings, form_active=turn.state.active is not None)
@@ -478,6 +538,7 @@ class Pipeline:
             channel=turn.msg.channel,
             attachments=turn.msg.attachments,
         )
+        before = turn.state
         step = await self._engine.step(ctx, turn.state, turn.parse)
         turn.intent = step.intent
         turn.state = step.state
@@ -485,18 +546,29 @@ class Pipeline:
             turn.replies.append(Reply(Texts.nlu_unavailable))
         turn.replies.extend(step.replies)
         if step.handoff is not None:
-            await handoff.enqueue(
+            conv = loaded.conversation
+            number = loaded.account.number if loaded.account is not None else None
+            queued = await handoff.enqueue(
                 turn.db,
                 self._settings,
-                loaded.conversation,
+                conv,
                 step.handoff.reason,
                 step.handoff.summary,
                 turn.now,
                 step.handoff.priority,
+                details=_details(step.handoff.reason, number, step.state, before),
             )
             turn.state.queued_notice_sent = False
             turn.handed_off = True
+            if conv.owner is Owner.QUEUE and not queued.already_queued:
+                turn.replies.append(await self._place_notice(turn.db, conv.id))
         return self._done(turn)
+
+    async def _place_notice(self, session: AsyncSession, conversation_id: int) -> Reply:
+        """Said once a chat joins the queue: its place, and how to leave."""
+        place = await operator_queue.position(session, conversation_id)
+        leave = (Button(Texts.leave_button, LEAVE_QUEUE_PAYLOAD),)
+        return Reply(Texts.place_after_handoff.format(place=place or 1), buttons=leave)
 
     def _done(self, turn: TurnContext) -> HandleResult:
         return HandleResult(
@@ -584,7 +656,14 @@ class Pipeline:
             messages.append(self._stored_text(msg))
             summary = handoff.build_summary(state.recent_intents, number, messages)
             queued = await handoff.enqueue(
-                session, self._settings, conv, ERROR_REASON, summary, now, ERROR_PRIORITY
+                session,
+                self._settings,
+                conv,
+                ERROR_REASON,
+                summary,
+                now,
+                ERROR_PRIORITY,
+                details=_details(ERROR_REASON, number, state, DialogState.load(conv.state)),
             )
             if queued.out_of_hours:
                 when = fmt.when(queued.next_opening, now, self._settings.tz)
@@ -596,6 +675,8 @@ class Pipeline:
             else:
                 text = Texts.apology
             replies = [Reply(text)]
+            if conv.owner is Owner.QUEUE and not queued.already_queued:
+                replies.append(await self._place_notice(session, conv.id))
             state.queued_notice_sent = False
             await self.conversations.add_messages(
                 session,
@@ -647,3 +728,17 @@ class Pipeline:
         return CustomerLine(
             text=self._stored_text(msg), at=msg.received_at, button=button, intent=intent
         )
+
+
+def _details(
+    reason: str, account_number: str | None, after: DialogState, before: DialogState
+) -> dict[str, Any]:
+    """The queue entry's card: what the bot collected before the handoff
+    (the forms of the state before the step: a handoff clears them)."""
+    forms = [before.active, *reversed(before.suspended), before.resume_after_link]
+    return handoff.build_details(
+        reason,
+        account_number,
+        after.recent_intents,
+        [(f.name, f.slots) for f in forms if f is not None],
+    )

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Every so often each process replays inbox entries older than this that
     # nobody answered (another process accepted them and died, say).
     inbox_replay_sweep_seconds: float = Field(default=30.0, gt=0)
+    # The appeal jobs (bot/notices.py): deadline moves and status notices, a
+    # pass this often in every process; a page of this many rows at a time.
+    notice_interval_seconds: float = Field(default=30.0, gt=0)
+    notice_batch_size: int = Field(default=200, ge=1)
     load_demo_data: bool = True  # on the first start in embedded mode
 
     # --- NLU --------------------------------------------------------------
@@ -108,6 +112,14 @@ class Settings(BaseSettings):
     twilio_sender_burst: int = Field(default=80, ge=1)
     operator_bot_token: SecretStr | None = None
     operator_chat_id: int | None = None
+    # The web console: how long a login lasts, and the lockout after failed
+    # passwords (per account, whatever the client's address).
+    console_session_hours: float = Field(default=12.0, gt=0)
+    operator_login_attempts: int = Field(default=5, ge=1)
+    operator_lockout_minutes: int = Field(default=15, ge=1)
+    # Chats one operator handles at once unless their account says otherwise
+    # (operators.capacity); the queue assigns no more than that.
+    operator_capacity: int = Field(default=3, ge=1)
     widget_session_days: int = 30
     # Origins of the sites that may embed the widget (JSON list, e.g.
     # '["https://kursk-gen.example"]'); "*" allows any. The server's own pages

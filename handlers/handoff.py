@@ -1,9 +1,17 @@
-"""The operators' queue: putting a conversation in it, and its summary."""
+"""The operators' queue: putting a conversation in it, and its summary.
+
+Who answers is ``Conversation.owner``, kept apart from its status: the queue
+owns a conversation from :func:`enqueue` until an operator takes it
+(handlers/queue.py) or the customer leaves (:func:`cancel_waiting`). The
+status follows the owner (QUEUED, OPERATOR, BOT) for what only reads it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,20 +19,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config import Settings
 from handlers.appeals import AppealInfo, NewAppeal, create_appeal
 from handlers.hours import is_open, next_opening
-from handlers.pii import redact_text
+from handlers.pii import redact_text, redact_values
 from storage.crypto import PersonalDataVault
 from storage.models import (
     AppealCategory,
     Conversation,
     ConversationStatus,
     Direction,
+    HandoffOutcome,
     HandoffQueueEntry,
     HandoffStatus,
     Message,
+    Owner,
 )
 
 SUMMARY_MESSAGES = 3
 SUMMARY_MESSAGE_CHARS = 200
+# A handoff this urgent (a leak, no heating) reaches the queue at any hour.
+EMERGENCY_PRIORITY: Final = 2
+# Slot names whose values are secrets however they look (hashes, ciphertexts).
+_SECRET_SLOT_SUFFIXES: Final = ("_enc", "_hash")
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,54 @@ def build_summary(intents: list[str], account_number: str | None, messages: list
     return "\n".join(lines)
 
 
+def build_details(
+    reason: str,
+    account_number: str | None,
+    intents: Sequence[str],
+    forms: Sequence[tuple[str, Mapping[str, Any]]] = (),
+) -> dict[str, Any]:
+    """What the bot already did, for the operator's card (JSON): the linked
+    account, the topic, the forms in progress with the slots they collected
+    (redacted; hashes and ciphertexts left out) and the handoff's reason."""
+    topics = [i for i in intents if i not in _NOT_TOPICS]
+    # The form in progress says it best ("отопление" answering a reading
+    # form reads as report_outage); else the last intent that names a topic.
+    topic = forms[0][0] if forms else (topics[-1] if topics else None)
+    return {
+        "reason": reason,
+        "account": account_number,
+        "topic": topic,
+        "intents": list(intents),
+        "forms": [
+            {
+                "name": name,
+                "slots": redact_values(
+                    {
+                        k: v
+                        for k, v in slots.items()
+                        if v is not None and not k.endswith(_SECRET_SLOT_SUFFIXES)
+                    }
+                ),
+            }
+            for name, slots in forms
+        ],
+    }
+
+
+# Intents that say nothing of what the customer came for.
+_NOT_TOPICS: Final = frozenset(
+    {"human_handoff", "nlu_fallback", "greet", "goodbye", "thanks", "affirm", "deny"}
+)
+
+
+def _set_owner(conversation: Conversation, owner: Owner) -> None:
+    conversation.owner = owner
+    conversation.owner_operator_id = None
+    conversation.status = (
+        ConversationStatus.QUEUED if owner is Owner.QUEUE else ConversationStatus.BOT
+    )
+
+
 async def enqueue(
     session: AsyncSession,
     settings: Settings,
@@ -73,16 +135,21 @@ async def enqueue(
     summary: str,
     now: datetime,
     priority: int = 0,
+    *,
+    details: Mapping[str, Any] | None = None,
 ) -> QueuedInfo:
     """Queue the conversation for operators (once).
 
-    During the contact center's hours the conversation becomes QUEUED (the
+    During the contact center's hours the queue owns the conversation (the
     bot steps aside until an operator takes it). Out of hours it stays with
     the bot, which keeps serving everything it can (shared/design.md), and
-    the entry waits for the morning.
+    the entry waits for the morning; an emergency (``EMERGENCY_PRIORITY``)
+    is queued at any hour. A chat an operator owns already stays theirs.
     """
+    urgent = priority >= EMERGENCY_PRIORITY
     out_of_hours = not is_open(settings, now)
     opening = next_opening(settings, now)
+    queue_it = (urgent or not out_of_hours) and conversation.owner is not Owner.OPERATOR
     waiting = await session.scalar(
         select(HandoffQueueEntry).where(
             HandoffQueueEntry.conversation_id == conversation.id,
@@ -90,23 +157,26 @@ async def enqueue(
         )
     )
     if waiting is not None:
-        if not out_of_hours:
-            conversation.status = ConversationStatus.QUEUED
+        if queue_it:
+            _set_owner(conversation, Owner.QUEUE)
+        if priority > waiting.priority:
+            waiting.priority = priority
         await session.flush()
-        return QueuedInfo(waiting.id, out_of_hours, opening, already_queued=True)
+        return QueuedInfo(waiting.id, out_of_hours and not urgent, opening, already_queued=True)
     entry = HandoffQueueEntry(
         conversation_id=conversation.id,
         reason=reason[:40],
         summary=summary,
         priority=priority,
         out_of_hours=out_of_hours,
+        details=dict(details) if details is not None else {"reason": reason},
         created_at=now,
     )
     session.add(entry)
-    if not out_of_hours:
-        conversation.status = ConversationStatus.QUEUED
+    if queue_it:
+        _set_owner(conversation, Owner.QUEUE)
     await session.flush()
-    return QueuedInfo(entry.id, out_of_hours, opening, already_queued=False)
+    return QueuedInfo(entry.id, out_of_hours and not urgent, opening, already_queued=False)
 
 
 async def cancel_waiting(session: AsyncSession, conversation: Conversation, now: datetime) -> bool:
@@ -114,17 +184,19 @@ async def cancel_waiting(session: AsyncSession, conversation: Conversation, now:
 
     An entry an operator has already taken is left alone (False).
     """
+    if conversation.owner is not Owner.QUEUE:
+        return False
     entry = await session.scalar(
         select(HandoffQueueEntry).where(
             HandoffQueueEntry.conversation_id == conversation.id,
             HandoffQueueEntry.status == HandoffStatus.WAITING,
         )
     )
-    if entry is None or conversation.status is not ConversationStatus.QUEUED:
-        return False
-    entry.status = HandoffStatus.CLOSED
-    entry.closed_at = now
-    conversation.status = ConversationStatus.BOT
+    if entry is not None:
+        entry.status = HandoffStatus.CLOSED
+        entry.outcome = HandoffOutcome.LEFT
+        entry.closed_at = now
+    _set_owner(conversation, Owner.BOT)
     await session.flush()
     return True
 

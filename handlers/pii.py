@@ -12,7 +12,7 @@ accepts as personal data is what is removed.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from sqlalchemy import select
@@ -67,6 +67,12 @@ def _redact_value(key: str | None, value: object, depth: int) -> object:
         return _PERSONAL_KEYS[key]
     redacted = redact_text(text)
     return value if redacted == text else redacted
+
+
+def redact_values(values: Mapping[str, object]) -> dict[str, object]:
+    """A mapping (a form's slots) safe to show and store: personal keys and
+    anything shaped like a SNILS, phone or e-mail address redacted."""
+    return {str(k): _redact_value(str(k), v, 0) for k, v in values.items()}
 
 
 def redact_payload(payload: str) -> str:

@@ -147,6 +147,8 @@ class TaskKind(enum.StrEnum):
     METER_CHECK = "meter_check"
     EMERGENCY_DISPATCH = "emergency_dispatch"
     CALLBACK = "callback"
+    # An appeal past its decision deadline (handlers.appeals.escalate_overdue).
+    APPEAL_OVERDUE = "appeal_overdue"
 
 
 class TaskStatus(enum.StrEnum):
@@ -403,7 +405,11 @@ class AppealStatusChange(Base):
     status: Mapped[AppealStatus] = mapped_column(_enum(AppealStatus))
     comment: Mapped[str | None] = mapped_column(Text)
     changed_at: Mapped[datetime]
+    # Set once the customer has been told (or there was nobody to tell):
+    # the notices worker claims a change by setting it.
     notified_at: Mapped[datetime | None]
+    # Who changed it from the console; NULL for the bot and the deadline jobs.
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
 
     appeal: Mapped[Appeal] = relationship(back_populates="history")
 

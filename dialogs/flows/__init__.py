@@ -22,6 +22,7 @@ from dialogs.flows import (
     greet,
     human_handoff,
     link_account,
+    nps,
     office_appointment,
     report_outage,
     submit_reading,
@@ -40,6 +41,8 @@ ALL_FLOWS: tuple[Flow, ...] = (
     *submit_reading.FLOWS,
     *billing.FLOWS,
     *human_handoff.FLOWS,
+    # --- operators (ownership): the NPS question after a resolved chat ---
+    *nps.FLOWS,
     # --- service flows (service-flows engineer): add one line per module ---
     *file_appeal.FLOWS,
     *appeal_status.FLOWS,

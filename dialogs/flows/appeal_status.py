@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from dialogs.context import FlowContext
 from dialogs.format import day_month_time, short_date
@@ -50,6 +52,11 @@ class Texts:
     file_button = "Подать обращение"
     operator_button = "Позвать оператора"
     resume = "Продолжим поиск обращения?"
+    # A status change told to the customer (bot/notices.py).
+    notice = "Обращение {number}: новый статус — «{status}»."
+    notice_comment = "Комментарий: {comment}"
+    # The comment of the move the review deadline makes on its own.
+    auto_review_comment = "Обращение взято в работу."
 
 
 STATUS_TITLES: dict[AppealStatus, str] = {
@@ -124,6 +131,22 @@ def describe(info: AppealInfo, ctx: FlowContext) -> str:
     else:
         due = Texts.decision_due.format(decision=decision)
     return f"{text}\n{due}"
+
+
+def status_notice(
+    number: str,
+    status: AppealStatus,
+    comment: str | None,
+    decision_due_at: datetime,
+    tz: ZoneInfo,
+) -> str:
+    """The notice of a status change, in the words the status answer uses."""
+    lines = [Texts.notice.format(number=number, status=STATUS_TITLES[status])]
+    if comment:
+        lines.append(Texts.notice_comment.format(comment=comment))
+    if status.is_open:
+        lines.append(Texts.decision_due.format(decision=short_date(decision_due_at, tz)))
+    return "\n".join(lines)
 
 
 class AppealStatusForm(Form):

@@ -2,9 +2,14 @@
 
 The pipeline writes the queue entry (Turn.handoff) in the turn's transaction;
 this flow words the answer and, out of hours, registers a call-back request.
+An emergency (the chat reported an outage, or the message speaks of a leak
+or no heating) reaches the queue at any hour, with the highest priority.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Final
 
 from dialogs import format as fmt
 from dialogs.context import FlowContext
@@ -32,9 +37,37 @@ class Texts:
         "такие заявки мы принимаем круглосуточно. Телефон горячей линии: {phone}."
     )
     callback_description = "Клиент просит связаться с ним (обращение вне часов работы).\n{summary}"
+    emergency_queued = (
+        "Контакт-центр сейчас закрыт, но аварийные обращения мы принимаем круглосуточно: "
+        "передаю разговор дежурному оператору, он ответит здесь же. "
+        "Если течёт вода или есть угроза жизни, звоните сразу: {phone}."
+    )
 
 
 REASON_CUSTOMER = "customer_request"
+REASON_EMERGENCY = "emergency"
+_EMERGENCY_WORDS: Final = re.compile(
+    r"авари|теч[ьеёи]|прорв|прорыв|затоп|залив|кипят|нет\s+отоплени|нет\s+горяч|"
+    r"холодн\w*\s+батар|батаре\w*\s+холодн",
+    re.IGNORECASE,
+)
+
+
+OUTAGE_FLOW: Final = "report_outage"
+
+
+def is_emergency(state: DialogState, text: str) -> bool:
+    """The chat is about an outage or an accident: the queue takes it at any hour.
+
+    A form in progress says what the chat is about (an answer "отопление" to
+    a reading form reads as report_outage); else the message before this one.
+    """
+    if _EMERGENCY_WORDS.search(text):
+        return True
+    forms = [f.name for f in (state.active, *state.suspended) if f is not None]
+    if forms:
+        return OUTAGE_FLOW in forms
+    return len(state.recent_intents) >= 2 and state.recent_intents[-2] == OUTAGE_FLOW
 
 
 class HumanHandoff(Flow):
@@ -49,10 +82,21 @@ class HumanHandoff(Flow):
         summary = handoff.build_summary(
             state.recent_intents, account.number if account else None, messages
         )
-        request = HandoffRequest(reason=REASON_CUSTOMER, summary=summary)
+        text = "" if parse.text.startswith("/") else parse.text
+        if is_emergency(state, text):
+            request = HandoffRequest(
+                reason=REASON_EMERGENCY, summary=summary, priority=handoff.EMERGENCY_PRIORITY
+            )
+        else:
+            request = HandoffRequest(reason=REASON_CUSTOMER, summary=summary)
         settings = ctx.settings
         if hours.is_open(settings, ctx.now):
             return answer(reply(Texts.queued), handoff=request)
+        if request.priority >= handoff.EMERGENCY_PRIORITY:
+            # Out of hours too: the on-duty operator answers an emergency.
+            return answer(
+                reply(Texts.emergency_queued.format(phone=settings.hotline_phone)), handoff=request
+            )
         opening = hours.next_opening(settings, ctx.now)
         info = await handoff.register_callback(
             ctx.session,

@@ -207,8 +207,9 @@ def test_whole_customer_conversation_over_the_webhook(client: TestClient, api: F
     assert "заявк" in outage
     # The reply keyboard is taken away once its question is answered.
     assert chat.api.sent(chat.chat_id)[-1].params["reply_markup"] == {"remove_keyboard": True}
-    (handoff,) = chat.say("позовите оператора")
+    handoff, place = chat.say("позовите оператора")
     assert "оператор" in handoff.lower()
+    assert "Ваше место в очереди: 1." in place
     (status,) = run_db(
         client, select(Conversation.status).where(Conversation.chat_id == str(chat.chat_id))
     )

@@ -11,9 +11,11 @@ from storage.models import (
     AppealCategory,
     Conversation,
     ConversationStatus,
+    HandoffOutcome,
     HandoffQueueEntry,
     HandoffStatus,
     Message,
+    Owner,
 )
 from tests.harness import ChatClient
 
@@ -36,23 +38,32 @@ async def test_in_hours_the_chat_is_queued_with_a_summary(chat: ChatClient) -> N
     await chat.say("позовите оператора")
     assert chat.texts == [
         "Передаю разговор оператору. Он ответит здесь же, в этом чате, "
-        "обычно в течение нескольких минут."
+        "обычно в течение нескольких минут.",
+        "Ваше место в очереди: 1. Если вопрос решится раньше, напишите «отмена».",
     ]
+    assert chat.button_titles == ["Выйти из очереди"]
     [entry] = await _queue(chat)
     assert entry.reason == "customer_request"
+    assert entry.details is not None
+    assert entry.details["account"] == "1002003001"
+    assert entry.details["topic"] == "check_balance"
+    assert entry.details["reason"] == "customer_request"
     assert entry.out_of_hours is False
     assert "Лицевой счёт: 1002003001" in entry.summary
     assert "check_balance" in entry.summary
     assert "Клиент: сколько я должен" in entry.summary
     assert "Клиент: позовите оператора" in entry.summary
-    assert (await _conversation(chat)).status is ConversationStatus.QUEUED
+    conv = await _conversation(chat)
+    assert conv.status is ConversationStatus.QUEUED
+    assert conv.owner is Owner.QUEUE
 
 
 async def test_a_queued_chat_gets_one_short_notice_then_silence(chat: ChatClient) -> None:
     await chat.say("соедините с живым человеком")
     await chat.say("алло")
     assert chat.texts == [
-        "Вы в очереди, оператор скоро ответит здесь же. Если вопрос уже решён, напишите «отмена»."
+        "Вы в очереди, ваше место: 1. Оператор ответит здесь же. "
+        "Если вопрос уже решён, напишите «отмена»."
     ]
     await chat.say("ну где вы")
     assert chat.texts == []
@@ -67,7 +78,7 @@ async def test_an_operator_owned_chat_gets_no_bot_reply(chat: ChatClient) -> Non
     async with chat.session() as s:
         conv = await s.scalar(select(Conversation))
         assert conv is not None
-        conv.status = ConversationStatus.OPERATOR
+        conv.owner = Owner.OPERATOR
         await s.commit()
     await chat.say("сколько я должен")
     assert chat.texts == []
@@ -95,6 +106,7 @@ async def test_out_of_hours_says_when_and_registers_a_callback(chat: ChatClient)
     assert appeal.category is AppealCategory.CALLBACK
     # Out of hours the bot keeps serving while the entry waits for the morning.
     assert (await _conversation(chat)).status is ConversationStatus.BOT
+    assert (await _conversation(chat)).owner is Owner.BOT
     await chat.say("сколько я должен")
     assert "Передаю" not in chat.last_text
     assert "лицевой счёт" in chat.last_text  # the bot goes on: it asks to link first
@@ -130,6 +142,7 @@ async def test_a_waiting_customer_can_leave_the_queue(chat: ChatClient) -> None:
     assert "Передать показания" in chat.button_titles
     [entry] = await _queue(chat)
     assert entry.status is HandoffStatus.CLOSED
+    assert entry.outcome is HandoffOutcome.LEFT
     assert (await _conversation(chat)).status is ConversationStatus.BOT
     await chat.say("привет")
     assert chat.last_text.startswith("Здравствуйте")
@@ -142,7 +155,7 @@ async def test_a_taken_chat_stays_with_the_operator(chat: ChatClient) -> None:
         entry = await s.scalar(select(HandoffQueueEntry))
         assert conv is not None
         assert entry is not None
-        conv.status = ConversationStatus.OPERATOR
+        conv.owner = Owner.OPERATOR
         entry.status = HandoffStatus.TAKEN
         await s.commit()
     await chat.say("отмена")

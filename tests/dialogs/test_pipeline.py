@@ -204,7 +204,8 @@ async def test_an_engine_error_becomes_an_apology_and_a_handoff(
         await chat.say("добрый день, я Иван Петров")
     assert chat.texts == [
         "Извините, у меня что-то пошло не так. Я передал разговор оператору, "
-        "он ответит здесь же, в этом чате."
+        "он ответит здесь же, в этом чате.",
+        "Ваше место в очереди: 1. Если вопрос решится раньше, напишите «отмена».",
     ]
     assert "RuntimeError" in caplog.text
     assert "Петров" not in caplog.text

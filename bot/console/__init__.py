@@ -1,0 +1,1 @@
+"""The operator console: a web UI at ``/console`` and its JSON API."""

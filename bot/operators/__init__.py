@@ -1,0 +1,1 @@
+"""The operators' side: the service the console and the Telegram desk share."""

@@ -1,0 +1,250 @@
+"""The console's conversation API with a widget customer on the real app:
+the queue, taking a chat, replies both ways, ownership between operators,
+canned responses, notes, appeals, resolving, and the live socket."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
+
+from bot.app import create_app
+from config import Settings
+from dialogs.flows.nps import Texts as NpsTexts
+from storage.models import OperatorRole
+from tests.bot.conftest import Tab, app_settings_for, bot_texts
+from tests.bot.console_support import Console, add_operator, log_in, new_login
+
+
+@pytest.fixture(scope="module")
+def open_settings(tmp_path_factory: pytest.TempPathFactory, nlu_model_path: Path) -> Settings:
+    # The contact center open around the clock: the test runs at any hour.
+    return app_settings_for(
+        tmp_path_factory.mktemp("console"),
+        nlu_model_path,
+        contact_center_open_hour=0,
+        contact_center_close_hour=24,
+        contact_center_days=(1, 2, 3, 4, 5, 6, 7),
+    )
+
+
+@pytest.fixture(scope="module")
+def app(open_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(open_settings), client=("127.0.0.1", 50000)) as c:
+        yield c
+
+
+def operator(app: TestClient, role: OperatorRole = OperatorRole.OPERATOR) -> Console:
+    login = new_login("op")
+    add_operator(app, login, role, display_name=f"Оператор {login}")
+    return log_in(app, login)
+
+
+def customer_history(app: TestClient, token: str) -> list[dict[str, Any]]:
+    """What the customer's widget shows when it is opened again."""
+    with app.websocket_connect("/widget/ws") as ws:
+        return Tab(ws).hello(token).history
+
+
+def queued_customer(app: TestClient, text: str = "позовите оператора") -> str:
+    """A widget customer who asked for an operator; their session token."""
+    with app.websocket_connect("/widget/ws") as ws:
+        tab = Tab(ws).hello()
+        tab.say("Здравствуйте, у меня вопрос по начислениям")
+        tab.say(text)
+        return tab.token
+
+
+def queue_ids(console: Console) -> list[int]:
+    return [i["conversation_id"] for i in console.get("/console/api/queue").json()["queue"]]
+
+
+def my_ids(console: Console) -> list[int]:
+    return [c["conversation_id"] for c in console.get("/console/api/chats").json()["chats"]]
+
+
+def find_in_queue(console: Console, needle: str) -> dict[str, Any]:
+    items = console.get("/console/api/queue").json()["queue"]
+    for item in items:
+        if needle in item["summary"]:
+            return dict(item)
+    raise AssertionError(f"not in the queue: {needle!r} in {items}")
+
+
+def test_queue_take_reply_both_ways_and_the_bot_stays_silent(app: TestClient) -> None:
+    anna, boris = operator(app), operator(app)
+    with app.websocket_connect("/widget/ws") as ws:
+        tab = Tab(ws).hello()
+        tab.say("Почему такой большой счёт за отопление в ноябре")
+        frames, ack = tab.say("позовите оператора")
+        assert ack["type"] == "ack"
+        token = tab.token
+
+    item = find_in_queue(anna, "большой счёт за отопление")
+    conv = item["conversation_id"]
+    assert item["channel"] == "webchat"
+    assert item["position"] >= 1
+
+    assert anna.post(f"/console/api/chats/{conv}/take").status_code == 200
+    assert conv in my_ids(anna)
+    assert conv not in [
+        i["conversation_id"] for i in anna.get("/console/api/queue").json()["queue"]
+    ]
+
+    # A second operator can neither take it nor reply in it.
+    assert boris.post(f"/console/api/chats/{conv}/take").status_code == 409
+    refused = boris.post(f"/console/api/chats/{conv}/reply", {"text": "Я тоже тут"})
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == "Этот чат ведёт другой оператор."
+
+    sent = anna.post(f"/console/api/chats/{conv}/reply", {"text": "Здравствуйте! Сейчас посмотрю."})
+    assert sent.status_code == 200
+    with app.websocket_connect("/widget/ws") as ws:
+        tab = Tab(ws).hello(token)
+        shown = [(m["sender"], m["text"]) for m in tab.history]
+        assert ("operator", "Здравствуйте! Сейчас посмотрю.") in shown
+        assert "Я тоже тут" not in [t for _, t in shown]
+        # The customer answers: stored and shown to the operator, and the bot says nothing.
+        frames, ack = tab.say("сколько я должен")
+        assert ack["type"] == "ack"
+        assert bot_texts(frames) == []
+
+    view = anna.get(f"/console/api/chats/{conv}").json()
+    assert view["mine"] is True
+    chat = view["chat"]
+    assert chat["owner"] == "operator"
+    lines = [(m["sender"], m["text"]) for m in chat["messages"]]
+    assert lines[-1] == ("customer", "сколько я должен")
+    assert ("operator", "Здравствуйте! Сейчас посмотрю.") in lines
+    assert ("bot", lines[1][1]) in lines  # the bot's part of the conversation is marked
+    assert chat["entry"]["summary"]
+    assert view["whatsapp"] is None
+    assert view["card"]["conversations"][0]["id"] == conv
+
+    # Boris may read the chat, but it is not his.
+    assert boris.get(f"/console/api/chats/{conv}").json()["mine"] is False
+    assert customer_history(app, token)[-1]["text"] != "Я тоже тут"
+
+
+def test_csrf_roles_and_sessions_guard_the_chat_calls(app: TestClient) -> None:
+    anna = operator(app)
+    queued_customer(app, "мне нужен живой человек")
+    conv = find_in_queue(anna, "начислениям")["conversation_id"]
+    assert anna.post(f"/console/api/chats/{conv}/take", csrf=False).status_code == 403
+    assert (
+        anna.post(f"/console/api/chats/{conv}/reply", {"text": "x"}, csrf=False).status_code == 403
+    )
+    assert conv in queue_ids(anna)
+    for path in ("/console/api/queue", "/console/api/chats", f"/console/api/chats/{conv}"):
+        assert app.get(path).status_code == 401, path
+    assert app.post(f"/console/api/chats/{conv}/take").status_code == 401
+    assert anna.get("/console/api/chats/999999").status_code == 404
+
+
+def test_canned_responses_notes_appeals_and_resolve(app: TestClient) -> None:
+    anna = operator(app)
+    with app.websocket_connect("/widget/ws") as ws:
+        tab = Tab(ws).hello()
+        tab.say("1002003001")  # not linked: the operator sees an unlinked customer
+        tab.say("позовите оператора")
+        token = tab.token
+    items = anna.get("/console/api/queue").json()["queue"]
+    conv = items[-1]["conversation_id"]
+    anna.post(f"/console/api/chats/{conv}/take")
+
+    # A supervisor adds a canned response; "/минуту" in the reply box sends it.
+    sup = operator(app, OperatorRole.SUPERVISOR)
+    assert (
+        sup.post(
+            "/console/api/canned",
+            {"shortcut": "минуту", "text": "{operator} уточняет информацию, минуту."},
+        ).status_code
+        == 200
+    )
+    done = anna.post(f"/console/api/chats/{conv}/reply", {"text": "/минуту"})
+    assert done.status_code == 200
+    me = anna.get("/console/api/me").json()["operator"]["display_name"]
+    assert done.json()["text"] == f"{me} уточняет информацию, минуту."
+
+    assert (
+        anna.post(f"/console/api/chats/{conv}/notes", {"text": "Клиент звонил вчера"}).status_code
+        == 200
+    )
+    view = anna.get(f"/console/api/chats/{conv}").json()
+    assert [n["text"] for n in view["chat"]["notes"]] == ["Клиент звонил вчера"]
+    shown = [m["text"] for m in customer_history(app, token)]
+    assert f"{me} уточняет информацию, минуту." in shown
+    assert "Клиент звонил вчера" not in shown
+
+    registered = anna.post(
+        f"/console/api/chats/{conv}/appeals",
+        {"category": "charges", "description": "Проверить начисления за ноябрь"},
+    )
+    assert registered.status_code == 201, registered.text
+    number = registered.json()["appeal"]["number"]
+    shown = [m["text"] for m in customer_history(app, token)]
+    assert any(number in text for text in shown)
+    card = anna.get(f"/console/api/chats/{conv}").json()["card"]
+    appeal = next(a for a in card["appeals"] if a["number"] == number)
+    changed = anna.post(
+        f"/console/api/appeals/{appeal['id']}/status",
+        {"status": "in_review", "comment": "Передали в расчётный отдел"},
+    )
+    assert changed.status_code == 200
+    assert changed.json()["appeal"]["status"] == "in_review"
+    card = anna.get(f"/console/api/chats/{conv}").json()["card"]
+    moved = next(a for a in card["appeals"] if a["number"] == number)
+    assert moved["status"] == "in_review"
+    assert "in_review" not in moved["next_statuses"]
+    # The customer is told on their channel, once.
+    notices = [
+        m["text"] for m in customer_history(app, token) if "Передали в расчётный отдел" in m["text"]
+    ]
+    assert len(notices) == 1
+    assert number in notices[0]
+    again = anna.post(f"/console/api/appeals/{appeal['id']}/status", {"status": "in_review"})
+    assert again.status_code == 409
+
+    assert anna.post(f"/console/api/chats/{conv}/resolve").status_code == 200
+    assert conv not in [
+        c["conversation_id"] for c in anna.get("/console/api/chats").json()["chats"]
+    ]
+    assert customer_history(app, token)[-1]["text"] == NpsTexts.question
+
+
+def test_the_live_socket_tells_the_console_what_changed(app: TestClient) -> None:
+    anna = operator(app)
+    with anna.http.websocket_connect("/console/ws") as live:
+        hello = live.receive_json()
+        assert hello == {"type": "hello", "operator_id": anna.operator_id}
+        with app.websocket_connect("/widget/ws") as ws:
+            Tab(ws).hello().say("позовите оператора")
+        seen: list[dict[str, Any]] = []
+        while not any(f["type"] == "queue" for f in seen):
+            seen.append(live.receive_json())
+        conv = next(f["conversation_id"] for f in seen if f["type"] == "queue")
+        assert conv in [
+            i["conversation_id"] for i in anna.get("/console/api/queue").json()["queue"]
+        ]
+
+
+def test_the_live_socket_needs_a_session_and_our_origin(app: TestClient) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect), app.websocket_connect("/console/ws") as ws:
+        ws.receive_json()
+    anna = operator(app)
+    with (
+        pytest.raises(WebSocketDisconnect),
+        anna.http.websocket_connect(
+            "/console/ws", headers={"origin": "https://evil.example"}
+        ) as ws,
+    ):
+        ws.receive_json()
