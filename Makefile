@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/nlu.py
 	$(PY) bench/dialog.py
 	$(PY) bench/load.py
+	$(PY) bench/desk.py
 
 nlu-eval: $(STAMP)
 	$(PY) -m bot nlu eval nlu/tests/test_nlu.yml --report var/intent_report.json

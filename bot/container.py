@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -43,6 +43,9 @@ from storage.locks import LockStore, LockTimeout, MemoryLockStore, RedisLockStor
 from storage.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from storage.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from storage.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from bot.operators.telegram_desk import TelegramDesk
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,19 @@ class Container:
         # Appeal deadlines and status notices, a pass every so often.
         self.notices = AppealNotices(settings, self.conversations, outage=self.outage)
         self.scheduler = NoticeScheduler(settings, self.notices)
+        self.desk: TelegramDesk | None = None
+        if settings.operator_bot_token is not None:
+            # python-telegram-bot is imported only when the desk is configured.
+            from bot.operators.telegram_desk import TelegramDesk
+
+            self.desk = TelegramDesk.from_settings(
+                settings,
+                conversations=self.conversations,
+                operators=self.operators,
+                locks=self.locks,
+                pubsub=self._pubsub,
+                vault=self.vault,
+            )
         self._nlu = nlu
         self._owns_nlu = nlu is None
         self._pipeline: Pipeline | None = None
@@ -204,6 +220,8 @@ class Container:
         if worker:
             await self.delivery.start()
             await self.scheduler.start()
+        if self.desk is not None:
+            await self.desk.start()  # its Bot API part starts in the background
         # In the background: a stale lock (its TTL) or a slow database must not
         # hold up, or fail, the start-up.
         self._replay_wanted.set()
@@ -220,6 +238,8 @@ class Container:
             if not await cancel_and_wait(task, CLOSE_TIMEOUT_SECONDS):
                 log.warning("inbox replay did not stop in %.0f s", CLOSE_TIMEOUT_SECONDS)
         await self.scheduler.stop()
+        if self.desk is not None:
+            await self.desk.close()
         await self.delivery.stop()
         await self.channels.close()
         if self._nlu is not None and self._owns_nlu:

@@ -110,8 +110,12 @@ class Settings(BaseSettings):
     # throughput for a WhatsApp sender is 80 MPS; lower it for a smaller one).
     twilio_sender_rate_per_second: float = Field(default=80.0, gt=0)
     twilio_sender_burst: int = Field(default=80, ge=1)
+    # The operators' Telegram desk (bot/operators/telegram_desk.py): a second
+    # bot, an admin of the supergroup OPERATOR_CHAT_ID with topics turned on.
     operator_bot_token: SecretStr | None = None
     operator_chat_id: int | None = None
+    # Another Bot API server for the desk's bot; unset, it follows TELEGRAM_API_BASE.
+    operator_api_base: str | None = None
     # The web console: how long a login lasts, and the lockout after failed
     # passwords (per account, whatever the client's address).
     console_session_hours: float = Field(default=12.0, gt=0)

@@ -66,9 +66,10 @@ async def last_customer_messages(
 
 def build_summary(intents: list[str], account_number: str | None, messages: list[str]) -> str:
     """A few lines for the operator: what the bot saw before the handoff."""
+    topics = topic_titles(intents)
     lines = [
         f"Лицевой счёт: {account_number or 'не привязан'}",
-        f"Темы: {', '.join(intents) if intents else '—'}",
+        f"Темы: {', '.join(topics) if topics else '—'}",
     ]
     for message in messages[-SUMMARY_MESSAGES:]:
         # Stored texts are redacted already; a line of this turn, or one
@@ -111,6 +112,39 @@ def build_details(
             for name, slots in forms
         ],
     }
+
+
+# What an operator reads for an intent in the summary (shared/intents.md).
+TOPIC_TITLES: Final = {
+    "link_account": "привязка лицевого счёта",
+    "submit_reading": "показания счётчика",
+    "check_balance": "баланс и начисления",
+    "pay_bill": "оплата",
+    "file_appeal": "обращение, жалоба",
+    "appeal_status": "статус обращения",
+    "report_outage": "отключение, авария",
+    "connection_request": "подключение к теплосети",
+    "contacts_hours": "контакты и часы работы",
+    "office_appointment": "запись в офис",
+    "tariff_info": "тарифы",
+    "bonus_balance": "бонусы ЭнергоБонус",
+    "subscribe_news": "рассылка",
+    "out_of_scope": "вопрос не по теме",
+    "debt_certificate": "справка об отсутствии долга",
+}
+
+
+def topic_titles(intents: Sequence[str]) -> list[str]:
+    """The customer's topics in the operator's words, each once, in order;
+    intents that say nothing of a topic (greetings, a fallback) left out."""
+    titles: list[str] = []
+    for intent in intents:
+        if intent in _NOT_TOPICS:
+            continue
+        title = TOPIC_TITLES.get(intent, intent)
+        if title not in titles:
+            titles.append(title)
+    return titles
 
 
 # Intents that say nothing of what the customer came for.

@@ -58,8 +58,14 @@ class LockLost(StorageUnavailable):
 
 class LockStore(abc.ABC):
     @abc.abstractmethod
-    def lock(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Hold an exclusive lock on the logical ``name`` for the block."""
+    def lock(
+        self, name: str, *, wait_seconds: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold an exclusive lock on the logical ``name`` for the block.
+
+        ``wait_seconds`` overrides the store's wait (0: only if it is free now,
+        for a lock held long, such as a poller's, that others try every so often).
+        """
 
     def conversation(
         self, channel: str, chat_id: str
@@ -79,13 +85,16 @@ class MemoryLockStore(LockStore):
         self._wait = wait_seconds
 
     @contextlib.asynccontextmanager
-    async def lock(self, name: str) -> AsyncIterator[None]:
+    async def lock(self, name: str, *, wait_seconds: float | None = None) -> AsyncIterator[None]:
         lock = self._locks.get(name)
         if lock is None:
             lock = asyncio.Lock()
             self._locks[name] = lock
+        wait = self._wait if wait_seconds is None else wait_seconds
+        if wait <= 0 and lock.locked():
+            raise LockTimeout(_role(name))
         try:
-            await asyncio.wait_for(lock.acquire(), self._wait)
+            await asyncio.wait_for(lock.acquire(), wait if wait > 0 else None)
         except TimeoutError as exc:
             raise LockTimeout(_role(name)) from exc
         try:
@@ -117,11 +126,11 @@ class RedisLockStore(LockStore):
         return self._keys.lock(name)
 
     @contextlib.asynccontextmanager
-    async def lock(self, name: str) -> AsyncIterator[None]:
+    async def lock(self, name: str, *, wait_seconds: float | None = None) -> AsyncIterator[None]:
         lock = self._redis.lock(
             self.key(name),
             timeout=self._ttl,
-            blocking_timeout=self._wait,
+            blocking_timeout=self._wait if wait_seconds is None else max(wait_seconds, 0.0),
             sleep=0.01,
             thread_local=False,  # renewed from another task
         )

@@ -596,7 +596,11 @@ class Conversation(Base):
     owner_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), index=True)
     # The operators' Telegram desk: the forum topic (message_thread_id) that
     # carries this conversation in OPERATOR_CHAT_ID, once one is opened.
-    desk_topic_id: Mapped[int | None] = mapped_column(BigInteger)
+    desk_topic_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # What the desk has shown in that topic: the last message relayed there,
+    # and the ownership last announced (``queue``, ``operator:<id>``).
+    desk_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    desk_owner: Mapped[str | None] = mapped_column(String(40))
     last_customer_message_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_now_default())
     updated_at: Mapped[datetime] = mapped_column(server_default=_now_default(), onupdate=func.now())

@@ -28,6 +28,7 @@ from dialogs.messages import Reply
 from handlers import appeals as appeal_handlers
 from handlers import canned as canned_handlers
 from handlers import customers
+from handlers.operators import list_operators
 from storage.models import (
     AppealCategory,
     AppealStatus,
@@ -137,8 +138,6 @@ def make_chat_router() -> APIRouter:
     @router.get("/operators")
     async def colleagues(request: Request, op: OperatorUser) -> dict[str, Any]:
         """Who a chat can be transferred to (active and not offline)."""
-        from handlers.operators import list_operators
-
         async with container_of(request).session_factory() as session:
             rows = await list_operators(session)
         return {

@@ -15,7 +15,7 @@ from handlers import canned as canned_handlers
 from handlers import operators as accounts
 from storage.crypto import PersonalDataVault
 from storage.db import create_engine, create_session_factory
-from storage.models import OperatorRole
+from storage.models import OperatorRole, Presence
 
 FIRST_OPERATOR_HINT = (
     "No operator accounts yet. Create the first one:\n"
@@ -134,6 +134,8 @@ async def run(
             if action in {"disable", "enable"}:
                 info = await accounts.set_active(session, args.login, action == "enable", now)
                 await session.commit()
+                if action == "disable":
+                    await hand_back_chats(settings, info.id)
                 print(f"operator {info.login} {action}d", file=out)
                 return 0
     except accounts.OperatorExists as exc:
@@ -148,6 +150,17 @@ async def run(
     finally:
         await engine.dispose()
     raise AssertionError(action)
+
+
+async def hand_back_chats(settings: Settings, operator_id: int) -> None:
+    """A disabled operator's chats go back to the queue, in their places."""
+    from bot.container import Container
+
+    container = Container(settings)  # nothing connects until it is used
+    try:
+        await container.operators.set_presence(operator_id, Presence.OFFLINE)
+    finally:
+        await container.close()
 
 
 async def first_operator_hint(

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from bot.console.auth import container_of, load_session
+from bot.console.auth import SESSION_COOKIE, container_of, load_session
 from bot.conversations import EVENTS_TOPIC
 from bot.operators.service import OPERATOR_EVENTS_TOPIC
 from storage.pubsub import PubSub, PubSubError, Subscription
@@ -143,7 +143,7 @@ async def serve_socket(hub: ConsoleHub, ws: WebSocket) -> None:
         await ws.close(code=1011)
         return
     await ws.accept()
-    token = ws.cookies.get("heatdesk_console", "")
+    token = ws.cookies.get(SESSION_COOKIE, "")
 
     async def write() -> None:
         await ws.send_json({"type": "hello", "operator_id": active.operator.id})

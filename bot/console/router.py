@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from bot.console import texts
 from bot.console.auth import (
+    SESSION_COOKIE,
     CurrentSession,
     clear_session_cookie,
     container_of,
@@ -35,7 +36,7 @@ from bot.console.live import ConsoleHub, serve_socket
 from bot.console.serialize import jsonable
 from handlers import canned as canned_handlers
 from handlers import operators as accounts
-from storage.models import Operator, OperatorRole
+from storage.models import Operator, OperatorRole, Presence
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 _MEDIA: Final = {
@@ -157,7 +158,7 @@ def make_console_router() -> APIRouter:
     @router.post("/api/logout", dependencies=[Csrf])
     async def logout(request: Request, s: CurrentSession) -> JSONResponse:
         c = container_of(request)
-        token = request.cookies.get("heatdesk_console", "")
+        token = request.cookies.get(SESSION_COOKIE, "")
         async with c.conversations.transaction() as session:
             await accounts.close_session(session, token, _now())
             await session.commit()
@@ -241,6 +242,8 @@ def make_console_router() -> APIRouter:
             except accounts.OperatorAccountError as exc:
                 raise HTTPException(404, texts.UNKNOWN_OPERATOR) from exc
             await session.commit()
+        # Their chats go back to the queue, in their places: nobody waits on them.
+        await c.operators.set_presence(info.id, Presence.OFFLINE)
         return {"operator": operator_json(info)}
 
     # ------------------------------------------------------------ live updates

@@ -248,3 +248,112 @@ def test_the_live_socket_needs_a_session_and_our_origin(app: TestClient) -> None
         ) as ws,
     ):
         ws.receive_json()
+
+
+@pytest.mark.redis
+def test_with_redis_a_console_on_one_process_hears_what_another_did(
+    tmp_path: Path, nlu_model_path: Path, redis_url: str
+) -> None:
+    """Two app processes (two containers) on one database and one Redis: the
+    customer's turn in one reaches the console socket held by the other."""
+    settings = app_settings_for(
+        tmp_path,
+        nlu_model_path,
+        redis_url=redis_url,
+        contact_center_open_hour=0,
+        contact_center_close_hour=24,
+        contact_center_days=(1, 2, 3, 4, 5, 6, 7),
+    )
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        anna = operator(first)
+        with anna.http.websocket_connect("/console/ws") as live:
+            assert live.receive_json()["type"] == "hello"
+            with second.websocket_connect("/widget/ws") as ws:
+                Tab(ws).hello().say("позовите оператора")
+            seen: list[dict[str, Any]] = []
+            while not any(f["type"] == "queue" for f in seen):
+                seen.append(live.receive_json())
+            conv = next(f["conversation_id"] for f in seen if f["type"] == "queue")
+            assert conv in queue_ids(anna)
+            # And the other way round: the operator's reply, sent through the
+            # first process, is an event there too.
+            assert (
+                anna.post(f"/console/api/chats/{conv}/reply", {"text": "Слушаю"}).status_code == 200
+            )
+            while not any(f["type"] == "message" and f["conversation_id"] == conv for f in seen):
+                seen.append(live.receive_json())
+
+
+def test_the_whatsapp_window_and_its_template(open_settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.console.chats import whatsapp_window
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    assert whatsapp_window(open_settings, "telegram", now, now) is None
+    inside = whatsapp_window(open_settings, "whatsapp", now - timedelta(hours=23), now)
+    assert inside == {
+        "open": True,
+        "closes_at": (now + timedelta(hours=1)).isoformat(),
+        "template": False,
+    }
+    outside = whatsapp_window(open_settings, "whatsapp", now - timedelta(hours=25), now)
+    assert outside is not None
+    assert outside["open"] is False
+    assert outside["template"] is False  # the console says the reply waits for the customer
+    templated = open_settings.model_copy(update={"twilio_templates": {"reply": "HX0123"}})
+    offered = whatsapp_window(templated, "whatsapp", now - timedelta(days=3), now)
+    assert offered is not None
+    assert offered["open"] is False
+    assert offered["template"] is True  # the console offers the approved template
+    never = whatsapp_window(open_settings, "whatsapp", None, now)
+    assert never == {"open": False, "closes_at": None, "template": False}
+
+
+def test_disabling_an_operator_puts_their_chats_back_in_the_queue(app: TestClient) -> None:
+    anna, admin = operator(app), operator(app, OperatorRole.ADMIN)
+    queued_customer(app)
+    conv = find_in_queue(anna, "начислениям")["conversation_id"]
+    assert anna.post(f"/console/api/chats/{conv}/take").status_code == 200
+    assert conv not in queue_ids(admin)
+    login = anna.get("/console/api/me").json()["operator"]["login"]
+    assert admin.post(f"/console/api/admin/operators/{login}/disable").status_code == 200
+    assert anna.get("/console/api/me").status_code == 401
+    assert conv in queue_ids(admin)
+
+
+def test_transfer_to_a_colleague_and_return_to_the_bot(app: TestClient) -> None:
+    anna, boris = operator(app), operator(app)
+    token = queued_customer(app, "соедините с оператором")
+    conv = queue_ids(anna)[-1]
+    assert anna.post(f"/console/api/chats/{conv}/take").status_code == 200
+    # Boris is offline: nobody to hand it to yet.
+    assert boris.operator_id not in [
+        o["id"] for o in anna.get("/console/api/operators").json()["operators"]
+    ]
+    assert (
+        anna.post(
+            f"/console/api/chats/{conv}/transfer", {"to_operator_id": boris.operator_id}
+        ).status_code
+        == 409
+    )
+    assert boris.post("/console/api/presence", {"presence": "away"}).status_code == 200
+    assert boris.operator_id in [
+        o["id"] for o in anna.get("/console/api/operators").json()["operators"]
+    ]
+    assert (
+        anna.post(
+            f"/console/api/chats/{conv}/transfer", {"to_operator_id": boris.operator_id}
+        ).status_code
+        == 200
+    )
+    assert conv in my_ids(boris)
+    assert conv not in my_ids(anna)
+    assert anna.post(f"/console/api/chats/{conv}/reply", {"text": "Это я"}).status_code == 409
+    assert boris.post(f"/console/api/chats/{conv}/return").status_code == 200
+    assert conv not in my_ids(boris)
+    assert anna.get(f"/console/api/chats/{conv}").json()["chat"]["owner"] == "bot"
+    # The bot answers the customer again.
+    with app.websocket_connect("/widget/ws") as ws:
+        frames, _ = Tab(ws).hello(token).say("сколько стоит гигакалория")
+    assert bot_texts(frames)

@@ -49,6 +49,16 @@ class Call:
     result: Any = None
 
 
+@dataclass
+class ForumTopic:
+    """A forum topic the bot opened in a supergroup (createForumTopic)."""
+
+    chat_id: int
+    message_thread_id: int
+    name: str
+    closed: bool = False
+
+
 @dataclass(frozen=True)
 class Fault:
     """A scripted error reply (``retry_after`` adds the parameters block)."""
@@ -92,10 +102,14 @@ class FakeBotApi:
         self._calls: list[Call] = []
         self._seq = itertools.count(1)
         self._message_ids = itertools.count(1000)
+        self._thread_ids = itertools.count(70)
+        self.topics: dict[int, ForumTopic] = {}  # message_thread_id -> topic
         self._faults: dict[str, list[Fault]] = {}
         self._gates: dict[str, threading.Event] = {}
         self._updates: list[dict[str, Any]] = []
         self._arrived: dict[str, int] = {}
+        # getUpdates requests being answered now, by id (a Request is not hashable).
+        self._polling: dict[int, web.Request] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -259,7 +273,7 @@ class FakeBotApi:
             if fault.raw is not None:
                 return web.Response(text=fault.raw, status=fault.status, content_type="text/html")
             return web.json_response(fault.body(), status=fault.status)
-        result = await self._result(method, params)
+        result = await self._result(method, params, request)
         if isinstance(result, Fault):
             self._record(method, params, ok=False)
             return web.json_response(result.body(), status=result.status)
@@ -270,7 +284,7 @@ class FakeBotApi:
         with self._lock:
             self._calls.append(Call(next(self._seq), method, params, ok, result))
 
-    async def _result(self, method: str, params: dict[str, Any]) -> Any:
+    async def _result(self, method: str, params: dict[str, Any], request: web.Request) -> Any:
         if method == "getMe":
             return BOT_USER
         if method in {"setWebhook", "deleteWebhook", "answerCallbackQuery"}:
@@ -281,20 +295,96 @@ class FakeBotApi:
                 return Fault(400, "Bad Request: message text is empty")
             if len(text) > 4096:
                 return Fault(400, "Bad Request: message is too long")
+            chat_id = int(params["chat_id"])
             message: dict[str, Any] = {
                 "message_id": next(self._message_ids),
                 "date": int(time.time()),
-                "chat": {"id": int(params["chat_id"]), "type": "private"},
+                "chat": _chat(chat_id),
                 "from": BOT_USER,
                 "text": text,
             }
+            thread = params.get("message_thread_id")
+            if thread is not None:
+                topic = self.topics.get(int(thread))
+                if topic is None or topic.chat_id != chat_id:
+                    return Fault(400, "Bad Request: message thread not found")
+                if topic.closed:
+                    return Fault(400, "Bad Request: TOPIC_CLOSED")
+                message["message_thread_id"] = topic.message_thread_id
+                message["is_topic_message"] = True
             markup = params.get("reply_markup")
             if isinstance(markup, dict) and "inline_keyboard" in markup:
                 message["reply_markup"] = markup
             return message
+        if method == "createForumTopic":
+            return self._create_topic(params)
+        if method in {"closeForumTopic", "reopenForumTopic"}:
+            return self._close_topic(params, closed=method == "closeForumTopic")
         if method == "getUpdates":
-            return await self._get_updates(params)
+            with self._lock:
+                # A poll whose client went away (it stopped polling) competes with nobody.
+                concurrent = any(
+                    r.transport is not None and not r.transport.is_closing()
+                    for r in self._polling.values()
+                )
+                self._polling[id(request)] = request
+            try:
+                if concurrent:
+                    # What Telegram answers when two bot instances poll at once.
+                    return Fault(
+                        409,
+                        "Conflict: terminated by other getUpdates request; make sure that "
+                        "only one bot instance is running",
+                    )
+                return await self._get_updates(params)
+            finally:
+                with self._lock:
+                    self._polling.pop(id(request), None)
         return Fault(404, "Not Found: method not found")
+
+    def _create_topic(self, params: dict[str, Any]) -> dict[str, Any] | Fault:
+        chat_id = int(params["chat_id"])
+        name = str(params.get("name", ""))
+        if chat_id >= 0:
+            return Fault(400, "Bad Request: the chat is not a forum")
+        if not 1 <= len(name) <= 128:
+            return Fault(
+                400,
+                "Bad Request: TOPIC_TITLE_EMPTY"
+                if not name
+                else "Bad Request: topic name is too long",
+            )
+        with self._lock:
+            topic = ForumTopic(chat_id, next(self._thread_ids), name)
+            self.topics[topic.message_thread_id] = topic
+        return {"message_thread_id": topic.message_thread_id, "name": name, "icon_color": 7322096}
+
+    def _close_topic(self, params: dict[str, Any], *, closed: bool) -> bool | Fault:
+        topic = self.topics.get(int(params.get("message_thread_id") or 0))
+        if topic is None or topic.chat_id != int(params["chat_id"]):
+            return Fault(400, "Bad Request: message thread not found")
+        if topic.closed == closed:
+            return Fault(400, "Bad Request: TOPIC_NOT_MODIFIED")
+        topic.closed = closed
+        return True
+
+    def topic_texts(self, chat_id: int, thread_id: int) -> list[str]:
+        """Texts the bot sent into one forum topic, in order."""
+        return [
+            str(c.params["text"])
+            for c in self.sent(chat_id)
+            if int(c.params.get("message_thread_id") or 0) == thread_id
+        ]
+
+    def wait_topic_texts(
+        self, chat_id: int, thread_id: int, count: int, timeout: float = 20.0
+    ) -> list[str]:
+        self.wait_for(
+            lambda: len(self.topic_texts(chat_id, thread_id)) >= count,
+            timeout,
+            f"{count} messages in topic {thread_id}",
+        )
+        return self.topic_texts(chat_id, thread_id)
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
@@ -318,8 +408,15 @@ _update_ids = itertools.count(500_000)
 _message_ids = itertools.count(1)
 
 
-def _user(user_id: int) -> dict[str, Any]:
-    return {"id": user_id, "is_bot": False, "first_name": "Иван", "language_code": "ru"}
+def _user(user_id: int, first_name: str = "Иван") -> dict[str, Any]:
+    return {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "ru"}
+
+
+def _chat(chat_id: int) -> dict[str, Any]:
+    """A private chat for a user id; a supergroup (forum) for a negative id."""
+    if chat_id < 0:
+        return {"id": chat_id, "type": "supergroup", "title": "Операторы", "is_forum": True}
+    return {"id": chat_id, "type": "private"}
 
 
 def message_update(chat_id: int, text: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -336,6 +433,36 @@ def message_update(chat_id: int, text: str | None = None, **fields: Any) -> dict
             command = text.split()[0]
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
     message.update(fields)
+    return {"update_id": next(_update_ids), "message": message}
+
+
+def topic_message_update(
+    chat_id: int, thread_id: int, user_id: int, text: str, first_name: str = "Анна"
+) -> dict[str, Any]:
+    """A member's message in a forum topic of the supergroup ``chat_id``, as
+    Telegram sends it: ``message_thread_id``, ``is_topic_message`` and the
+    topic's service message it replies to."""
+    message: dict[str, Any] = {
+        "message_id": next(_message_ids),
+        "message_thread_id": thread_id,
+        "is_topic_message": True,
+        "date": int(time.time()),
+        "chat": _chat(chat_id),
+        "from": _user(user_id, first_name),
+        "text": text,
+        "reply_to_message": {
+            "message_id": thread_id,
+            "message_thread_id": thread_id,
+            "date": int(time.time()),
+            "chat": _chat(chat_id),
+            "from": BOT_USER,
+            "forum_topic_created": {"name": "чат", "icon_color": 7322096},
+            "is_topic_message": True,
+        },
+    }
+    if text.startswith("/"):
+        command = text.split()[0]
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
     return {"update_id": next(_update_ids), "message": message}
 
 

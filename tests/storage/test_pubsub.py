@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -158,12 +159,16 @@ class TestPubSub:
 
 async def test_redis_channels_are_prefixed_once(redis_url: str) -> None:
     """The store builds the channel name from the topic: one prefix."""
+    # Channels are server-wide (not per database): look only at this test's
+    # own prefix, so other processes' subscriptions do not count.
+    prefix = f"heatdesk-{uuid.uuid4().hex[:8]}"
     spy = Redis.from_url(redis_url)
-    store = RedisPubSub(Redis.from_url(redis_url), KeyBuilder("heatdesk"))
+    store = RedisPubSub(Redis.from_url(redis_url), KeyBuilder(prefix))
     try:
         await store.subscribe("webchat:c8", Inbox())
-        channels = {c.decode() if isinstance(c, bytes) else c for c in await spy.pubsub_channels()}
-        assert channels == {"heatdesk:pubsub:webchat:c8"}
+        raw = await spy.pubsub_channels(f"{prefix}*")
+        channels = {c.decode() if isinstance(c, bytes) else c for c in raw}
+        assert channels == {f"{prefix}:pubsub:webchat:c8"}
     finally:
         await store.close()
         await spy.aclose()

@@ -26,7 +26,16 @@
   const OUTCOMES = { resolved: "решён", returned: "возвращён боту", left: "клиент ушёл", callback: "обратный звонок" };
   const ROLE_RANK = { operator: 0, supervisor: 1, admin: 2 };
 
-  const state = { me: null, csrf: "", current: null, chat: null, canned: [], socket: null, retry: 1000 };
+  const state = {
+    me: null,
+    csrf: "",
+    current: null,
+    chat: null,
+    cardKey: "",
+    canned: [],
+    socket: null,
+    retry: 1000,
+  };
 
   // ---------------------------------------------------------------- helpers
 
@@ -182,6 +191,9 @@
 
   function renderWindow(wa) {
     const node = $("wa-window");
+    // Outside the window a reply can go only as the approved template: the
+    // button says so.
+    $("reply-send").textContent = wa && !wa.open && wa.template ? "Отправить шаблоном" : "Отправить";
     if (!wa) {
       node.hidden = true;
       return;
@@ -268,21 +280,8 @@
       body.append(el("p", "muted", "Обращений нет."));
     }
 
-    const others = card.conversations.filter((c) => !c.current);
-    body.append(el("h3", "", "Другие разговоры клиента"));
-    if (others.length) {
-      const list = el("ul", "conversations");
-      for (const c of others) {
-        const li = el("li", "conversation");
-        li.dataset.conversationId = c.id;
-        li.textContent = `${CHANNELS[c.channel] || c.channel}: ${c.messages} сообщ., последнее ${time(c.last_message_at)}`;
-        li.addEventListener("click", () => openChat(c.id));
-        list.append(li);
-      }
-      body.append(list);
-    } else {
-      body.append(el("p", "muted", "Других разговоров нет."));
-    }
+    body.append(el("div", "", ""));
+    body.lastChild.id = "card-others";
     if (card.handoffs.length) {
       body.append(el("h3", "", "Обращения к операторам"));
       const list = el("ul", "handoffs");
@@ -303,6 +302,27 @@
       option.value = a.id;
       if (a.current) option.selected = true;
       accounts.append(option);
+    }
+  }
+
+  function renderOthers(card) {
+    const box = $("card-others");
+    if (!box) return;
+    box.replaceChildren();
+    const others = card.conversations.filter((c) => !c.current);
+    box.append(el("h3", "", "Другие разговоры клиента"));
+    if (others.length) {
+      const list = el("ul", "conversations");
+      for (const c of others) {
+        const li = el("li", "conversation");
+        li.dataset.conversationId = c.id;
+        li.textContent = `${CHANNELS[c.channel] || c.channel}: ${c.messages} сообщ., последнее ${time(c.last_message_at)}`;
+        li.addEventListener("click", () => openChat(c.id));
+        list.append(li);
+      }
+      box.append(list);
+    } else {
+      box.append(el("p", "muted", "Других разговоров нет."));
     }
   }
 
@@ -330,7 +350,15 @@
     renderTranscript(chat.messages);
     renderNotes(chat.notes);
     renderWindow(data.whatsapp);
-    renderCard(data.card);
+    // Re-drawn only when it changed: an appeal's comment being typed survives
+    // the refreshes that every new message brings.
+    const c = data.card;
+    const cardKey = JSON.stringify([c.conversation_id, c.names, c.phone_masked, c.accounts, c.appeals, c.handoffs]);
+    if (cardKey !== state.cardKey) {
+      state.cardKey = cardKey;
+      renderCard(c);
+    }
+    renderOthers(c);
     for (const li of document.querySelectorAll(".chat-item")) {
       li.classList.toggle("active", Number(li.dataset.conversationId) === chat.conversation_id);
     }
@@ -355,7 +383,9 @@
       option.value = o.id;
       select.append(option);
     }
-    $("transfer").disabled = data.operators.length === 0;
+    // Nobody to hand the chat to: no transfer controls at all.
+    $("transfer").hidden = data.operators.length === 0;
+    $("transfer-to").hidden = data.operators.length === 0;
   }
 
   // ---------------------------------------------------------------- canned responses
