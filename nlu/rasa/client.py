@@ -98,7 +98,7 @@ class RasaNluParser(NluParser):
         *,
         token: str | None = None,
         timeout_seconds: float = 3.0,
-        fallback_threshold: float = 0.45,
+        fallback_threshold: float = 0.25,
         client: httpx.AsyncClient | None = None,
         normaliser: EntityNormaliser | None = None,
     ) -> None:
