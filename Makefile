@@ -23,8 +23,9 @@ run: $(STAMP)
 chat: $(STAMP)
 	$(PY) -m bot chat
 
-## Everything the test suite needs (services, Chromium), then the tests
-test: $(STAMP) services
+## Everything the test suite needs (services, Chromium, Rasa's own
+## virtualenv outside the tree), then the tests
+test: $(STAMP) services rasa-setup
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
