@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run chat test test-fast lint format services bench nlu-eval clean
+.PHONY: run chat test test-fast lint format services bench nlu-eval nlu-compare rasa rasa-setup clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,9 @@ run: $(STAMP)
 chat: $(STAMP)
 	$(PY) -m bot chat
 
-## Everything the test suite needs (services, Chromium), then the tests
-test: $(STAMP) services
+## Everything the test suite needs (services, Chromium, Rasa's own
+## virtualenv outside the tree), then the tests
+test: $(STAMP) services rasa-setup
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
@@ -50,6 +51,23 @@ bench: $(STAMP)
 
 nlu-eval: $(STAMP)
 	$(PY) -m bot nlu eval nlu/tests/test_nlu.yml --report var/intent_report.json
+
+## Rasa 3.6 as the NLU server on 127.0.0.1:5005 (--enable-api, --auth-token
+## $$RASA_TOKEN). Its own Python 3.10 virtualenv and models live outside the
+## tree, in $${XDG_CACHE_HOME:-~/.cache}/heatdesk/rasa-3.6.21/; training is
+## skipped while nlu/data and nlu/rasa/config.yml are unchanged.
+## The bot uses it with NLU_BACKEND=rasa RASA_TOKEN=... (same token).
+rasa: $(STAMP)
+	$(PY) -m nlu.rasa.server serve
+
+## Only the Rasa virtualenv (CI does this before the tests; cached)
+rasa-setup: $(STAMP)
+	$(PY) -m nlu.rasa.server setup
+
+## Both backends on the held-out sets: Markdown tables, confusion matrices in var/
+nlu-compare: $(STAMP)
+	$(PY) -m bot nlu compare nlu/tests/test_nlu.yml --serve
+	$(PY) -m bot nlu compare nlu/tests/test_nlu_field.yml --serve
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

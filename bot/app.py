@@ -59,10 +59,16 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
-        """The database answers ``SELECT 1``; 503 otherwise."""
+        """The database answers ``SELECT 1``; 503 otherwise.
+
+        With Rasa as the NLU backend, ``nlu`` tells whether it answers or the
+        embedded parser stands in (still ready: every message is understood).
+        """
+        nlu = c.nlu_status()
+        extra = {"nlu": nlu} if nlu is not None else {}
         if await c.ping_database():
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+            return JSONResponse({"status": "ready", **extra})
+        return JSONResponse({"status": "unavailable", "database": "unreachable", **extra}, 503)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics(request: Request) -> Response:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -34,6 +34,7 @@ from config import Settings
 from dialogs.engine import DialogEngine
 from dialogs.messages import Button, InboundMessage
 from nlu.base import NluParser
+from nlu.rasa.breaker import FallbackNluParser
 from storage.crypto import PersonalDataVault
 from storage.db import create_engine, create_session_factory
 from storage.errors import OutageLog, is_storage_failure
@@ -162,6 +163,12 @@ class Container:
             raise NotStarted("the NLU parser is built by Container.start()")
         return self._nlu
 
+    def nlu_status(self) -> dict[str, Any] | None:
+        """The NLU backend's state when it can fall back (Rasa), else None."""
+        if isinstance(self._nlu, FallbackNluParser):
+            return self._nlu.status()
+        return None
+
     @property
     def pipeline(self) -> Pipeline:
         if self._pipeline is None:
@@ -194,6 +201,9 @@ class Container:
         await self.prepare_storage()
         if self._nlu is None:
             self._nlu = await build_nlu(self.settings)
+        breaker = self._nlu
+        if isinstance(breaker, FallbackNluParser):
+            self.metrics.watch_nlu(lambda: breaker.degraded, lambda: breaker.fallback_parses)
         self._pipeline = Pipeline(
             self.settings,
             self.session_factory,

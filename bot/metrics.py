@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["CONTENT_TYPE", "BotMetrics"]
 
@@ -56,6 +58,22 @@ class BotMetrics:
             ["channel", "outcome"],
             registry=self.registry,
         )
+
+        self.nlu_degraded = Gauge(
+            "heatdesk_nlu_degraded",
+            "1 while the NLU backend (Rasa) is unavailable and the embedded parser answers.",
+            registry=self.registry,
+        )
+        self.nlu_fallback_parses = Gauge(
+            "heatdesk_nlu_fallback_parses",
+            "Messages answered by the embedded parser because the NLU backend was down.",
+            registry=self.registry,
+        )
+
+    def watch_nlu(self, degraded: Callable[[], bool], fallback_parses: Callable[[], int]) -> None:
+        """Read the NLU circuit breaker's state at each scrape."""
+        self.nlu_degraded.set_function(lambda: float(degraded()))
+        self.nlu_fallback_parses.set_function(lambda: float(fallback_parses()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

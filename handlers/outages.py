@@ -26,15 +26,17 @@ from storage.models import (
 
 # Street-type words dropped before comparing street names.
 _STREET_WORDS = (
-    "улица|ул|проспект|пр-т|просп|пр|переулок|пер|проезд|пр-д|бульвар|б-р|бул"
-    "|площадь|пл|шоссе|ш|набережная|наб|тупик|туп"
+    r"улиц[аеуы]|ул|проспект\w*|пр-т|просп|пр|переул\w*|пер|проезд\w*|пр-д|бульвар\w*|б-р|бул"
+    r"|площад\w*|пл|шоссе|ш|набережн\w*|наб|тупик\w*|туп|микрорайон\w*|мкр"
 )
+# "в жилом комплексе «Европа»" and "ЖК Европа" name the same place.
+_COMPLEX = re.compile(r"жил(?:ой|ом|ого|ому)\s+комплекс\w*", re.IGNORECASE)
 _CITY = re.compile(r"(?:^|[\s,])(?:г\.?|город)\s*курск\b|^\s*курск\b", re.IGNORECASE)
 _HOUSE = re.compile(
     r"(?:\bд(?:ом)?\.?\s*|\s|,)(\d{1,4}(?:\s?[а-я](?![а-я]))?(?:\s*[/к]\s*\d{1,3})?)\b",
     re.IGNORECASE,
 )
-_FLAT = re.compile(r"\b(?:кв|квартира|оф|офис)\.?\s*\d+\w*", re.IGNORECASE)
+_FLAT = re.compile(r"\b(?:кв|квартира|оф|офис|корп|корпус|стр|строение)\.?\s*\d+\w*", re.IGNORECASE)
 _STREET_TYPE = re.compile(rf"(?<![а-я])(?:{_STREET_WORDS})(?![а-я])\.?", re.IGNORECASE)
 _LEADING_WORDS = frozenset({"на", "по", "в", "во", "у", "около", "возле", "адрес", "адресу"})
 _SPACES = re.compile(r"[\s,.;:\"«»()]+")
@@ -42,7 +44,8 @@ _SPACES = re.compile(r"[\s,.;:\"«»()]+")
 
 def normalize_street(street: str) -> str:
     """``ул. Карла Маркса`` / ``Карла-Маркса улица`` / ``КАРЛА МАРКСА`` -> ``карла маркса``."""
-    text = _STREET_TYPE.sub(" ", street.lower().replace("ё", "е"))
+    text = _COMPLEX.sub("жк", street.lower().replace("ё", "е"))
+    text = _STREET_TYPE.sub(" ", text)
     words = _SPACES.sub(" ", text.replace("-", " ")).split()
     # "на Сумской", "по адресу Ленина": leading words that are not the name.
     while words and words[0] in _LEADING_WORDS:

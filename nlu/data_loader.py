@@ -6,6 +6,14 @@ Annotations follow Rasa's own syntax::
     [1002003001](account_number)
     [горячей воды]{"entity": "meter_type", "value": "hot_water"}
     [горячей воды](meter_type:hot_water)
+
+Examples are either one block string (``examples: |`` with ``- `` lines) or
+Rasa's list form with per-example metadata::
+
+    examples:
+    - text: мерси
+      metadata:
+        new_words: [мерси]
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +52,10 @@ class Example:
     text: str
     intent: str
     entities: tuple[AnnotatedEntity, ...] = ()
+    metadata: tuple[tuple[str, Any], ...] = ()
+
+    def meta(self, key: str) -> Any:
+        return dict(self.metadata).get(key)
 
 
 @dataclass(slots=True)
@@ -100,6 +112,22 @@ def parse_annotated(line: str, intent: str) -> Example:
     return Example("".join(plain).strip(), intent, tuple(entities))
 
 
+def _example_items(block: Any, where: str) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
+    """(line, metadata) pairs from a block string or Rasa's list of ``text:`` items."""
+    if not isinstance(block, list):
+        return [(line, ()) for line in _example_lines(block, where)]
+    items: list[tuple[str, tuple[tuple[str, Any], ...]]] = []
+    for item in block:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise TrainingDataError(f"{where}: each listed example needs a 'text'")
+        metadata = item.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise TrainingDataError(f"{where}: 'metadata' must be a mapping")
+        frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in metadata.items()}
+        items.append((item["text"].strip(), tuple(sorted(frozen.items()))))
+    return items
+
+
 def _example_lines(block: Any, where: str) -> list[str]:
     if not isinstance(block, str):
         raise TrainingDataError(f"{where}: 'examples' must be a block string")
@@ -128,8 +156,11 @@ def load_yaml_text(text: str, source: str = "<string>") -> TrainingData:
         examples = item.get("examples", "")
         if "intent" in item:
             intent = str(item["intent"])
-            for line in _example_lines(examples, f"{source} intent {intent}"):
-                data.examples.append(parse_annotated(line, intent))
+            for line, metadata in _example_items(examples, f"{source} intent {intent}"):
+                example = parse_annotated(line, intent)
+                if metadata:
+                    example = replace(example, metadata=metadata)
+                data.examples.append(example)
         elif "synonym" in item:
             name = str(item["synonym"])
             lines = _example_lines(examples, f"{source} synonym {name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
-from scipy.sparse import hstack  # type: ignore[import-untyped,unused-ignore]
+from scipy.sparse import csr_matrix, hstack  # type: ignore[import-untyped,unused-ignore]
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import SGDClassifier
 
@@ -26,18 +27,34 @@ from config import Settings
 from nlu.base import ModelNotTrained, NluParser
 from nlu.data_loader import TrainingData, data_files, fingerprint_files, load_training_data
 from nlu.entities import DEFAULT_STREETS, EntityExtractor
-from nlu.features import SpellingCorrector, prepare, training_words
+from nlu.features import (
+    PLACEHOLDERS,
+    Lemmatizer,
+    SemanticNeighbours,
+    SpellingCorrector,
+    WordVectors,
+    corrected,
+    fold_spelling,
+    training_words,
+)
 from nlu.payload import parse_payload
-from nlu.types import FALLBACK_INTENT, Intent, ParseResult
+from nlu.types import FALLBACK_INTENT, Entity, Intent, ParseResult
 
 log = logging.getLogger(__name__)
+_PLACEHOLDERS = frozenset(PLACEHOLDERS.values())
+_ONE_LETTER_WORDS = frozenset("авиксуояжб")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # Bump whenever features, extraction or the classifier change: it is part of
 # the model fingerprint, so a stale pickled model is retrained.
-CODE_VERSION = "embedded-4"
+CODE_VERSION = "embedded-5"
 RANKING_LENGTH = 10
 WORD_FEATURE_WEIGHT = 0.8
+# The weight of the 300 dense columns (the text's mean navec vector) beside
+# the sparse n-grams: they carry meaning to words training never saw.
+VECTOR_FEATURE_WEIGHT = 1.0
+USE_DENSE = False
+USE_NEIGHBOURS = True
 SGD_ALPHA = 2e-5
 SGD_MAX_ITER = 200
 # Calibration of the fallback: a text whose character n-grams are mostly
@@ -47,6 +64,9 @@ SGD_MAX_ITER = 200
 # with the largest bias (usually out_of_scope). Chosen on cross-validation
 # folds of the training data against generated gibberish.
 FAMILIAR_COVERAGE = 0.6
+# Below this share of real words (known to some dictionary) a text is damped
+# the same way, in proportion.
+REAL_WORDS = 0.34
 
 
 def damp_unfamiliar(probabilities: Any, coverage: float) -> Any:
@@ -69,6 +89,8 @@ class EmbeddedModel:
     streets: list[str]
     synonyms: dict[str, list[str]]
     speller: SpellingCorrector | None = None
+    vectors: WordVectors | None = None
+    neighbours: SemanticNeighbours | None = None
     trained_seconds: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -77,6 +99,32 @@ def data_fingerprint(data_dir: Path = DATA_DIR) -> str:
     return fingerprint_files(
         data_files(data_dir), extra=f"{CODE_VERSION}|sklearn={sklearn.__version__}"
     )
+
+
+_VECTORS: WordVectors | None = None
+
+
+def shared_vectors() -> WordVectors:
+    """navec's vectors, read once per process (training and cross-validation folds)."""
+    global _VECTORS
+    if _VECTORS is None:
+        _VECTORS = WordVectors.from_natasha()
+    return _VECTORS
+
+
+def featurize(
+    text: str,
+    entities: Any,
+    speller: SpellingCorrector | None,
+    vectors: WordVectors | None,
+    neighbours: SemanticNeighbours | None = None,
+) -> tuple[str, str, Any]:
+    """(folded text for char n-grams, lemmas for word n-grams, mean word vector)."""
+    norm = corrected(text, entities, speller)
+    if neighbours is not None:
+        norm = neighbours.expand(norm)
+    dense = vectors.text_vector(norm) if vectors is not None else None
+    return fold_spelling(norm), Lemmatizer.lemmas(norm), dense
 
 
 def _split_tokens(text: str) -> list[str]:
@@ -99,14 +147,29 @@ def train_model(data_dir: Path = DATA_DIR) -> EmbeddedModel:
     return model
 
 
-def fit_model(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
+def fit_model(
+    data: TrainingData, fingerprint: str = "", vectors: WordVectors | None = None
+) -> EmbeddedModel:
     """Train on already loaded data (cross-validation uses it on folds)."""
     started = time.perf_counter()
+    if vectors is None:
+        vectors = shared_vectors()
     extractor = make_extractor(data)
-    speller = SpellingCorrector(training_words([ex.text for ex in data.examples]))
-    prepared = [prepare(ex.text, extractor.extract(ex.text), speller) for ex in data.examples]
+    train_words = training_words([ex.text for ex in data.examples])
+    speller = SpellingCorrector(train_words)
+    vectors_for_dense = vectors if USE_DENSE else None
+    neighbours = None
+    if vectors is not None and USE_NEIGHBOURS:
+        neighbours = SemanticNeighbours(train_words, vectors)
+    prepared = [
+        featurize(ex.text, extractor.extract(ex.text), speller, vectors_for_dense, neighbours)
+        for ex in data.examples
+    ]
     chars = [p[0] for p in prepared]
     words = [p[1] for p in prepared]
+    blocks = []
+    if vectors_for_dense is not None:
+        blocks.append(csr_matrix(np.vstack([p[2] for p in prepared]) * VECTOR_FEATURE_WEIGHT))
     labels = [ex.intent for ex in data.examples]
 
     char_vectorizer = TfidfVectorizer(
@@ -124,6 +187,7 @@ def fit_model(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
         [
             char_vectorizer.fit_transform(chars),
             word_vectorizer.fit_transform(words) * WORD_FEATURE_WEIGHT,
+            *blocks,
         ]
     ).tocsr()
     # Log-loss SGD: a logistic regression that trains in a fraction of a second
@@ -142,6 +206,8 @@ def fit_model(data: TrainingData, fingerprint: str = "") -> EmbeddedModel:
         streets=data.lookups.get("address") or list(DEFAULT_STREETS),
         synonyms=data.synonyms,
         speller=speller,
+        vectors=vectors_for_dense,
+        neighbours=neighbours,
         trained_seconds=time.perf_counter() - started,
         meta={"examples": len(labels), "sklearn": sklearn.__version__},
     )
@@ -191,8 +257,10 @@ class _LinearScorer:
         self._word_idf = np.asarray(model.word_vectorizer.idf_)
         coef = np.asarray(model.classifier.coef_)
         n_char = len(self._char_idf)
+        n_word = len(self._word_idf)
         self._char_coef = np.ascontiguousarray(coef[:, :n_char].T)
-        self._word_coef = np.ascontiguousarray(coef[:, n_char:].T)
+        self._word_coef = np.ascontiguousarray(coef[:, n_char : n_char + n_word].T)
+        self._dense_coef = np.ascontiguousarray(coef[:, n_char + n_word :].T)
         self._intercept = np.asarray(model.classifier.intercept_)
 
     @staticmethod
@@ -210,7 +278,7 @@ class _LinearScorer:
         weights /= np.sqrt(weights @ weights)
         return weights @ coef[indices], sum(counts.values())
 
-    def probabilities(self, char_text: str, word_text: str) -> Any:
+    def probabilities(self, char_text: str, word_text: str, dense: Any = None) -> Any:
         char_tokens = self._char_analyzer(char_text)
         char_score, known = self._part(
             char_tokens, self._char_vocab, self._char_idf, self._char_coef
@@ -219,11 +287,65 @@ class _LinearScorer:
             self._word_analyzer(word_text), self._word_vocab, self._word_idf, self._word_coef
         )
         decision = self._intercept + char_score + WORD_FEATURE_WEIGHT * word_score
+        if dense is not None and self._dense_coef.shape[0]:
+            decision = decision + VECTOR_FEATURE_WEIGHT * (dense @ self._dense_coef)
         # SGDClassifier(loss="log_loss") is one-vs-rest: sigmoid, then normalise.
         prob = 1.0 / (1.0 + np.exp(-decision))
         total = prob.sum()
         prob = prob / total if total > 0 else np.full_like(prob, 1.0 / len(prob))
         return damp_unfamiliar(prob, known / len(char_tokens) if char_tokens else 0.0)
+
+
+# The entities each intent's flow reads. Elsewhere an entity is noise: "долг
+# за отопление" is about money, not a meter. A message that is little more
+# than its entities keeps them whatever the intent: it answers a form's
+# question ("1234,5", "ул. Ленина 10", the SNILS).
+USABLE_ENTITIES: dict[str, frozenset[str]] = {
+    "link_account": frozenset({"account_number", "snils"}),
+    "submit_reading": frozenset({"reading_value", "meter_type", "date", "account_number"}),
+    # Money questions may name the service ("долг за отопление").
+    "check_balance": frozenset({"date", "account_number", "meter_type"}),
+    "pay_bill": frozenset({"account_number", "date", "meter_type"}),
+    "file_appeal": frozenset(
+        {"phone", "address", "account_number", "date", "appeal_number", "meter_type"}
+    ),
+    "appeal_status": frozenset({"appeal_number", "date"}),
+    "report_outage": frozenset({"address", "meter_type", "phone"}),
+    "connection_request": frozenset({"address", "phone", "meter_type"}),
+    # Which office: "часы работы кассы на Сумской", "записаться в офис на Сумской".
+    "contacts_hours": frozenset({"address"}),
+    "office_appointment": frozenset({"date", "phone", "address"}),
+    "tariff_info": frozenset({"meter_type", "date"}),
+    "bonus_balance": frozenset({"account_number"}),
+    "human_handoff": frozenset({"phone"}),
+}
+ANSWER_EXTRA_WORDS = 2
+# Messages of this many sentences or more are also scored on their last one.
+STORY_SENTENCES = 3
+LAST_SENTENCE_WEIGHT = 0.5
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
+
+
+def last_sentence(text: str) -> str | None:
+    """The closing sentence of a message that tells a story first, else None."""
+    sentences = [s for s in _SENTENCE_END.split(text.strip()) if _ANSWER_WORD.search(s)]
+    if len(sentences) < STORY_SENTENCES:
+        return None
+    return sentences[-1]
+
+
+_ANSWER_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def usable_entities(text: str, intent: str, entities: list[Entity]) -> list[Entity]:
+    """The entities the intent can use, or all of them in a bare answer."""
+    rest = text
+    for entity in sorted(entities, key=lambda e: e.start, reverse=True):
+        rest = rest[: entity.start] + " " + rest[entity.end :]
+    if len(_ANSWER_WORD.findall(rest)) <= ANSWER_EXTRA_WORDS:
+        return entities
+    usable = USABLE_ENTITIES.get(intent, frozenset())
+    return [e for e in entities if e.entity in usable]
 
 
 class EmbeddedNluParser(NluParser):
@@ -247,8 +369,21 @@ class EmbeddedNluParser(NluParser):
             return ParseResult(
                 text=text, intent=Intent(name=FALLBACK_INTENT, confidence=0.0), entities=()
             )
-        char_text, word_text = prepare(text, entities, self.model.speller)
-        ranking = self._ranking(self._scorer.probabilities(char_text, word_text))
+        probabilities = self._probabilities(text, entities)
+        last = last_sentence(text)
+        if last is not None:
+            # A story before the request ("Проснулись утром... Батареи ледяные.
+            # Когда дадут тепло?"): the closing sentence says what is wanted.
+            start = text.rindex(last)
+            inside = [
+                e.model_copy(update={"start": e.start - start, "end": e.end - start})
+                for e in entities
+                if e.start >= start
+            ]
+            probabilities = (1.0 - LAST_SENTENCE_WEIGHT) * probabilities + (
+                LAST_SENTENCE_WEIGHT * self._probabilities(last, inside)
+            )
+        ranking = self._ranking(probabilities)
         top = ranking[0]
         intent = top
         if top.confidence < self.fallback_threshold:
@@ -256,9 +391,43 @@ class EmbeddedNluParser(NluParser):
         return ParseResult(
             text=text,
             intent=intent,
-            entities=tuple(entities),
+            entities=tuple(usable_entities(text, intent.name, entities)),
             intent_ranking=tuple(ranking[:RANKING_LENGTH]),
         )
+
+    def _probabilities(self, text: str, entities: list[Entity]) -> Any:
+        char_text, word_text, dense = featurize(
+            text, entities, self.model.speller, self.model.vectors, self.model.neighbours
+        )
+        probabilities = self._scorer.probabilities(char_text, word_text, dense)
+        # Keyboard mashing ("фывапролд", "ыыы ааа") is made of words no
+        # dictionary knows: pymorphy3's, the training data's, navec's 250K.
+        real = self.real_word_share(word_text)
+        if real < REAL_WORDS:
+            probabilities = damp_unfamiliar(probabilities, FAMILIAR_COVERAGE * real / REAL_WORDS)
+        return probabilities
+
+    def real_word_share(self, lemmas: str) -> float:
+        """The share of words some dictionary knows; one-letter words count
+        only when there is nothing longer ("ы а" is mashing, "я в минусе" is not)."""
+        words = [w for w in lemmas.split() if w.isalpha() and w not in _PLACEHOLDERS]
+        longer = [w for w in words if len(w) > 1]
+        if not words:
+            return 1.0
+        known = self.model.speller.known if self.model.speller is not None else frozenset()
+        neighbours = self.model.neighbours
+        analyzer = Lemmatizer.analyzer()
+
+        def real(word: str) -> bool:
+            return (
+                word in known
+                or analyzer.word_is_known(word)
+                or (neighbours is not None and neighbours.vectors.lookup(word) is not None)
+            )
+
+        if not longer:
+            return 1.0 if all(w in _ONE_LETTER_WORDS for w in words) else 0.0
+        return sum(real(w) for w in longer) / len(longer)
 
     def _ranking(self, probabilities: Any) -> list[Intent]:
         order = np.argsort(-probabilities, kind="stable")

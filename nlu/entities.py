@@ -120,12 +120,30 @@ _HOUSE = (
     # space ("Сумской 12 к теплосети").
     r"(?:\s*,?\s*(?:д\.?|дом)?\s*\d{1,4}(?:(?:\s(?![квсуои](?!\w)))?[а-яa-z](?!\w))?(?:/\d{1,3})?"
     r"(?:\s*,?\s*(?:корп\.?|корпус|к\.|стр\.?)\s*\d{1,3})?"
-    r"(?:\s*,?\s*(?:кв\.?|квартира|квартиру|кв-ра)\s*\d{1,4})?(?![\d.,]))"
+    r"(?:\s*,?\s*(?:кв\.?|квартира|квартиру|кв-ра)\s*\d{1,4})?(?!\d|[.,]\d))"
+)
+_STREET_TYPE = (
+    r"(?i:ул\.?|улиц[аеуы]|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
+    r"|бульвар\w*|пл\.|площад\w*|проезд\w*|ш\.|шоссе|мкр\.?|микрорайон\w*)"
+)
+# After a street-type word any capitalised name is a street, whether or not
+# the lookup knows it: "проезд Сергеева", "пр-т Победы", "ул. 1-я Пушкарная",
+# "ул. 50 лет Октября"; a lower-case name counts only with a house number.
+_STREET_NAME = (
+    r"(?:(?:\d{1,2}-?(?:я|й|ая|ый|ой|го)\s+)|(?:\d{1,3}\s+лет\s+))?"
+    r"[А-ЯЁ][а-яё]+(?:-[А-ЯЁа-яё]+)?(?:\s+[А-ЯЁ][а-яё]+)?"
 )
 _CAPITALISED_STREET = re.compile(
-    r"(?<!\w)(?:ул\.?|улиц[аеуы])\s+(?P<name>[А-ЯЁ][а-яё]+(?:-[А-ЯЁа-яё]+)?(?:\s+[А-ЯЁ][а-яё]+)?)"
-    + _HOUSE
-    + "?"
+    r"(?<!\w)" + _STREET_TYPE + r"\s*(?P<name>" + _STREET_NAME + r")(?!\w)" + _HOUSE + "?"
+)
+_LOWER_CASE_STREET = re.compile(
+    r"(?<!\w)" + _STREET_TYPE + r"\s+(?P<name>[а-яё]{3,}(?:\s+[а-яё]{3,})?)"
+    r"(?=\s*,?\s*(?:д\.?|дом)?\s*\d)" + _HOUSE
+)
+# A residential complex: "ЖК Европа, дом 12", "в жилом комплексе «Солнечный»".
+_COMPLEX = re.compile(
+    r"(?<!\w)(?i:жк|жилом\s+комплексе|жилой\s+комплекс)\s*[«\"]?"
+    r"(?P<name>[А-ЯЁA-Z][\w-]+(?:\s+[А-ЯЁA-Z][\w-]+)?)[»\"]?" + _HOUSE + "?"
 )
 
 DEFAULT_STREETS: tuple[str, ...] = (
@@ -334,9 +352,10 @@ class EntityExtractor:
         for m in self._street.finditer(text):
             span = m.group().rstrip(" ,")
             yield _Candidate("address", m.start(), m.start() + len(span), span, 3)
-        for m in _CAPITALISED_STREET.finditer(text):
-            span = m.group().rstrip(" ,")
-            yield _Candidate("address", m.start(), m.start() + len(span), span, 4)
+        for pattern in (_CAPITALISED_STREET, _LOWER_CASE_STREET, _COMPLEX):
+            for m in pattern.finditer(text):
+                span = m.group().rstrip(" ,")
+                yield _Candidate("address", m.start(), m.start() + len(span), span, 3)
 
     def _bare_numbers(self, text: str) -> Iterable[_Candidate]:
         for m in _BARE_DIGITS.finditer(text):

@@ -15,9 +15,11 @@ def _embedded(settings: Settings) -> NluParser:
 
 
 def _rasa(settings: Settings) -> NluParser:
-    from nlu.rasa import RasaNluParser
+    """Rasa behind a circuit breaker: the embedded parser answers while it is down."""
+    from nlu.embedded import load_or_train
+    from nlu.rasa import FallbackNluParser, RasaNluParser
 
-    return RasaNluParser.from_settings(settings)
+    return FallbackNluParser(RasaNluParser.from_settings(settings), load_or_train(settings))
 
 
 BACKENDS: dict[str, Callable[[Settings], NluParser]] = {

@@ -11,10 +11,15 @@ the character n-grams see a spelling-folded text (:func:`fold_spelling`).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pymorphy3
 
 from nlu.types import Entity
@@ -215,6 +220,11 @@ class SpellingCorrector:
         self.__dict__.update(state)
         self._cache = {}
 
+    @property
+    def known(self) -> frozenset[str]:
+        """The training word forms (four letters or more)."""
+        return self._known
+
     def correct(self, word: str) -> str:
         cached = self._cache.get(word)
         if cached is not None:
@@ -251,16 +261,197 @@ def _deletions(word: str) -> list[str]:
     return first + [w for w in second if w not in first]
 
 
+def corrected(
+    text: str, entities: Sequence[Entity], speller: SpellingCorrector | None = None
+) -> str:
+    """The normalised text, entities masked and unknown words corrected."""
+    norm = _LONG_REPEATS.sub(r"\1", normalise(mask_entities(text, entities)))
+    return speller.correct_text(norm) if speller is not None else norm
+
+
 def prepare(
     text: str, entities: Sequence[Entity], speller: SpellingCorrector | None = None
 ) -> tuple[str, str]:
     """(folded text for character n-grams, lemma string for word n-grams)."""
-    norm = _LONG_REPEATS.sub(r"\1", normalise(mask_entities(text, entities)))
-    if speller is not None:
-        norm = speller.correct_text(norm)
+    norm = corrected(text, entities, speller)
     return fold_spelling(norm), Lemmatizer.lemmas(norm)
 
 
 def training_words(texts: Sequence[str]) -> list[str]:
     """The normalised word forms of the training texts (the corrector's vocabulary)."""
     return [w for text in texts for w in _WORD.findall(_LONG_REPEATS.sub(r"\1", normalise(text)))]
+
+
+# --- pre-trained word vectors ------------------------------------------------
+
+NAVEC_FILE = "navec_news_v1_1B_250K_300d_100q.tar"
+# SIF weighting (Arora et al. 2017): a frequent word counts for less.
+SIF_A = 1e-4
+# Function words carry no topic: their vectors would pull every mean together.
+_NO_TOPIC_POS = frozenset({"PREP", "CONJ", "NPRO"})
+
+
+def _word_hash(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+
+
+class WordVectors:
+    """navec's news embeddings (250K words, 300 dimensions), shipped in natasha's wheel.
+
+    Kept compact for the pickled model: the vocabulary as sorted 64-bit word
+    hashes (no Python strings), the product-quantised vectors as navec stores
+    them (100 one-byte codes per word, 25 MB), and a SIF weight per word from
+    navec's counts. Nothing is fetched at run time.
+    """
+
+    def __init__(self, hashes: Any, rows: Any, indexes: Any, codes: Any, weights: Any) -> None:
+        self.hashes = hashes
+        self.rows = rows
+        self.indexes = indexes
+        self.codes = codes
+        self.weights = weights
+        self._qdim = np.arange(codes.shape[0])
+        self._cache: dict[str, tuple[float, Any] | None] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("hashes", "rows", "indexes", "codes", "weights")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    @property
+    def dim(self) -> int:
+        return int(self.codes.shape[0] * self.codes.shape[2])
+
+    @classmethod
+    def from_natasha(cls) -> WordVectors:
+        """Read navec's file out of the installed natasha package."""
+        from navec import Navec
+
+        # natasha's wheel carries navec's news embeddings; finding the file
+        # does not import natasha (and its other models) at all.
+        spec = importlib.util.find_spec("natasha")
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError("natasha is not installed")
+        path = Path(spec.origin).resolve().parent / "data" / "emb" / NAVEC_FILE
+        navec = Navec.load(path)
+        words: list[str] = navec.vocab.words
+        counts = np.asarray(navec.vocab.counts, dtype=np.float64)
+        hashes = np.fromiter((_word_hash(w) for w in words), dtype=np.uint64, count=len(words))
+        order = np.argsort(hashes, kind="stable")
+        frequency = counts / max(1.0, counts.sum())
+        weights = (SIF_A / (SIF_A + frequency)).astype(np.float32)
+        return cls(
+            hashes=hashes[order],
+            rows=order.astype(np.int32),
+            indexes=np.ascontiguousarray(navec.pq.indexes),
+            codes=np.ascontiguousarray(navec.pq.codes),
+            weights=weights,
+        )
+
+    def lookup(self, word: str) -> tuple[float, Any] | None:
+        """(SIF weight, unit vector) of a word form, or None if navec lacks it."""
+        if word in self._cache:
+            return self._cache[word]
+        h = np.uint64(_word_hash(word))
+        i = int(np.searchsorted(self.hashes, h))
+        found: tuple[float, Any] | None = None
+        if i < len(self.hashes) and self.hashes[i] == h:
+            row = int(self.rows[i])
+            vector = self.codes[self._qdim, self.indexes[row]].reshape(-1)
+            norm = float(np.sqrt(vector @ vector))
+            if norm > 0:
+                found = (float(self.weights[row]), vector / norm)
+        if len(self._cache) < CORRECTION_CACHE_SIZE:
+            self._cache[word] = found
+        return found
+
+    def text_vector(self, normalised_text: str) -> Any:
+        """SIF-weighted mean of the words' unit vectors, itself of unit length (or zeros)."""
+        total = np.zeros(self.dim, dtype=np.float64)
+        for word in _WORD.findall(normalised_text):
+            if word in _PLACEHOLDER_WORDS or word.isdigit() or _is_function_word(word):
+                continue
+            hit = self.lookup(word) or self.lookup(Lemmatizer.lemma(word))
+            if hit is not None:
+                total += hit[0] * hit[1]
+        norm = float(np.sqrt(total @ total))
+        return total / norm if norm > 0 else total
+
+
+@lru_cache(maxsize=65536)
+def _is_function_word(word: str) -> bool:
+    return Lemmatizer.analyzer().parse(word)[0].tag.POS in _NO_TOPIC_POS
+
+
+# Cosine below which an unseen word is left alone (chosen on grouped
+# cross-validation folds of the training data).
+NEIGHBOUR_MIN_SIMILARITY = 0.4
+
+
+class SemanticNeighbours:
+    """Maps a word training never saw to its nearest training word by navec cosine.
+
+    "кляуза" -> "жалоба", "колотун" -> "холод": the classifier then sees a word
+    it has weights for. The training words' unit vectors are one float16
+    matrix (a few MB); one lookup is a matrix-vector product.
+    """
+
+    def __init__(self, words: Sequence[str], vectors: WordVectors) -> None:
+        self.vectors = vectors
+        self._known = frozenset(words) | frozenset(Lemmatizer.lemma(w) for w in words)
+        vocab: list[str] = []
+        rows: list[Any] = []
+        for word in sorted({Lemmatizer.lemma(w) for w in words if len(w) >= 3}):
+            if word in _PLACEHOLDER_WORDS or _is_function_word(word):
+                continue
+            hit = vectors.lookup(word)
+            if hit is not None:
+                vocab.append(word)
+                rows.append(hit[1])
+        self.vocab = vocab
+        self.matrix = np.vstack(rows).astype(np.float32) if rows else np.zeros((0, vectors.dim))
+        self._cache: dict[str, str | None] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "vectors": self.vectors,
+            "_known": self._known,
+            "vocab": self.vocab,
+            "matrix": self.matrix,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = {}
+
+    def neighbour(self, word: str) -> str | None:
+        if word in self._cache:
+            return self._cache[word]
+        found: str | None = None
+        if (
+            len(word) >= 3
+            and word.isalpha()
+            and word not in self._known
+            and word not in _PLACEHOLDER_WORDS
+            and len(self.vocab)
+        ):
+            lemma = Lemmatizer.lemma(word)
+            hit = (
+                None
+                if lemma in self._known
+                else (self.vectors.lookup(word) or self.vectors.lookup(lemma))
+            )
+            if hit is not None:
+                sims = self.matrix @ hit[1].astype(np.float32)
+                best = int(np.argmax(sims))
+                if sims[best] >= NEIGHBOUR_MIN_SIMILARITY:
+                    found = self.vocab[best]
+        if len(self._cache) < CORRECTION_CACHE_SIZE:
+            self._cache[word] = found
+        return found
+
+    def expand(self, normalised_text: str) -> str:
+        """The text with each unseen word's nearest training word appended."""
+        extra = [n for w in _WORD.findall(normalised_text) if (n := self.neighbour(w))]
+        return f"{normalised_text} {' '.join(extra)}" if extra else normalised_text

@@ -50,7 +50,7 @@ async def test_in_hours_the_chat_is_queued_with_a_summary(chat: ChatClient) -> N
     assert entry.details["reason"] == "customer_request"
     assert entry.out_of_hours is False
     assert "Лицевой счёт: 1002003001" in entry.summary
-    assert "check_balance" in entry.summary
+    assert "Темы: привязка лицевого счёта, баланс и начисления" in entry.summary
     assert "Клиент: сколько я должен" in entry.summary
     assert "Клиент: позовите оператора" in entry.summary
     conv = await _conversation(chat)

@@ -85,3 +85,23 @@ def test_train_writes_the_model(nlu_settings: Settings, tmp_path: Path) -> None:
 def test_eval_of_a_missing_file_fails_cleanly(nlu_settings: Settings, tmp_path: Path) -> None:
     code, _ = run(["eval", str(tmp_path / "absent.yml")], nlu_settings)
     assert code != 0
+
+
+def test_eval_reports_entities_like_rasa(
+    parser: EmbeddedNluParser, nlu_settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "entity_report.json"
+    code, output = run(
+        ["eval", str(HELD_OUT), "--backend", "embedded", "--entity-report", str(path)],
+        nlu_settings,
+    )
+    assert code == 0
+    lines = output.rstrip("\n").split("\n")
+    assert re.fullmatch(r"entities: micro_f1=\d\.\d{3} macro_f1=\d\.\d{3}", lines[-2])
+    report = json.loads(path.read_text(encoding="utf-8"))
+    assert {"micro avg", "macro avg", "weighted avg"} <= set(report)
+    assert "no_entity" not in report
+    row = report["account_number"]
+    assert set(row) == {"precision", "recall", "f1-score", "support", "confused_with"}
+    assert row["support"] > 0
+    assert row["recall"] > 0.5

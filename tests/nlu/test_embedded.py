@@ -12,15 +12,18 @@ import pytest
 from config import Settings, load_settings
 from nlu.base import ModelNotTrained
 from nlu.embedded import (
+    FAMILIAR_COVERAGE,
+    REAL_WORDS,
+    VECTOR_FEATURE_WEIGHT,
     WORD_FEATURE_WEIGHT,
     EmbeddedNluParser,
     damp_unfamiliar,
     data_fingerprint,
+    featurize,
     load_model,
     load_or_train,
 )
 from nlu.factory import build_parser
-from nlu.features import prepare
 from nlu.types import FALLBACK_INTENT, INTENTS
 from tests.nlu.conftest import DATA_DIR
 
@@ -175,23 +178,35 @@ async def test_factory_builds_the_embedded_parser_by_default(
 
 def _sklearn_probabilities(parser: EmbeddedNluParser, texts: list[str]) -> list[Any]:
     """The reference: sklearn's own vectorizers and predict_proba, batched."""
-    from scipy.sparse import hstack  # type: ignore[import-untyped,unused-ignore]
+    from scipy.sparse import (  # type: ignore[import-untyped,unused-ignore]
+        csr_matrix,
+        hstack,
+    )
 
     model = parser.model
-    prepared = [prepare(t, parser.extractor.extract(t), model.speller) for t in texts]
+    prepared = [
+        featurize(t, parser.extractor.extract(t), model.speller, model.vectors, model.neighbours)
+        for t in texts
+    ]
     analyzer = model.char_vectorizer.build_analyzer()
     vocab = model.char_vectorizer.vocabulary_
-    features = hstack(
-        [
-            model.char_vectorizer.transform([p[0] for p in prepared]),
-            model.word_vectorizer.transform([p[1] for p in prepared]) * WORD_FEATURE_WEIGHT,
-        ]
-    ).tocsr()
+    blocks = [
+        model.char_vectorizer.transform([p[0] for p in prepared]),
+        model.word_vectorizer.transform([p[1] for p in prepared]) * WORD_FEATURE_WEIGHT,
+    ]
+    if model.vectors is not None:
+        blocks.append(csr_matrix(np.vstack([p[2] for p in prepared])) * VECTOR_FEATURE_WEIGHT)
+    features = hstack(blocks).tocsr()
     rankings = []
-    for (char_text, _), row in zip(prepared, model.classifier.predict_proba(features), strict=True):
+    probabilities = model.classifier.predict_proba(features)
+    for (char_text, word_text, _), row in zip(prepared, probabilities, strict=True):
         tokens = analyzer(char_text)
         coverage = sum(t in vocab for t in tokens) / len(tokens) if tokens else 0.0
-        rankings.append(damp_unfamiliar(row, coverage))
+        ranked = damp_unfamiliar(row, coverage)
+        real = parser.real_word_share(word_text)
+        if real < REAL_WORDS:
+            ranked = damp_unfamiliar(ranked, FAMILIAR_COVERAGE * real / REAL_WORDS)
+        rankings.append(ranked)
     return rankings
 
 
@@ -205,3 +220,32 @@ def test_fast_scorer_matches_sklearn(parser: EmbeddedNluParser) -> None:
         order = np.argsort(-reference, kind="stable")[: len(fast)]
         assert [i.name for i in fast] == [parser.model.labels[i] for i in order], text
         assert [i.confidence for i in fast] == pytest.approx([reference[i] for i in order])
+
+
+async def test_entities_are_kept_only_where_the_intent_reads_them(
+    parser: EmbeddedNluParser,
+) -> None:
+    greeting = await parser.parse("здравствуйте, пишу вам насчёт отопления")
+    assert greeting.intent.name == "greet"
+    assert greeting.entities == ()
+    reading = await parser.parse("передаю показания отопления 1234,5")
+    assert reading.intent.name == "submit_reading"
+    assert {e.entity for e in reading.entities} == {"meter_type", "reading_value"}
+
+
+async def test_a_bare_answer_keeps_its_entities_whatever_the_intent(
+    parser: EmbeddedNluParser,
+) -> None:
+    # A form's question answered with the value alone: the form reads it.
+    answer = await parser.parse("1234,5")
+    assert [e.entity for e in answer.entities] == ["reading_value"]
+    address = await parser.parse("ул. Ленина, д. 10")
+    assert [e.entity for e in address.entities] == ["address"]
+
+
+async def test_a_story_is_classified_by_its_request(parser: EmbeddedNluParser) -> None:
+    text = (
+        "Мы переехали в Курск весной. Соседи у нас хорошие, дом тёплый. "
+        "Подскажите, как оплатить квитанцию картой?"
+    )
+    assert (await parser.parse(text)).intent.name == "pay_bill"

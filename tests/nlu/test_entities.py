@@ -138,3 +138,31 @@ def test_address_does_not_swallow_a_preposition_after_the_house() -> None:
     assert "Сумской 12" in found
     letters = [e.value for e in EntityExtractor().extract("ул. Ленина 12 б кв 5")]
     assert "ул. Ленина 12 б кв 5" in letters
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("Живём на проезде Сергеева, 5, когда дадут воду?", "проезде Сергеева, 5"),
+        ("Батареи еле тёплые, ЖК Европа, дом 12.", "ЖК Европа, дом 12"),
+        ("Это на улице Дзержинского, 70, приезжайте", "улице Дзержинского, 70"),
+        ("Адрес ул. Карла Маркса, д. 59б, что случилось?", "ул. Карла Маркса, д. 59б"),
+        ("на проспекте Дружбы 7 корпус 2 холодно", "проспекте Дружбы 7 корпус 2"),
+        ("ул 50 лет Октября 112", "ул 50 лет Октября 112"),
+        ("на улице 1-я Пушкарная 15 нет воды", "улице 1-я Пушкарная 15"),
+        ("на улице дзержинского 70 течёт", "улице дзержинского 70"),
+        ("в жилом комплексе «Солнечный» дом 3 нет воды", "жилом комплексе «Солнечный» дом 3"),
+        ("пер. Радищева 3", "пер. Радищева 3"),
+    ],
+)
+def test_addresses_after_any_street_type_or_a_residential_complex(
+    extractor: EntityExtractor, text: str, span: str
+) -> None:
+    addresses = [(e.value, text[e.start : e.end]) for e in extractor.extract(text)]
+    assert (span, span) in addresses
+
+
+def test_a_street_type_alone_with_a_lower_case_word_is_no_address(
+    extractor: EntityExtractor,
+) -> None:
+    assert [e.entity for e in extractor.extract("на улице холодно, батареи ледяные")] == []

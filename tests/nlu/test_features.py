@@ -91,3 +91,28 @@ async def test_field_spellings_are_understood(
 @pytest.mark.parametrize("text", ["фывапролд", "ыыы ааа", "йцукенгш", "asdfgh", "ячсмить"])
 async def test_keyboard_mashing_falls_back(parser: EmbeddedNluParser, text: str) -> None:
     assert (await parser.parse(text)).intent.name == FALLBACK_INTENT
+
+
+def test_navec_vectors_from_natashas_wheel_know_related_words() -> None:
+    from nlu.embedded import shared_vectors
+
+    vectors = shared_vectors()
+    hot = vectors.lookup("отопление")
+    near = vectors.lookup("теплоснабжение")
+    far = vectors.lookup("анекдот")
+    assert hot is not None
+    assert near is not None
+    assert far is not None
+    assert float(hot[1] @ near[1]) > float(hot[1] @ far[1]) + 0.2
+    assert vectors.lookup("ывапролдж") is None
+
+
+def test_an_unseen_word_borrows_the_nearest_training_word(parser: EmbeddedNluParser) -> None:
+    neighbours = parser.model.neighbours
+    assert neighbours is not None
+    # A training word is left alone; an unseen one maps into the training
+    # vocabulary (or nowhere, when nothing is close enough).
+    assert neighbours.neighbour("отопление") is None
+    mapped = neighbours.neighbour("теплоснабжением")
+    assert mapped is None or mapped in neighbours.vocab
+    assert neighbours.expand("ывапролдж") == "ывапролдж"

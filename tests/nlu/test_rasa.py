@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,9 +17,11 @@ import pytest
 
 from config import load_settings
 from nlu.base import NluUnavailable
+from nlu.embedded import EmbeddedNluParser
 from nlu.factory import build_parser
-from nlu.rasa import RasaNluParser
-from nlu.types import FALLBACK_INTENT
+from nlu.rasa import EntityNormaliser, FallbackNluParser, RasaNluParser
+from nlu.rasa.client import _with_text
+from nlu.types import FALLBACK_INTENT, Entity, ParseResult
 
 
 def rasa_answer(text: str, intent: str, confidence: float) -> dict[str, Any]:
@@ -183,13 +186,69 @@ async def test_unreachable_server_is_nlu_unavailable() -> None:
     assert isinstance(info.value.__cause__, httpx.ConnectError)
 
 
-async def test_factory_builds_the_rasa_parser_from_settings(fake_rasa: FakeRasa) -> None:
+async def test_factory_builds_the_rasa_parser_from_settings(
+    fake_rasa: FakeRasa, tmp_path: Path
+) -> None:
     fake_rasa.requests.clear()
-    settings = load_settings(nlu_backend="rasa", rasa_url=fake_rasa.url, rasa_token="t0k")
+    settings = load_settings(
+        nlu_backend="rasa",
+        rasa_url=fake_rasa.url,
+        rasa_token="t0k",
+        nlu_model_path=tmp_path / "nlu-model.pkl",
+    )
     parser = build_parser(settings)
     try:
-        assert isinstance(parser, RasaNluParser)
+        # Rasa behind the breaker, the embedded parser ready to stand in.
+        assert isinstance(parser, FallbackNluParser)
+        assert isinstance(parser.primary, RasaNluParser)
+        assert isinstance(parser.fallback, EmbeddedNluParser)
         assert (await parser.parse("привет")).intent.name == "link_account"
+        assert not parser.degraded
     finally:
         await parser.close()
     assert fake_rasa.requests[0]["query"] == {"token": ["t0k"]}
+
+
+def test_normaliser_gives_rule_values_to_rasa_spans() -> None:
+    normaliser = EntityNormaliser.from_data()
+
+    def dietary(text: str, entity: str, span: str, value: str | None = None) -> Entity:
+        start = text.index(span)
+        return Entity(entity=entity, start=start, end=start + len(span), value=value or span)
+
+    text = "показания гвс 1 234,5 за март, снилс 112-233-445 95, тел 8 (4712) 39-55-55"
+    entities = [
+        dietary(text, "meter_type", "гвс"),
+        dietary(text, "reading_value", "1 234,5"),
+        dietary(text, "date", "март"),
+        dietary(text, "snils", "112-233-445 95"),
+        dietary(text, "phone", "8 (4712) 39-55-55"),
+        dietary(text, "account_number", "показания"),  # DIET's mistake: no digits
+    ]
+    values = [(e.entity, e.value) for e in normaliser.normalise(text, entities)]
+    assert values == [
+        ("meter_type", "hot_water"),
+        ("reading_value", "1234.5"),
+        ("date", "--03"),
+        ("snils", "11223344595"),
+        ("phone", "74712395555"),
+    ]
+    # A span the rules did not see is normalised by its own entity's rule.
+    assert (
+        normaliser.normalise("123,40", [dietary("123,40", "reading_value", "123,40")])[0].value
+        == "123.40"
+    )
+
+
+def test_rasa_ranking_has_no_fallback_entry() -> None:
+    body = {
+        "text": "ыыы",
+        "intent": {"name": FALLBACK_INTENT, "confidence": 0.45},
+        "intent_ranking": [
+            {"name": FALLBACK_INTENT, "confidence": 0.45},
+            {"name": "greet", "confidence": 0.3},
+        ],
+    }
+    result = ParseResult.model_validate(_with_text(body, "ыыы"))
+    assert result.intent.name == FALLBACK_INTENT
+    assert [i.name for i in result.intent_ranking] == ["greet"]
