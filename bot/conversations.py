@@ -401,7 +401,7 @@ class ConversationService:
         )
         inline = self.shows_inline(conv.channel)
         if replies and self._postgres:
-            bodies = [reply.to_json() for reply in replies]
+            bodies = [outbox_body(reply, sender) for reply in replies]
             return await self._add_in_one_statement(
                 session, conv, rows, bodies, conversation or {}, inline=inline, now=now, claim=claim
             )
@@ -430,7 +430,7 @@ class ConversationService:
                     "message_id": message_id,
                     "channel": conv.channel,
                     "chat_id": conv.chat_id,
-                    "body": reply.to_json(),
+                    "body": outbox_body(reply, sender),
                     # A channel that shows replies inline has shown them.
                     "status": DeliveryStatus.SENT if inline else DeliveryStatus.PENDING,
                     "attempts": 1 if inline else 0,
@@ -713,6 +713,15 @@ ORDER BY m.id
 RETURNING message_id
 """
 )
+
+
+def outbox_body(reply: Reply, sender: Sender) -> dict[str, Any]:
+    """An outbox row's body: the reply, and who wrote it unless the bot did
+    (the widget labels an operator's messages)."""
+    body = reply.to_json()
+    if sender is not Sender.BOT:
+        body["sender"] = sender.value
+    return body
 
 
 def _buttons(payload: dict[str, Any] | None) -> tuple[Button, ...]:

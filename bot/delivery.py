@@ -262,6 +262,7 @@ class DeliveryWorker:
                 Reply.from_json(row.body),
                 message_id=row.message_id,
                 at=row.created_at,
+                sender=str(row.body.get("sender", "bot")),
             )
         except HandedOver as exc:
             # The process holding the socket marks it sent; the lease is the

@@ -81,12 +81,14 @@ class ChannelAdapter(abc.ABC):
         *,
         message_id: int | None = None,
         at: datetime | None = None,
+        sender: str = "bot",
     ) -> None:
         """Deliver one reply to a chat.
 
         ``message_id`` is the stored message's id (clients deduplicate by it),
-        ``at`` when it was written. Raises :class:`bot.errors.RetryAfter` when
-        rate-limited, :class:`bot.errors.RecipientOffline` when nobody can
+        ``at`` when it was written, ``sender`` who wrote it ("bot",
+        "operator", "system"): a channel that labels messages shows it.
+        Raises :class:`bot.errors.RetryAfter` when rate-limited, :class:`bot.errors.RecipientOffline` when nobody can
         receive it now, and :class:`bot.errors.DeliveryError` otherwise.
         """
 
@@ -123,5 +125,6 @@ class InlineChannel(ChannelAdapter):
         *,
         message_id: int | None = None,
         at: datetime | None = None,
+        sender: str = "bot",
     ) -> None:
         raise PermanentDeliveryError(f"{self.name} shows its replies inline")

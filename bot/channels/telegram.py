@@ -517,6 +517,7 @@ class TelegramAdapter(ChannelAdapter):
         *,
         message_id: int | None = None,
         at: datetime | None = None,
+        sender: str = "bot",
     ) -> None:
         committed = _turn_committed.get()
         if committed is not None:

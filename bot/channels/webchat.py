@@ -236,6 +236,11 @@ def _dumps(frame: Frame) -> str:
     return text
 
 
+def _shown_sender(sender: str) -> str:
+    # The widget labels the operator's messages; notices read as the bot's.
+    return "operator" if sender == "operator" else "bot"
+
+
 def message_frame(sender: str, reply: Reply, message_id: int | None, at: datetime | None) -> Frame:
     frame: Frame = {"type": "message", "sender": sender, **reply.to_json(), "id": message_id}
     frame["at"] = at.isoformat() if at else None
@@ -484,8 +489,9 @@ class WebchatAdapter(ChannelAdapter):
         *,
         message_id: int | None = None,
         at: datetime | None = None,
+        sender: str = "bot",
     ) -> None:
-        frame = message_frame("bot", reply, message_id, at)
+        frame = message_frame(_shown_sender(sender), reply, message_id, at)
         here = await self.hub.publish(chat_id, frame, message_id)
         # Tabs of this chat may be open in other processes too. This process
         # hears its own hand-over as well, if it has tabs: they skip the id.

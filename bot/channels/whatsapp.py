@@ -568,6 +568,7 @@ class WhatsAppAdapter(ChannelAdapter):
         *,
         message_id: int | None = None,
         at: datetime | None = None,
+        sender: str = "bot",
     ) -> None:
         try:
             target = await self._target(chat_id)

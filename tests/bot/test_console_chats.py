@@ -357,3 +357,24 @@ def test_transfer_to_a_colleague_and_return_to_the_bot(app: TestClient) -> None:
     with app.websocket_connect("/widget/ws") as ws:
         frames, _ = Tab(ws).hello(token).say("сколько стоит гигакалория")
     assert bot_texts(frames)
+
+
+def test_an_operator_reply_reaches_the_open_widget_labelled_as_the_operators(
+    app: TestClient,
+) -> None:
+    anna = operator(app)
+    with app.websocket_connect("/widget/ws") as ws:
+        tab = Tab(ws).hello()
+        tab.say("Вопрос по квитанции за декабрь")
+        tab.say("позовите оператора")
+        conv = find_in_queue(anna, "квитанции за декабрь")["conversation_id"]
+        assert anna.post(f"/console/api/chats/{conv}/take").status_code == 200
+        reply = anna.post(f"/console/api/chats/{conv}/reply", {"text": "Добрый день, смотрю."})
+        assert reply.status_code == 200
+        live: list[dict[str, Any]] = []
+        while not any(f.get("text") == "Добрый день, смотрю." for f in live):
+            live.append(ws.receive_json())
+        said = [f for f in live if f["type"] == "message"]
+        # The join notice is the system's (shown as the bot's); the reply is the operator's.
+        assert said[-1]["sender"] == "operator"
+        assert all(f["sender"] == "bot" for f in said[:-1])

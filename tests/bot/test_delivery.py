@@ -45,6 +45,7 @@ class ScriptedAdapter(ChannelAdapter):
         *,
         message_id: int | None = None,
         at: datetime | None = None,
+        sender: str = "bot",
     ) -> None:
         await asyncio.sleep(0)  # let a concurrent worker interleave here
         error = self.script.pop(0) if self.script else None
@@ -335,6 +336,7 @@ class GatedAdapter(ScriptedAdapter):
         *,
         message_id: int | None = None,
         at: datetime | None = None,
+        sender: str = "bot",
     ) -> None:
         if not self.entered.is_set():
             self.entered.set()
