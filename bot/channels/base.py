@@ -88,8 +88,8 @@ class ChannelAdapter(abc.ABC):
         ``message_id`` is the stored message's id (clients deduplicate by it),
         ``at`` when it was written, ``sender`` who wrote it ("bot",
         "operator", "system"): a channel that labels messages shows it.
-        Raises :class:`bot.errors.RetryAfter` when rate-limited, :class:`bot.errors.RecipientOffline` when nobody can
-        receive it now, and :class:`bot.errors.DeliveryError` otherwise.
+        Raises :class:`bot.errors.RetryAfter` when rate-limited,
+        :class:`bot.errors.RecipientOffline` when nobody can receive it now, and :class:`bot.errors.DeliveryError` otherwise.
         """
 
     async def start(self, host: ChannelHost) -> None:  # noqa: B027 - optional hook
