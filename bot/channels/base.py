@@ -89,7 +89,8 @@ class ChannelAdapter(abc.ABC):
         ``at`` when it was written, ``sender`` who wrote it ("bot",
         "operator", "system"): a channel that labels messages shows it.
         Raises :class:`bot.errors.RetryAfter` when rate-limited,
-        :class:`bot.errors.RecipientOffline` when nobody can receive it now, and :class:`bot.errors.DeliveryError` otherwise.
+        :class:`bot.errors.RecipientOffline` when nobody can receive it now,
+        and :class:`bot.errors.DeliveryError` otherwise.
         """
 
     async def start(self, host: ChannelHost) -> None:  # noqa: B027 - optional hook
