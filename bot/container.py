@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_SECONDS = 2.0
 REPLAY_FIRST_DELAY_SECONDS = 2.0
 REPLAY_MAX_DELAY_SECONDS = 60.0
+# A pass that found chats busy (their turns still running) comes back soon:
+# it skips busy chats without waiting, so it is cheap, and backing off as
+# for a failure left entries unanswered for up to a minute under load.
+REPLAY_BUSY_DELAY_SECONDS = 2.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 
 
@@ -315,7 +319,12 @@ class Container:
                 else:
                     log.warning("inbox replay failed (%s); retrying", type(exc).__name__)
                 self._replay_wanted.set()
-                delay = min(max(delay * 2, REPLAY_FIRST_DELAY_SECONDS), REPLAY_MAX_DELAY_SECONDS)
+                if isinstance(exc, ReplayIncomplete | LockTimeout):
+                    delay = REPLAY_BUSY_DELAY_SECONDS
+                else:
+                    delay = min(
+                        max(delay * 2, REPLAY_FIRST_DELAY_SECONDS), REPLAY_MAX_DELAY_SECONDS
+                    )
                 continue
             self.outage.recovered()
             delay = REPLAY_FIRST_DELAY_SECONDS

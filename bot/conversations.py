@@ -209,9 +209,12 @@ class ConversationService:
 
     # ------------------------------------------------------------ plumbing
 
-    def lock(self, channel: str, chat_id: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """The chat's lock: one writer per conversation, across processes."""
-        return self._locks.conversation(channel, chat_id)
+    def lock(
+        self, channel: str, chat_id: str, *, wait_seconds: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """The chat's lock: one writer per conversation, across processes
+        (``wait_seconds`` overrides the store's wait; 0: only if free now)."""
+        return self._locks.conversation(channel, chat_id, wait_seconds=wait_seconds)
 
     def write_gate(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Held around every write transaction (a no-op except on SQLite)."""

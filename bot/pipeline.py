@@ -84,6 +84,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A replay pass tries a chat's lock this long, then leaves the chat for the
+# next pass: waiting the full lock wait per busy chat made one pass take
+# minutes under load, and the entries behind it went unanswered meanwhile.
+REPLAY_LOCK_WAIT_SECONDS: Final = 0.2
+
 ERROR_REASON: Final = "error"
 # A form left unanswered this long is forgotten: a customer coming back days
 # later starts afresh instead of being asked "Передать показание ...?".
@@ -240,6 +245,9 @@ class TurnContext:
     replies: list[Reply] = field(default_factory=list)
     handed_off: bool = False
     left_queue: bool = False
+    # How long to wait for the chat's lock (None: the store's wait). A replay
+    # does not wait: a busy chat is left for the next pass.
+    lock_wait: float | None = None
 
     @property
     def db(self) -> AsyncSession:
@@ -361,7 +369,9 @@ class Pipeline:
             chat = (msg.channel, msg.chat_id)
             if chat in busy:
                 continue  # its older entry is still waiting: keep the order
-            turn = TurnContext(msg=msg, now=self._clock(), entry_id=entry_id)
+            turn = TurnContext(
+                msg=msg, now=self._clock(), entry_id=entry_id, lock_wait=REPLAY_LOCK_WAIT_SECONDS
+            )
             try:
                 result = await self._replay(turn)
             except LockTimeout:
@@ -407,7 +417,9 @@ class Pipeline:
             raise StoredUnanswered(str(exc)) from exc
 
     async def _lock(self, turn: TurnContext, call_next: Next) -> HandleResult:
-        async with self.conversations.lock(turn.msg.channel, turn.msg.chat_id):
+        async with self.conversations.lock(
+            turn.msg.channel, turn.msg.chat_id, wait_seconds=turn.lock_wait
+        ):
             return await call_next(turn)
 
     async def _errors(self, turn: TurnContext, call_next: Next) -> HandleResult:

@@ -68,10 +68,10 @@ class LockStore(abc.ABC):
         """
 
     def conversation(
-        self, channel: str, chat_id: str
+        self, channel: str, chat_id: str, *, wait_seconds: float | None = None
     ) -> contextlib.AbstractAsyncContextManager[None]:
-        """Hold the lock of one conversation."""
-        return self.lock(conversation_lock_name(channel, chat_id))
+        """Hold the lock of one conversation (``wait_seconds`` as for :meth:`lock`)."""
+        return self.lock(conversation_lock_name(channel, chat_id), wait_seconds=wait_seconds)
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

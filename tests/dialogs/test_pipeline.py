@@ -324,13 +324,15 @@ async def test_a_replay_skips_a_busy_conversation_and_answers_the_others(
         with pytest.raises(StorageUnavailable):
             await chat.say("привет")
 
-    locks = MemoryLockStore(wait_seconds=0.05)
+    # Turns wait an hour for a lock here: a pass that waited like a turn
+    # would never end (the guard below fails it instead of hanging).
+    locks = MemoryLockStore(wait_seconds=3600)
     healthy = make_pipeline(locks=locks)
     # A live turn elsewhere holds "busy": the pass does not wait on it, and
     # does not hold up the other chat.
     async with locks.conversation("test", "busy"):
         with pytest.raises(ReplayIncomplete) as incomplete:
-            await healthy.replay_unprocessed()
+            await asyncio.wait_for(healthy.replay_unprocessed(), timeout=60)
     assert (incomplete.value.done, incomplete.value.busy) == (1, 1)
     assert await _answered(session_factory) == {"free": 1}
     # The next pass answers both of its entries, oldest first.
