@@ -11,11 +11,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from bot.console.auth import require_role
+from bot.console.chats import operator_error_handler
 from bot.console.cli import first_operator_hint
 from bot.console.kpi import make_router as make_kpi_router
 from bot.console.router import make_console_router
 from bot.container import Container
 from bot.metrics import CONTENT_TYPE
+from bot.operators import service as ops
 from bot.security import SecurityHeaders, inline_style_hashes, metrics_allowed, page_csp
 from config import Settings, load_settings
 from storage.models import OperatorRole
@@ -83,6 +85,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         if router is not None:
             app.include_router(router)
     app.include_router(make_console_router())
+    app.add_exception_handler(ops.OperatorError, operator_error_handler)
     # The KPI dashboard and its figures: supervisors and admins only.
     app.include_router(make_kpi_router(require_role(OperatorRole.SUPERVISOR)))
     return app

@@ -13,7 +13,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -90,6 +91,13 @@ def operator_error(exc: ops.OperatorError) -> HTTPException:
     return HTTPException(409, texts.NOT_AVAILABLE.format(reason=type(exc).__name__))
 
 
+async def operator_error_handler(request: Request, exc: Exception) -> Response:
+    """The app's handler for :class:`OperatorError` raised by any console
+    route: the status and wording of :func:`operator_error`."""
+    assert isinstance(exc, ops.OperatorError)
+    return await http_exception_handler(request, operator_error(exc))
+
+
 def whatsapp_window(
     settings: Settings, channel: str, last_customer_at: datetime | None, now: datetime
 ) -> dict[str, Any] | None:
@@ -151,10 +159,7 @@ def make_chat_router() -> APIRouter:
     @router.get("/chats/{conversation_id}")
     async def chat(request: Request, conversation_id: int, op: OperatorUser) -> dict[str, Any]:
         c = container_of(request)
-        try:
-            view = await c.operators.chat(conversation_id)
-        except ops.OperatorError as exc:
-            raise operator_error(exc) from exc
+        view = await c.operators.chat(conversation_id)
         async with c.session_factory() as session:
             card = await customers.customer_card(session, conversation_id)
         return {
@@ -168,10 +173,7 @@ def make_chat_router() -> APIRouter:
 
     @router.post("/chats/{conversation_id}/take", dependencies=[Csrf])
     async def take(request: Request, conversation_id: int, op: OperatorUser) -> dict[str, str]:
-        try:
-            await container_of(request).operators.take(op.id, conversation_id)
-        except ops.OperatorError as exc:
-            raise operator_error(exc) from exc
+        await container_of(request).operators.take(op.id, conversation_id)
         return {"status": "taken"}
 
     @router.post("/chats/{conversation_id}/reply", dependencies=[Csrf])
@@ -181,40 +183,26 @@ def make_chat_router() -> APIRouter:
         text = await expand_canned(request, body.text, op)
         if len(text) > MAX_REPLY_CHARS:
             raise HTTPException(422, texts.TEXT_TOO_LONG)
-        try:
-            await container_of(request).operators.reply(op.id, conversation_id, text)
-        except ops.OperatorError as exc:
-            raise operator_error(exc) from exc
+        await container_of(request).operators.reply(op.id, conversation_id, text)
         return {"status": "sent", "text": text}
 
     @router.post("/chats/{conversation_id}/transfer", dependencies=[Csrf])
     async def transfer(
         request: Request, conversation_id: int, body: TransferBody, op: OperatorUser
     ) -> dict[str, str]:
-        try:
-            await container_of(request).operators.transfer(
-                op.id, conversation_id, body.to_operator_id
-            )
-        except ops.OperatorError as exc:
-            raise operator_error(exc) from exc
+        await container_of(request).operators.transfer(op.id, conversation_id, body.to_operator_id)
         return {"status": "transferred"}
 
     @router.post("/chats/{conversation_id}/return", dependencies=[Csrf])
     async def return_to_bot(
         request: Request, conversation_id: int, op: OperatorUser
     ) -> dict[str, str]:
-        try:
-            await container_of(request).operators.return_to_bot(op.id, conversation_id)
-        except ops.OperatorError as exc:
-            raise operator_error(exc) from exc
+        await container_of(request).operators.return_to_bot(op.id, conversation_id)
         return {"status": "returned"}
 
     @router.post("/chats/{conversation_id}/resolve", dependencies=[Csrf])
     async def resolve(request: Request, conversation_id: int, op: OperatorUser) -> dict[str, str]:
-        try:
-            await container_of(request).operators.resolve(op.id, conversation_id)
-        except ops.OperatorError as exc:
-            raise operator_error(exc) from exc
+        await container_of(request).operators.resolve(op.id, conversation_id)
         return {"status": "resolved"}
 
     @router.post("/chats/{conversation_id}/notes", dependencies=[Csrf])
@@ -223,18 +211,12 @@ def make_chat_router() -> APIRouter:
     ) -> dict[str, str]:
         if len(body.text) > MAX_NOTE_CHARS:
             raise HTTPException(422, texts.TEXT_TOO_LONG)
-        try:
-            await container_of(request).operators.add_note(op.id, conversation_id, body.text)
-        except ops.OperatorError as exc:
-            raise operator_error(exc) from exc
+        await container_of(request).operators.add_note(op.id, conversation_id, body.text)
         return {"status": "saved"}
 
     @router.post("/presence", dependencies=[Csrf])
     async def presence(request: Request, body: PresenceBody, op: OperatorUser) -> dict[str, str]:
-        try:
-            await container_of(request).operators.set_presence(op.id, body.presence)
-        except ops.OperatorError as exc:
-            raise operator_error(exc) from exc
+        await container_of(request).operators.set_presence(op.id, body.presence)
         return {"presence": body.presence.value}
 
     # ------------------------------------------------------------ appeals
