@@ -56,6 +56,13 @@ _DEFERRED: Final = "heatdesk.deferred_begin"
 # An execution option: this statement writes, but alone it needs no BEGIN
 # (one statement is atomic): it runs in autocommit if nothing wrote before it.
 ONE_STATEMENT: Final = "heatdesk_one_statement"
+# An execution option: this statement writes and commits at once, alone
+# (autocommit), and the block's transaction still begins at its next write.
+# Only as the first statement of a block that defers its BEGIN (see
+# :func:`defers_begin`): inside a transaction it would not be durable alone.
+COMMITS_ALONE: Final = "heatdesk_commits_alone"
+# Set in a session's ``info`` while :func:`begin_at_first_write` defers its BEGIN.
+_DEFERS: Final = "heatdesk.defers_begin"
 _SPENT: Final = object()
 # The driver's own names (None: the server's default, READ COMMITTED).
 _READ_COMMITTED: Final = (None, "read_committed")
@@ -73,7 +80,17 @@ def _begin_at_the_first_write(engine: AsyncEngine) -> None:
     ) -> None:
         driver = conn.info.get(_DEFERRED)
         if driver is None or _is_plain_read(statement):
+            if (
+                driver is None
+                and context is not None
+                and context.execution_options.get(COMMITS_ALONE)
+            ):
+                raise RuntimeError("a statement to commit alone inside a transaction")
             return
+        if context is not None and context.execution_options.get(COMMITS_ALONE):
+            if driver is _SPENT:
+                raise RuntimeError("a write after the block's one statement would commit alone")
+            return  # the driver is in autocommit: it is durable on its own
         if driver is _SPENT:
             raise RuntimeError("a write after the block's one statement would commit alone")
         if context is not None and context.execution_options.get(ONE_STATEMENT):
@@ -123,11 +140,20 @@ async def begin_at_first_write(session: AsyncSession) -> AsyncIterator[AsyncSess
     info = conn.info
     driver.autocommit = True
     info[_DEFERRED] = driver
+    session.info[_DEFERS] = True
     try:
         yield session
     finally:
+        session.info.pop(_DEFERS, None)
         if info.pop(_DEFERRED, None) is not None:
             driver.autocommit = False  # the block ended still holding the connection
+
+
+def defers_begin(session: AsyncSession) -> bool:
+    """Whether the session is in a :func:`begin_at_first_write` block that
+    defers its BEGIN: before the block's first write, a statement marked
+    :data:`COMMITS_ALONE` may go (the listener refuses it anywhere else)."""
+    return bool(session.info.get(_DEFERS))
 
 
 # A connection back from the pool after this long idle is pinged first.
