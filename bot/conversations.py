@@ -531,9 +531,14 @@ class ConversationService:
         if claim is not None:
             params.update(claim.params())
         # Pending ORM changes first (a reopened conversation's status...): the
-        # statement may be the block's only write and commit by itself.
-        await session.flush()
-        result = await session.execute(_PG_WRITE, params, execution_options=_ONE_STATEMENT)
+        # statement may be the block's only write and commit by itself. An
+        # empty flush still costs a trip through the greenlet: skipped.
+        if session.new or session.dirty or session.deleted:
+            await session.flush()
+        # On the session's connection (its transaction, if any): a text
+        # statement needs none of the ORM's execution path.
+        connection = await session.connection()
+        result = await connection.execute(_PG_WRITE, params, execution_options=_ONE_STATEMENT)
         ids = sorted(result.scalars())
         if not ids:
             raise ClaimLost("the inbox entry was claimed by another run")
