@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Row, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.expression import Executable
 
 from config import Settings
 
@@ -147,6 +148,19 @@ async def begin_at_first_write(session: AsyncSession) -> AsyncIterator[AsyncSess
         session.info.pop(_DEFERS, None)
         if info.pop(_DEFERRED, None) is not None:
             driver.autocommit = False  # the block ended still holding the connection
+
+
+async def core_rows(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> Sequence[Row[Unpack[tuple[Any, ...]]]]:
+    """The rows of a select of plain columns, run on the session's connection
+    (its transaction) without the ORM's execution path, which such a select
+    does not need (a third of a short statement's cost). Pending ORM changes
+    are flushed first, as the session's autoflush would."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    connection = await session.connection()
+    return (await connection.execute(statement, params)).all()
 
 
 def defers_begin(session: AsyncSession) -> bool:
