@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,12 @@ from config import Settings
 from dialogs.messages import InboundMessage
 from storage.migrate import upgrade
 from tests.bot.conftest import Tab, bot_texts
-from tests.conftest import PG_ADMIN_DSN, make_settings, pg_admin, pg_url, run_in_thread
+from tests.conftest import (
+    make_settings,
+    own_pg_database,
+    pg_admin,
+    run_in_thread,
+)
 from tests.servers import PrivatePostgres
 
 pytestmark = pytest.mark.postgres
@@ -37,20 +41,8 @@ def admin(sql: str) -> None:
 
 @pytest.fixture(scope="module")
 def pg_app_settings(nlu_model_path: Path) -> Iterator[Settings]:
-    name = f"heatdesk_outage_{uuid.uuid4().hex[:8]}"
-    try:
-        admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        from tests.conftest import service_missing
-
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    settings = make_settings(pg_url(name), nlu_model_path=nlu_model_path)
-    run_in_thread(lambda: upgrade(settings))
-    try:
-        yield settings
-    finally:
-        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_pg_database("outage") as url:
+        yield make_settings(url, nlu_model_path=nlu_model_path)
 
 
 def cut(name: str) -> None:

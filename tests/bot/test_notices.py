@@ -13,9 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import pytest
-import redis
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
@@ -25,7 +23,6 @@ from bot.container import Container
 from bot.notices import AppealNotices, PassStats
 from config import Settings
 from handlers.appeals import NewAppeal, change_status, create_appeal
-from storage.migrate import upgrade
 from storage.models import (
     Account,
     AccountLink,
@@ -51,15 +48,7 @@ from tests.bot.telegram_support import (
 )
 from tests.bot.test_whatsapp import ACCOUNT_SID, AUTH_TOKEN, twilio_overrides
 from tests.bot.test_whatsapp import Customer as WhatsAppCustomer
-from tests.conftest import (
-    PG_ADMIN_DSN,
-    REDIS_URL,
-    make_settings,
-    pg_admin,
-    pg_url,
-    run_in_thread,
-    service_missing,
-)
+from tests.conftest import shared_app_settings
 from tests.fakes.telegram_api import TOKEN, FakeBotApi
 from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import DEMO_ACCOUNT
@@ -225,36 +214,17 @@ def api() -> Iterator[FakeBotApi]:
 
 @pytest.fixture
 def shared_settings(nlu_model_path: Path, api: FakeBotApi) -> Iterator[Settings]:
-    name = f"heatdesk_notices_{uuid.uuid4().hex[:8]}"
-    try:
-        run_in_thread(lambda: asyncio.run(pg_admin(f'CREATE DATABASE "{name}"')))
-    except (OSError, asyncpg.PostgresError) as exc:
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    settings = make_settings(
-        pg_url(name),
+    with shared_app_settings(
+        "notices",
         nlu_model_path=nlu_model_path,
-        redis_url=REDIS_URL,
         load_demo_data=False,
         telegram_bot_token=TOKEN,
         telegram_webhook_secret=SECRET,
         telegram_api_base=api.base_url,
         public_base_url=PUBLIC_URL,
         notice_interval_seconds=NO_SCHEDULE,
-    )
-    run_in_thread(lambda: upgrade(settings))
-    try:
+    ) as settings:
         yield settings
-    finally:
-        client.flushdb()
-        client.close()
-        run_in_thread(
-            lambda: asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        )
 
 
 @pytest.mark.postgres

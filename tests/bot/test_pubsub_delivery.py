@@ -4,15 +4,11 @@ socket is held by another process."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-import redis
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -23,18 +19,9 @@ from bot.conversations import UnknownConversation
 from bot.delivery import DeliveryPolicy
 from config import Settings
 from dialogs.messages import Reply
-from storage.migrate import upgrade
 from storage.models import DeliveryStatus, Message, OutboxEntry, Sender
 from tests.bot.conftest import Tab, bot_texts, container_of
-from tests.conftest import (
-    PG_ADMIN_DSN,
-    REDIS_URL,
-    make_settings,
-    pg_admin,
-    pg_url,
-    run_in_thread,
-    service_missing,
-)
+from tests.conftest import shared_app_settings
 
 # No sweep and no re-try within a test: what arrives came through pub/sub.
 NO_SWEEP = DeliveryPolicy(
@@ -97,28 +84,10 @@ def test_posting_into_an_unknown_chat_is_refused(client: TestClient) -> None:
 @pytest.fixture
 def shared_settings(nlu_model_path: Path) -> Iterator[Settings]:
     """PostgreSQL and Redis shared by two app processes."""
-    name = f"heatdesk_pubsub_{uuid.uuid4().hex[:8]}"
-    try:
-        run_in_thread(lambda: asyncio.run(pg_admin(f'CREATE DATABASE "{name}"')))
-    except (OSError, asyncpg.PostgresError) as exc:
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    settings = make_settings(
-        pg_url(name), nlu_model_path=nlu_model_path, redis_url=REDIS_URL, load_demo_data=False
-    )
-    run_in_thread(lambda: upgrade(settings))
-    try:
+    with shared_app_settings(
+        "pubsub", nlu_model_path=nlu_model_path, load_demo_data=False
+    ) as settings:
         yield settings
-    finally:
-        client.flushdb()
-        client.close()
-        run_in_thread(
-            lambda: asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        )
 
 
 @pytest.mark.postgres

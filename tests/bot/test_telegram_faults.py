@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +22,14 @@ from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH
 from bot.container import Container
 from config import Settings
 from config.settings import PROJECT_ROOT
-from storage.migrate import upgrade
 from tests.bot.telegram_support import FAST_DELIVERY, PUBLIC_URL, SECRET, TelegramChat, drain
-from tests.conftest import PG_ADMIN_DSN, make_settings, pg_admin, pg_url, run_in_thread
+from tests.conftest import (
+    make_settings,
+    own_pg_database,
+    pg_admin,
+    pg_url,
+    run_in_thread,
+)
 from tests.fakes.telegram_api import TOKEN, FakeBotApi, free_port, message_update
 
 pytestmark = pytest.mark.postgres
@@ -38,19 +42,8 @@ def admin(sql: str) -> None:
 @pytest.fixture
 def pg_name(nlu_model_path: Path) -> Iterator[str]:
     """A migrated database of the test's own (it is cut off or shared with a subprocess)."""
-    name = f"heatdesk_tg_{uuid.uuid4().hex[:8]}"
-    try:
-        admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        from tests.conftest import service_missing
-
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    run_in_thread(lambda: upgrade(make_settings(pg_url(name))))
-    try:
-        yield name
-    finally:
-        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_pg_database("tg") as url:
+        yield url.rsplit("/", 1)[1]
 
 
 @pytest.fixture

@@ -5,17 +5,14 @@ repeats once the database is back is answered, once."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from starlette.testclient import TestClient
 
 from bot.app import create_app
 from config import Settings
-from storage.migrate import upgrade
 from tests.bot.test_whatsapp import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -25,7 +22,12 @@ from tests.bot.test_whatsapp import (
     sign,
     twilio_overrides,
 )
-from tests.conftest import PG_ADMIN_DSN, make_settings, pg_admin, pg_url, run_in_thread
+from tests.conftest import (
+    make_settings,
+    own_pg_database,
+    pg_admin,
+    run_in_thread,
+)
 from tests.fakes.twilio_api import FakeTwilio
 
 pytestmark = pytest.mark.postgres
@@ -44,22 +46,8 @@ def twilio() -> Iterator[FakeTwilio]:
 
 @pytest.fixture(scope="module")
 def pg_wa_settings(nlu_model_path: Path, twilio: FakeTwilio) -> Iterator[Settings]:
-    name = f"heatdesk_wa_outage_{uuid.uuid4().hex[:8]}"
-    try:
-        admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        from tests.conftest import service_missing
-
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    settings = make_settings(
-        pg_url(name), nlu_model_path=nlu_model_path, **twilio_overrides(twilio)
-    )
-    run_in_thread(lambda: upgrade(settings))
-    try:
-        yield settings
-    finally:
-        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_pg_database("wa_outage") as url:
+        yield make_settings(url, nlu_model_path=nlu_model_path, **twilio_overrides(twilio))
 
 
 def cut(name: str) -> None:
