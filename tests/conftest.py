@@ -312,20 +312,34 @@ def own_pg_database(prefix: str) -> Iterator[str]:
     """A migrated PostgreSQL database of the caller's own (its SQLAlchemy
     URL), dropped afterwards, also when the test cut its connections."""
     name = f"heatdesk_{prefix}_{uuid.uuid4().hex[:8]}"
-
-    def admin(sql: str) -> None:
-        run_in_thread(lambda: asyncio.run(pg_admin(sql)))
-
     try:
-        admin(f'CREATE DATABASE "{name}"')
+        pg_admin_sync(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
     try:
         run_in_thread(lambda: upgrade(make_settings(pg_url(name))))
         yield pg_url(name)
     finally:
-        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        reopen_pg_database(name)
+        pg_admin_sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_admin_sync(sql: str) -> None:
+    """:func:`pg_admin` from synchronous test code."""
+    run_in_thread(lambda: asyncio.run(pg_admin(sql)))
+
+
+def cut_pg_database(name: str) -> None:
+    """The database ``name`` unreachable, as in an outage: its connections
+    ended and new ones refused until :func:`reopen_pg_database`."""
+    pg_admin_sync(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    pg_admin_sync(
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    )
+
+
+def reopen_pg_database(name: str) -> None:
+    pg_admin_sync(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 @contextlib.contextmanager

@@ -25,9 +25,10 @@ from dialogs.messages import InboundMessage
 from storage.migrate import upgrade
 from tests.bot.conftest import Tab, bot_texts
 from tests.conftest import (
+    cut_pg_database,
     make_settings,
     own_pg_database,
-    pg_admin,
+    reopen_pg_database,
     run_in_thread,
 )
 from tests.servers import PrivatePostgres
@@ -35,19 +36,10 @@ from tests.servers import PrivatePostgres
 pytestmark = pytest.mark.postgres
 
 
-def admin(sql: str) -> None:
-    run_in_thread(lambda: asyncio.run(pg_admin(sql)))
-
-
 @pytest.fixture(scope="module")
 def pg_app_settings(nlu_model_path: Path) -> Iterator[Settings]:
     with own_pg_database("outage") as url:
         yield make_settings(url, nlu_model_path=nlu_model_path)
-
-
-def cut(name: str) -> None:
-    admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
 
 
 def test_database_outage_is_answered_and_nothing_accepted_is_lost(
@@ -61,7 +53,7 @@ def test_database_outage_is_answered_and_nothing_accepted_is_lost(
             assert ack["type"] == "ack"
             assert bot_texts(frames)
 
-            cut(name)
+            cut_pg_database(name)
             assert client.get("/readyz").status_code == 503
             frames, err = tab.say("как оплатить?", client_id="during-outage")
             assert frames == []
@@ -78,7 +70,7 @@ def test_database_outage_is_answered_and_nothing_accepted_is_lost(
                     late.receive_json()
                 assert closed.value.code == 1013
 
-            admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            reopen_pg_database(name)
             assert client.get("/readyz").status_code == 200
             # The widget resends with the same client_id: processed once now.
             frames, ack = tab.say("как оплатить?", client_id="during-outage")

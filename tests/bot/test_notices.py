@@ -18,7 +18,6 @@ from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
 from bot.app import create_app
-from bot.channels.webchat import WebchatAdapter
 from bot.container import Container
 from bot.notices import AppealNotices, PassStats
 from config import Settings
@@ -38,7 +37,14 @@ from storage.models import (
     Task,
     TaskKind,
 )
-from tests.bot.conftest import Tab, app_settings_for, bot_texts, container_of
+from tests.bot.conftest import (
+    Tab,
+    app_settings_for,
+    bot_texts,
+    container_of,
+    sid_of,
+    two_app_processes,
+)
 from tests.bot.telegram_support import (
     FAST_DELIVERY,
     PUBLIC_URL,
@@ -62,14 +68,6 @@ NO_SCHEDULE = 3600.0
 def call(client: TestClient, fn: Callable[[], Awaitable[T]]) -> T:
     assert client.portal is not None
     return client.portal.call(fn)
-
-
-def sid_of(client: TestClient, tab: Tab) -> str:
-    adapter = container_of(client).channels["webchat"]
-    assert isinstance(adapter, WebchatAdapter)
-    sid = adapter.sessions.verify(tab.token)
-    assert sid is not None
-    return sid
 
 
 async def conversation_id(container: Container, channel: str, chat_id: str) -> int:
@@ -234,11 +232,8 @@ def test_two_workers_at_once_tell_each_customer_once_on_widget_and_telegram(
 ) -> None:
     # A notice written while the other process sends the chat's previous one
     # waits behind it for the sweep (rows of a chat go out in order).
-    a = Container(shared_settings, delivery_policy=FAST_DELIVERY)
-    b = Container(shared_settings, delivery_policy=FAST_DELIVERY)
     with (
-        TestClient(create_app(shared_settings, a)) as app_a,
-        TestClient(create_app(shared_settings, b)) as app_b,
+        two_app_processes(shared_settings, FAST_DELIVERY) as ((app_a, a), (app_b, b)),
         app_a.websocket_connect("/widget/ws") as ws,
     ):
         tab = Tab(ws).hello()

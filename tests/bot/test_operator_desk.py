@@ -20,7 +20,7 @@ from config import Settings
 from config.settings import ConfigError
 from handlers.operators import telegram_user_hash
 from storage.models import Conversation, Operator, OperatorRole, Owner, Presence
-from tests.bot.conftest import Tab, app_settings_for, bot_texts, container_of
+from tests.bot.conftest import Tab, app_settings_for, bot_texts, container_of, two_app_processes
 from tests.bot.telegram_support import SECRET, TelegramChat, telegram_settings
 from tests.conftest import shared_app_settings
 from tests.fakes.telegram_api import TOKEN, FakeBotApi, topic_message_update
@@ -431,10 +431,7 @@ def test_two_processes_open_one_topic_and_relay_each_message_once(
 ) -> None:
     """Both processes hear every event; the topic shows each thing once, and
     only one of them polls the group."""
-    with (
-        TestClient(create_app(shared_settings)) as app_a,
-        TestClient(create_app(shared_settings)) as app_b,
-    ):
+    with two_app_processes(shared_settings) as ((app_a, _), (app_b, _)):
         add_operators(app_a)
         token, _ = escalate_on_widget(app_a)
         thread = only_topic(desk_api)

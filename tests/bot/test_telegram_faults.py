@@ -24,19 +24,16 @@ from config import Settings
 from config.settings import PROJECT_ROOT
 from tests.bot.telegram_support import FAST_DELIVERY, PUBLIC_URL, SECRET, TelegramChat, drain
 from tests.conftest import (
+    cut_pg_database,
     make_settings,
     own_pg_database,
-    pg_admin,
     pg_url,
+    reopen_pg_database,
     run_in_thread,
 )
 from tests.fakes.telegram_api import TOKEN, FakeBotApi, free_port, message_update
 
 pytestmark = pytest.mark.postgres
-
-
-def admin(sql: str) -> None:
-    run_in_thread(lambda: asyncio.run(pg_admin(sql)))
 
 
 @pytest.fixture
@@ -107,8 +104,7 @@ def test_postgres_unavailable_the_webhook_answers_503_and_nothing_accepted_is_lo
         chat = TelegramChat(client, api)
         assert chat.say("привет")
 
-        admin(f'ALTER DATABASE "{pg_name}" ALLOW_CONNECTIONS false')
-        admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{pg_name}'")
+        cut_pg_database(pg_name)
         during = message_update(chat.chat_id, "как оплатить")
         # Not recorded: Telegram is told to deliver it again.
         for _ in range(2):
@@ -118,7 +114,7 @@ def test_postgres_unavailable_the_webhook_answers_503_and_nothing_accepted_is_lo
         drain(client)
         sent_during_outage = len(api.sent(chat.chat_id))
 
-        admin(f'ALTER DATABASE "{pg_name}" ALLOW_CONNECTIONS true')
+        reopen_pg_database(pg_name)
         # Telegram's redeliveries: answered once.
         before = len(api.sent(chat.chat_id))
         for _ in range(2):

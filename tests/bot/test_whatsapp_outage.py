@@ -4,7 +4,6 @@ repeats once the database is back is answered, once."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,18 +22,14 @@ from tests.bot.test_whatsapp import (
     twilio_overrides,
 )
 from tests.conftest import (
+    cut_pg_database,
     make_settings,
     own_pg_database,
-    pg_admin,
-    run_in_thread,
+    reopen_pg_database,
 )
 from tests.fakes.twilio_api import FakeTwilio
 
 pytestmark = pytest.mark.postgres
-
-
-def admin(sql: str) -> None:
-    run_in_thread(lambda: asyncio.run(pg_admin(sql)))
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +45,6 @@ def pg_wa_settings(nlu_model_path: Path, twilio: FakeTwilio) -> Iterator[Setting
         yield make_settings(url, nlu_model_path=nlu_model_path, **twilio_overrides(twilio))
 
 
-def cut(name: str) -> None:
-    admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-
-
 def test_postgres_down_while_webhooks_arrive_nothing_accepted_is_lost(
     pg_wa_settings: Settings, twilio: FakeTwilio
 ) -> None:
@@ -64,7 +54,7 @@ def test_postgres_down_while_webhooks_arrive_nothing_accepted_is_lost(
         assert me.say("Здравствуйте")
         first_sid = me.calls()[0].sid
 
-        cut(name)
+        cut_pg_database(name)
         try:
             during = inbound_form(me.number, "Как оплатить?")
             for _ in range(2):  # Twilio tries again; still down
@@ -85,7 +75,7 @@ def test_postgres_down_while_webhooks_arrive_nothing_accepted_is_lost(
             assert got.status_code == 503
             assert me.received() == []
         finally:
-            admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            reopen_pg_database(name)
 
         # Twilio's next delivery of the same message is answered, once.
         again = me.post(during)
