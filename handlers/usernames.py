@@ -15,9 +15,10 @@ from typing import Final
 USERNAME_MARK: Final = "[ник скрыт]"
 _NAME = r"[A-Za-z][A-Za-z0-9_]{4,31}"
 USERNAME_PATTERN: Final = re.compile(
-    # A link, with or without the scheme, or an @name that is not the tail
-    # of an e-mail address or of a longer word.
-    rf"(?:(?:https?://)?(?:www\.)?(?:t|telegram)\.me/@?{_NAME}|(?<![\w@.+\-])@{_NAME})(?![\w@])",
+    # A link, with or without the scheme, or an @name standing alone (after a
+    # space or an opening mark, not inside "i***@yandex.ru": a masked e-mail).
+    rf"(?:(?:https?://)?(?:www\.)?(?:t|telegram)\.me/@?{_NAME}"
+    rf"|(?<![^\s(«\"'“„:,;])@{_NAME})(?![\w@]|\.\w)",
     re.IGNORECASE,
 )
 

@@ -281,6 +281,7 @@ def test_a_telegram_username_is_redacted(written: str, before: str, after: str) 
         "оплатил 100 @ 5",
         "напишите на @_underscore_first",
         "почта ivan_petrov_85@yandex.ru",
+        "Справка отправлена на i***@yandex.ru",  # a masked e-mail in the bot's reply
     ],
 )
 def test_what_is_no_username_is_not_taken_for_one(text: str) -> None:
