@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Unpack
+from typing import Any, Final
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Row, make_url
@@ -152,7 +152,7 @@ async def begin_at_first_write(session: AsyncSession) -> AsyncIterator[AsyncSess
 
 async def core_rows(
     session: AsyncSession, statement: Executable, params: Mapping[str, Any]
-) -> Sequence[Row[Unpack[tuple[Any, ...]]]]:
+) -> Sequence[Row[*tuple[Any, ...]]]:
     """The rows of a select of plain columns, run on the session's connection
     (its transaction) without the ORM's execution path, which such a select
     does not need (a third of a short statement's cost). Pending ORM changes
