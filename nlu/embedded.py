@@ -7,6 +7,7 @@ a fingerprint of that data and of this code, and retrained by
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import pickle
@@ -14,15 +15,12 @@ import re
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
-from scipy.sparse import csr_matrix, hstack  # type: ignore[import-untyped,unused-ignore]
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import SGDClassifier
 
 from config import Settings
 from nlu.base import ModelNotTrained, NluParser
@@ -49,7 +47,7 @@ _ONE_LETTER_WORDS = frozenset("авиксуояжб")
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # Bump whenever features, extraction or the classifier change: it is part of
 # the model fingerprint, so a stale pickled model is retrained.
-CODE_VERSION = "embedded-6"
+CODE_VERSION = "embedded-7"
 RANKING_LENGTH = 10
 WORD_FEATURE_WEIGHT = 0.8
 # The weight of the 300 dense columns (the text's SIF-weighted mean navec
@@ -96,8 +94,10 @@ class EmbeddedModel:
 
     fingerprint: str
     labels: list[str]
-    char_vectorizer: TfidfVectorizer
-    word_vectorizer: TfidfVectorizer
+    # sklearn's fitted objects: only in the process that trained the model
+    # (never pickled, so loading and parsing never import sklearn or scipy).
+    char_vectorizer: Any
+    word_vectorizer: Any
     classifier: Any
     streets: list[str]
     synonyms: dict[str, list[str]]
@@ -106,11 +106,62 @@ class EmbeddedModel:
     neighbours: SemanticNeighbours | None = None
     trained_seconds: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    # What a parse needs of them: vocabularies, idf, coefficients (ScorerData).
+    scoring: dict[str, Any] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(char_vectorizer=None, word_vectorizer=None, classifier=None)
+        return state
+
+
+def scorer_data(char_vectorizer: Any, word_vectorizer: Any, classifier: Any) -> dict[str, Any]:
+    """Plain data (dicts and numpy arrays) out of the fitted sklearn objects."""
+    return {
+        "char_vocab": dict(char_vectorizer.vocabulary_),
+        "char_idf": np.asarray(char_vectorizer.idf_),
+        "char_ngrams": tuple(char_vectorizer.ngram_range),
+        "word_vocab": dict(word_vectorizer.vocabulary_),
+        "word_idf": np.asarray(word_vectorizer.idf_),
+        "word_ngrams": tuple(word_vectorizer.ngram_range),
+        "coef": np.asarray(classifier.coef_),
+        "intercept": np.asarray(classifier.intercept_),
+    }
+
+
+_WHITE_SPACES = re.compile(r"\s\s+")
+
+
+def char_wb_ngrams(text: str, ngrams: tuple[int, int]) -> list[str]:
+    """sklearn's ``analyzer="char_wb"`` (lowercase=False): n-grams inside
+    space-padded words, a word shorter than n counted once."""
+    min_n, max_n = ngrams
+    out: list[str] = []
+    for word in _WHITE_SPACES.sub(" ", text).split():
+        padded = f" {word} "
+        length = len(padded)
+        for n in range(min_n, max_n + 1):
+            if length <= n:
+                out.append(padded)
+                break
+            out.extend(padded[i : i + n] for i in range(length - n + 1))
+    return out
+
+
+def word_ngrams(text: str, ngrams: tuple[int, int]) -> list[str]:
+    """sklearn's word analyzer with a whitespace tokenizer and no stop words."""
+    tokens = text.split()
+    min_n, max_n = ngrams
+    out = list(tokens) if min_n == 1 else []
+    for n in range(max(2, min_n), max_n + 1):
+        out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+    return out
 
 
 def data_fingerprint(data_dir: Path = DATA_DIR) -> str:
+    sklearn_version = importlib.metadata.version("scikit-learn")
     return fingerprint_files(
-        data_files(data_dir), extra=f"{CODE_VERSION}|sklearn={sklearn.__version__}"
+        data_files(data_dir), extra=f"{CODE_VERSION}|sklearn={sklearn_version}"
     )
 
 
@@ -164,6 +215,11 @@ def fit_model(
     data: TrainingData, fingerprint: str = "", vectors: WordVectors | None = None
 ) -> EmbeddedModel:
     """Train on already loaded data (cross-validation uses it on folds)."""
+    import sklearn
+    from scipy.sparse import csr_matrix, hstack  # type: ignore[import-untyped,unused-ignore]
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import SGDClassifier
+
     started = time.perf_counter()
     if vectors is None:
         vectors = shared_vectors()
@@ -229,6 +285,7 @@ def fit_model(
         vectors=vectors_for_dense,
         neighbours=neighbours,
         trained_seconds=time.perf_counter() - started,
+        scoring=scorer_data(char_vectorizer, word_vectorizer, classifier),
         meta={
             "examples": len(data.examples),
             "augmented": len(labels) - len(data.examples),
@@ -273,19 +330,25 @@ class _LinearScorer:
     """
 
     def __init__(self, model: EmbeddedModel) -> None:
-        self._char_analyzer = model.char_vectorizer.build_analyzer()
-        self._word_analyzer = model.word_vectorizer.build_analyzer()
-        self._char_vocab: dict[str, int] = model.char_vectorizer.vocabulary_
-        self._word_vocab: dict[str, int] = model.word_vectorizer.vocabulary_
-        self._char_idf = np.asarray(model.char_vectorizer.idf_)
-        self._word_idf = np.asarray(model.word_vectorizer.idf_)
-        coef = np.asarray(model.classifier.coef_)
+        data = model.scoring
+        char_ngrams, word_ngram_range = data["char_ngrams"], data["word_ngrams"]
+        self._char_analyzer: Callable[[str], list[str]] = lambda text: char_wb_ngrams(
+            text, char_ngrams
+        )
+        self._word_analyzer: Callable[[str], list[str]] = lambda text: word_ngrams(
+            text, word_ngram_range
+        )
+        self._char_vocab: dict[str, int] = data["char_vocab"]
+        self._word_vocab: dict[str, int] = data["word_vocab"]
+        self._char_idf = data["char_idf"]
+        self._word_idf = data["word_idf"]
+        coef = data["coef"]
         n_char = len(self._char_idf)
         n_word = len(self._word_idf)
         self._char_coef = np.ascontiguousarray(coef[:, :n_char].T)
         self._word_coef = np.ascontiguousarray(coef[:, n_char : n_char + n_word].T)
         self._dense_coef = np.ascontiguousarray(coef[:, n_char + n_word :].T)
-        self._intercept = np.asarray(model.classifier.intercept_)
+        self._intercept = data["intercept"]
 
     @staticmethod
     def _part(tokens: list[str], vocab: dict[str, int], idf: Any, coef: Any) -> Any:
