@@ -285,6 +285,7 @@ def training_words(texts: Sequence[str]) -> list[str]:
 # --- pre-trained word vectors ------------------------------------------------
 
 NAVEC_FILE = "navec_news_v1_1B_250K_300d_100q.tar"
+_REACHABLE_WORD = re.compile(r"^[а-я]+$")
 # SIF weighting (Arora et al. 2017): a frequent word counts for less.
 SIF_A = 1e-4
 # Function words carry no topic: their vectors would pull every mean together.
@@ -300,13 +301,12 @@ class WordVectors:
 
     Kept compact for the pickled model: the vocabulary as sorted 64-bit word
     hashes (no Python strings), the product-quantised vectors as navec stores
-    them (100 one-byte codes per word, 25 MB), and a SIF weight per word from
-    navec's counts. Nothing is fetched at run time.
+    them (100 one-byte codes per word, 23 MB) in the same order, and a SIF
+    weight per word from navec's counts. Nothing is fetched at run time.
     """
 
-    def __init__(self, hashes: Any, rows: Any, indexes: Any, codes: Any, weights: Any) -> None:
+    def __init__(self, hashes: Any, indexes: Any, codes: Any, weights: Any) -> None:
         self.hashes = hashes
-        self.rows = rows
         self.indexes = indexes
         self.codes = codes
         self.weights = weights
@@ -316,7 +316,7 @@ class WordVectors:
         self.words: list[str] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("hashes", "rows", "indexes", "codes", "weights")}
+        return {k: getattr(self, k) for k in ("hashes", "indexes", "codes", "weights")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -337,20 +337,25 @@ class WordVectors:
             raise ModuleNotFoundError("natasha is not installed")
         path = Path(spec.origin).resolve().parent / "data" / "emb" / NAVEC_FILE
         navec = Navec.load(path)
-        words: list[str] = navec.vocab.words
+        every: list[str] = navec.vocab.words
         counts = np.asarray(navec.vocab.counts, dtype=np.float64)
-        hashes = np.fromiter((_word_hash(w) for w in words), dtype=np.uint64, count=len(words))
-        order = np.argsort(hashes, kind="stable")
         frequency = counts / max(1.0, counts.sum())
-        weights = (SIF_A / (SIF_A + frequency)).astype(np.float32)
-        vectors = cls(
-            hashes=hashes[order],
-            rows=order.astype(np.int32),
-            indexes=np.ascontiguousarray(navec.pq.indexes),
-            codes=np.ascontiguousarray(navec.pq.codes),
-            weights=weights,
+        # Only words a lookup can reach: normalise() transliterates Latin and
+        # folds ё, and only letters are looked up (21K of navec's 250K are
+        # Latin, digits or punctuation: 2.5 MB never read).
+        keep = np.fromiter(
+            (i for i, w in enumerate(every) if _REACHABLE_WORD.match(w)), dtype=np.int64
         )
-        vectors.words = words
+        hashes = np.fromiter((_word_hash(every[i]) for i in keep), dtype=np.uint64, count=len(keep))
+        # Rows sorted by hash: a word's position in the hash array is its row.
+        order = keep[np.argsort(hashes, kind="stable")]
+        vectors = cls(
+            hashes=np.sort(hashes, kind="stable"),
+            indexes=np.ascontiguousarray(navec.pq.indexes[order]),
+            codes=np.ascontiguousarray(navec.pq.codes),
+            weights=(SIF_A / (SIF_A + frequency[order])).astype(np.float32),
+        )
+        vectors.words = [every[i] for i in order]
         return vectors
 
     def decode(self, rows: Any) -> Any:
@@ -367,11 +372,10 @@ class WordVectors:
         i = int(np.searchsorted(self.hashes, h))
         found: tuple[float, Any] | None = None
         if i < len(self.hashes) and self.hashes[i] == h:
-            row = int(self.rows[i])
-            vector = self.codes[self._qdim, self.indexes[row]].reshape(-1)
+            vector = self.codes[self._qdim, self.indexes[i]].reshape(-1)
             norm = float(np.sqrt(vector @ vector))
             if norm > 0:
-                found = (float(self.weights[row]), vector / norm)
+                found = (float(self.weights[i]), vector / norm)
         if len(self._cache) < CORRECTION_CACHE_SIZE:
             self._cache[word] = found
         return found
