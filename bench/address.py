@@ -15,6 +15,7 @@ is scored only, never tuned on.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -26,6 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from nlu.data_loader import Example, load_training_data  # noqa: E402
 from nlu.embedded import DATA_DIR, make_extractor  # noqa: E402
+from nlu.entities import EntityExtractor  # noqa: E402
+from nlu.noise import TYPO_RATE, misspell, to_latin  # noqa: E402
 from nlu.types import Entity  # noqa: E402
 
 TESTS = ROOT / "nlu" / "tests"
@@ -60,6 +63,28 @@ def score(examples: Sequence[Example], predicted: Sequence[Sequence[Entity]]) ->
     )
 
 
+def noisy_score(extractor: EntityExtractor, examples: Sequence[Example]) -> str:
+    """Typos (one in a word, as nlu/noise.py makes them) or the whole message in
+    Latin letters: spans move, so a gold value counts when any address has it."""
+    out = []
+    for kind in ("typos", "latin"):
+        rng = random.Random(7)
+        total = right = 0
+        for ex in examples:
+            text = to_latin(ex.text) if kind == "latin" else noisy_words(ex.text, rng)
+            values = {e.value for e in extractor.extract(text) if e.entity == "address"}
+            for gold in ex.entities:
+                if gold.entity == "address":
+                    total += 1
+                    right += gold.value in values
+        out.append(f"{kind} value right {right / max(total, 1):.3f}")
+    return "  ".join(out)
+
+
+def noisy_words(text: str, rng: random.Random) -> str:
+    return " ".join(misspell(w, rng) if rng.random() < TYPO_RATE else w for w in text.split())
+
+
 def main() -> None:
     args = argparse.ArgumentParser()
     args.add_argument("--no-parser", action="store_true", help="the extractor alone only")
@@ -84,6 +109,10 @@ def main() -> None:
     print("extractor alone")
     for name, examples in sets.items():
         print(f"  {name:<28}{score(examples, [extractor.extract(e.text) for e in examples])}")
+    print("extractor alone, the scenario sets made noisy by nlu/noise.py (value found anywhere)")
+    for name, examples in sets.items():
+        if name.startswith("test_address"):
+            print(f"  {name:<28}{noisy_score(extractor, examples)}")
     if opts.no_parser:
         return
     from config import load_settings

@@ -18,11 +18,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from nlu.address_kursk import ALIASES, KURSK_STREETS
+from nlu.address_kursk import ALIASES, COMMON_STREETS, KURSK_STREETS
 
 # (pattern of the ways it is written, canonical abbreviation, grammatical gender)
 _TYPES: tuple[tuple[str, str, str], ...] = (
-    (r"ул\.?|улиц[аеуыи]\w*|ulitsa|ulica|ul\.?", "ул.", "femn"),
+    (r"ул\.?|улиц\w*|ulitsa|ulica|ul\.?", "ул.", "femn"),
     (r"пр-т\.?|просп\.?|проспект\w*|prospekt", "пр-т", "masc"),
     (r"пр-д\.?|проезд\w*|proezd", "проезд", "masc"),
     (r"пер\.?|переул\w*|pereulok", "пер.", "masc"),
@@ -53,7 +53,7 @@ _BUILDING = re.compile(
 # glued on ("12к2"); not an ordinal ("1-я") nor "50 лет".
 _HOUSE = re.compile(
     r"(?<![\w-])(?:(?:д\.?|дом\w*|№)\s*)?(?P<n>\d{1,4})"
-    r"(?:\s?(?P<l>[а-яё](?![а-яё]))|(?:\s?[-/]\s?(?P<f>\d{1,3})))?"
+    r"(?:\s?(?P<l>[а-яё](?![а-яё]))|-(?P<l2>[а-еж-ик-ю](?![а-яё]))|(?:\s?[-/]\s?(?P<f>\d{1,3})))?"
     r"(?:\s?к\s?(?P<k>\d{1,2}))?(?![\w-]|\s*лет(?!\w))",
     re.IGNORECASE,
 )
@@ -62,15 +62,19 @@ _LEADING = frozenset(
     | {"дом", "дома", "живу", "живём", "живем", "мой", "наш"}
 )
 _PUNCT = re.compile(r"[\s,.;:\"«»“”()!?]+")
-_ADJECTIVE_ENDING = re.compile(r"(?:ого|его|ому|ему|ая|яя|ой|ей|ую|юю|ый|ий|ом|ем|ых|их|ое|ее)$")
+# "ога": the commonest misspelt ending ("Луначарскога").
+_ADJECTIVE_ENDING = re.compile(
+    r"(?:ого|ога|его|ому|ему|ая|яя|ой|ей|ую|юю|ый|ий|ом|ем|ых|их|ое|ее)$"
+)
 _LAT = {
     "shch": "щ", "sch": "щ", "zh": "ж", "kh": "х", "ts": "ц", "ch": "ч", "sh": "ш",
-    "yu": "ю", "ya": "я", "yo": "ё", "ye": "е", "iy": "ий", "yy": "ый",
+    "yu": "ю", "ya": "я", "yo": "ё", "ye": "е", "tsk": "тск",
     "a": "а", "b": "б", "v": "в", "g": "г", "d": "д", "e": "е", "z": "з", "i": "и",
     "j": "й", "k": "к", "l": "л", "m": "м", "n": "н", "o": "о", "p": "п", "r": "р",
     "s": "с", "t": "т", "u": "у", "f": "ф", "h": "х", "c": "ц", "y": "ы", "w": "в",
     "x": "кс", "q": "к", "'": "ь",
 }  # fmt: skip
+_LAT_SHORT_I = re.compile(r"(?<=[aeiouy])y(?![aeiou])|(?<=\d-)y(?![a-z])")
 _LAT_TOKEN = re.compile("|".join(sorted(map(re.escape, _LAT), key=len, reverse=True)))
 
 
@@ -80,7 +84,8 @@ def transliterate(text: str) -> str:
     def one(m: re.Match[str]) -> str:
         return _LAT[m.group().lower()]
 
-    out = _LAT_TOKEN.sub(one, text.lower())
+    # "y" after a vowel and not before one is "й": "sumskoy", "mayskiy", "boytsov".
+    out = _LAT_TOKEN.sub(one, _LAT_SHORT_I.sub("й", text.lower()))
     return out if text[:1].islower() else out[:1].upper() + out[1:]
 
 
@@ -96,6 +101,10 @@ def name_key(name: str) -> str:
 
 def _deletions(key: str) -> set[str]:
     return {key[:i] + key[i + 1 :] for i in range(len(key))}
+
+
+def _transpositions(key: str) -> list[str]:
+    return [key[:i] + key[i + 1] + key[i] + key[i + 2 :] for i in range(len(key) - 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +160,18 @@ class StreetIndex:
         extra_names: Iterable[str] = (),
         streets: Iterable[str] = KURSK_STREETS,
         aliases: Mapping[str, str] = ALIASES,
+        common: Iterable[str] = COMMON_STREETS,
     ) -> None:
         self._by_key: dict[str, list[Street]] = {}
         for line in streets:
             kind, name = line.split(" ", 1)
             self._add(name_key(name), Street(kind, name))
+        self._common: set[str] = set()
+        for line in common:
+            kind, name = line.split(" ", 1)
+            if name_key(name) not in self._by_key:
+                self._common.add(name)
+                self._add(name_key(name), Street(kind, name))
         for alias, target in aliases.items():
             for street in self._by_key.get(name_key(target), []):
                 self._add(name_key(alias), street)
@@ -165,7 +181,7 @@ class StreetIndex:
                 self._add(name_key(name), Street("ул.", name))
         self._typos: dict[str, str] = {}
         for key in self._by_key:
-            if len(key) >= 6:
+            if len(key) >= 5:
                 for d in _deletions(key):
                     self._typos.setdefault(d, key)
 
@@ -176,19 +192,23 @@ class StreetIndex:
 
     @property
     def names(self) -> list[str]:
-        """Every spelling the index knows, for the span finder's alternation."""
-        seen = {s.name for entries in self._by_key.values() for s in entries}
+        """The spellings the span finder may match anywhere (common names only
+        before a house number, through :meth:`find`)."""
+        seen = {s.name for entries in self._by_key.values() for s in entries} - self._common
         return sorted(seen | set(ALIASES), key=len, reverse=True)
 
     def find(self, name: str, kind: str | None = None, *, typos: bool = True) -> Street | None:
         key = name_key(name)
         entries = self._by_key.get(key)
-        if entries is None and typos and len(key) >= 6:
-            near = self._typos.get(key) or next(
-                (self._typos[d] for d in _deletions(key) if d in self._typos), None
+        if entries is None and typos and len(key) >= 5:
+            # One letter dropped, doubled, swapped with its neighbour or
+            # wrong, in a name of six letters or more.
+            near = (
+                self._typos.get(key)
+                or next((d for d in _deletions(key) if d in self._by_key and len(d) >= 6), None)
+                or next((t for t in _transpositions(key) if t in self._by_key), None)
+                or next((self._typos[d] for d in _deletions(key) if d in self._typos), None)
             )
-            if near is None:
-                near = next((d for d in _deletions(key) if d in self._by_key), None)
             entries = self._by_key.get(near) if near else None
         if not entries:
             return None
@@ -258,7 +278,7 @@ def normalize(span: str, index: StreetIndex) -> Address | None:
     for last in _HOUSE.finditer(text):  # noqa: B007 - the last number is the house
         continue
     if last is not None:
-        house = last.group("n") + (last.group("l") or "").lower()
+        house = last.group("n") + (last.group("l") or last.group("l2") or "").lower()
         if last.group("f"):
             house += "/" + last.group("f")
         if last.group("k") and building is None:

@@ -114,19 +114,20 @@ _HEATING = re.compile(
 _NOT_A_METER_AFTER = re.compile(r"\s+лини", re.IGNORECASE)
 _STREET_PREFIX = (
     r"(?:(?:г\.?\s*)?курск\w*\s*,?\s*)?"
-    r"(?:(?:ул\.?|улиц[аеуы]|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
+    r"(?:(?:ул\.?|улиц\w*|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
     r"|бульвар\w*|ш\.|шоссе|пл\.|площад\w*|проезд\w*)\s*)"
 )
 _HOUSE = (
     # A house letter ("12а", "12 б"), but not a one-letter preposition after a
     # space ("Сумской 12 к теплосети").
-    r"(?:\s*,?\s*(?:д\.?|дом)?\s*\d{1,4}(?:(?:\s(?![квсуои](?!\w)))?[а-яa-z](?!\w))?(?:/\d{1,3})?"
+    r"(?:\s*,?\s*(?:д\.?|дом)?\s*№?\s*\d{1,4}"
+    r"(?:(?:\s(?![квсуои](?!\w)))?(?i:[а-яa-z])(?!\w)|-(?i:[а-еж-ик-ю])(?!\w))?(?:/\d{1,3})?"
     r"(?:\s?к\s?\d{1,2}(?!\w))?"
     r"(?:\s*,?\s*(?:корп\.?|корпус\w*|к\.|стр\.?|строени\w*)\s*\d{1,3})?"
     r"(?:\s*,?\s*(?:кв\.?|квартир\w*|кв-р\w*)\s*№?\s*\d{1,4})?(?!\d|[.,]\d))"
 )
 _STREET_TYPE = (
-    r"(?i:ул\.?|улиц[аеуы]|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
+    r"(?i:ул\.?|улиц\w*|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
     r"|бульвар\w*|пл\.|площад\w*|проезд\w*|ш\.|шоссе|мкр\.?|микрорайон\w*)"
 )
 # After a street-type word any capitalised name is a street, whether or not
@@ -163,6 +164,13 @@ _UNKNOWN_STREET = re.compile(
     + _MONTH
     + r"|лет|год|час|мин|руб|р\.|%|градус)))"
     + _HOUSE
+)
+# "жк европа, дом 3": a lower-case name only with a house or корпус after it.
+_COMPLEX_LOWER = re.compile(
+    r"(?<!\w)(?i:жк)\s*[«\"]?(?P<name>(?!(?:д|дом|корп\w*|кв)(?!\w))[а-яё][а-яё-]+)[»\"]?"
+    r"(?=\s*,?\s*(?i:д\.?|дом|корп\.?|корпус|\d))(?:"
+    + _HOUSE
+    + r"|\s*,?\s*(?i:корп\.?|корпус\w*)\s*\d{1,3}(?!\d))"
 )
 # A word or two before a house number: a street when the index knows it.
 _MAYBE_STREET = re.compile(
@@ -435,6 +443,7 @@ class EntityExtractor:
             _CAPITALISED_STREET,
             _LOWER_CASE_STREET,
             _COMPLEX,
+            _COMPLEX_LOWER,
             _TYPE_AFTER,
             _UNKNOWN_STREET,
         )
@@ -443,7 +452,7 @@ class EntityExtractor:
             # A street name with a typo ("Радищево 3"), before a house number.
             words = m.group("name").split()
             for name in (words[-1], " ".join(words)) if len(words) > 1 else (words[0],):
-                if len(name) >= 6 and self._index.find(name) is not None:
+                if self._index.find(name, typos=len(name) >= 5) is not None:
                     start = m.start("name") + m.group("name").rindex(name)
                     spans.append((start, m.end()))
                     break
