@@ -47,7 +47,7 @@ _ONE_LETTER_WORDS = frozenset("авиксуояжб")
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # Bump whenever features, extraction or the classifier change: it is part of
 # the model fingerprint, so a stale pickled model is retrained.
-CODE_VERSION = "embedded-8"
+CODE_VERSION = "embedded-9"
 RANKING_LENGTH = 10
 WORD_FEATURE_WEIGHT = 0.8
 # The weight of the 300 dense columns (the text's SIF-weighted mean navec
