@@ -1,4 +1,8 @@
-"""Canned responses: ready answers an operator types as ``/shortcut``."""
+"""Canned responses: ready answers an operator types as ``/shortcut``.
+
+A canned text is stored redacted like every other text: a customer's SNILS,
+phone or username pasted into one is not kept (the company's own numbers are).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from config import Settings
 from handlers.errors import HandlerError
+from handlers.pii import company_phones, redact_text
 from storage.models import CannedResponse
 
 SHORTCUT_PATTERN = re.compile(r"[a-zа-яё0-9_-]{1,39}")
@@ -47,10 +53,12 @@ async def list_canned(session: AsyncSession) -> list[Canned]:
     return [Canned(r.id, r.shortcut, r.text) for r in rows]
 
 
-async def save_canned(session: AsyncSession, shortcut: str, text: str, now: datetime) -> Canned:
+async def save_canned(
+    session: AsyncSession, settings: Settings, shortcut: str, text: str, now: datetime
+) -> Canned:
     """Add a canned response, or replace the text of an existing shortcut."""
     key = normalize_shortcut(shortcut)
-    body = text.strip()
+    body = redact_text(text.strip(), await company_phones(session, settings))
     if not body or len(body) > MAX_TEXT_CHARS:
         raise CannedError(f"a canned response has 1-{MAX_TEXT_CHARS} characters")
     row = await session.scalar(select(CannedResponse).where(CannedResponse.shortcut == key))

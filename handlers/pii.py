@@ -1,12 +1,13 @@
-"""Personal text made safe to store: SNILS, phone numbers and e-mail
-addresses redacted.
+"""Personal text made safe to store: SNILS, phone numbers, e-mail
+addresses and messenger usernames redacted.
 
 Every text the bot keeps (messages, outbox bodies, appeal descriptions,
 operator summaries) goes through :func:`redact_text`; button payloads go
 through :func:`redact_payload`. The recognizers are handlers.snils.find_snils,
 handlers.contacts.find_phones and handlers.emails.find_emails, the same ones
 the flows take a SNILS, a phone or an e-mail address from, so what the bot
-accepts as personal data is what is removed.
+accepts as personal data is what is removed; and handlers.usernames (a
+Telegram ``@name`` or ``t.me/name``: a platform address).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from config import Settings
 from handlers.contacts import PHONE_MARK, InvalidPhone, find_phones, normalize_phone, redact_phones
 from handlers.emails import EMAIL_MARK, redact_emails
 from handlers.snils import SNILS_MARK, redact_snils
+from handlers.usernames import redact_usernames
 from storage.crypto import PersonalDataVault
 from storage.models import Office
 
@@ -44,8 +46,9 @@ def redact_text(text: str, keep: frozenset[str] = frozenset()) -> str:
     # phones, so that 89051234567 is marked as the phone it is; then plain
     # 11-digit runs, which linking may take for a SNILS, and written SNILS of
     # a wrong length (after phones: 471 200 000 0 may be a phone's ten digits).
-    # E-mail addresses go first of all: their digits are no phone or SNILS.
-    text = redact_emails(text)
+    # E-mail addresses go first of all: their digits are no phone or SNILS,
+    # and their ``@`` is no username.
+    text = redact_usernames(redact_emails(text))
     text = redact_snils(text, formatted_only=True, keep=keep)
     text = redact_phones(text, keep)
     return redact_snils(text, keep=keep)

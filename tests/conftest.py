@@ -17,11 +17,16 @@ Fixtures: ``db_settings``, ``db_engine``, ``session_factory``, ``db_session``
 (empty schema); ``demo_data`` (a :class:`DemoContext` after loading
 docs/demo-data.md), ``demo_session_factory``; ``vault``; ``redis_url``
 (Redis db 15, flushed before and after the test); ``pg_database``.
+
+Helpers for tests that run whole app processes: :func:`own_pg_database` (a
+migrated database of the test's own) and :func:`shared_app_settings` (that
+database and the test Redis, as several app containers share them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -35,6 +40,7 @@ from typing import TypeVar
 
 import asyncpg
 import pytest
+import redis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -294,3 +300,61 @@ async def redis_url() -> AsyncIterator[str]:
         await client.flushdb()
     finally:
         await client.aclose()
+
+
+# --------------------------------------------------------------------------
+# A database of a test's own; app processes sharing PostgreSQL and Redis
+# --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def own_pg_database(prefix: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of the caller's own (its SQLAlchemy
+    URL), dropped afterwards, also when the test cut its connections."""
+    name = f"heatdesk_{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        pg_admin_sync(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
+    try:
+        run_in_thread(lambda: upgrade(make_settings(pg_url(name))))
+        yield pg_url(name)
+    finally:
+        reopen_pg_database(name)
+        pg_admin_sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_admin_sync(sql: str) -> None:
+    """:func:`pg_admin` from synchronous test code."""
+    run_in_thread(lambda: asyncio.run(pg_admin(sql)))
+
+
+def cut_pg_database(name: str) -> None:
+    """The database ``name`` unreachable, as in an outage: its connections
+    ended and new ones refused until :func:`reopen_pg_database`."""
+    pg_admin_sync(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    pg_admin_sync(
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    )
+
+
+def reopen_pg_database(name: str) -> None:
+    pg_admin_sync(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+@contextlib.contextmanager
+def shared_app_settings(prefix: str, **overrides: object) -> Iterator[Settings]:
+    """Settings that two or more app containers share: a migrated PostgreSQL
+    database of the test's own and the test Redis (flushed before and after)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        client.close()
+        service_missing("Redis", exc)
+    try:
+        with own_pg_database(prefix) as url:
+            yield make_settings(url, redis_url=REDIS_URL, **overrides)
+    finally:
+        client.flushdb()
+        client.close()

@@ -183,7 +183,9 @@ def make_console_router() -> APIRouter:
         c = container_of(request)
         async with c.conversations.transaction() as session:
             try:
-                row = await canned_handlers.save_canned(session, body.shortcut, body.text, _now())
+                row = await canned_handlers.save_canned(
+                    session, c.settings, body.shortcut, body.text, _now()
+                )
             except canned_handlers.CannedError as exc:
                 raise HTTPException(422, str(exc)) from exc
             await session.commit()

@@ -537,20 +537,7 @@ class OperatorService:
             raise OperatorUnavailable(to_operator_id)
         async with self._locked(conversation_id) as (s, conv):
             self._must_own(conv, operator_id)
-            moved = await s.execute(
-                update(Conversation)
-                .where(
-                    Conversation.id == conv.id,
-                    Conversation.owner == Owner.OPERATOR,
-                    Conversation.owner_operator_id == operator_id,
-                )
-                .values(owner_operator_id=to_operator_id)
-                .returning(Conversation.id)
-                .execution_options(synchronize_session=False)
-            )
-            if moved.first() is None:
-                raise NotOwner(conv.id, conv.owner, conv.owner_operator_id)
-            set_committed_value(conv, "owner_operator_id", to_operator_id)
+            await self._update_owned(s, conv, operator_id, owner_operator_id=to_operator_id)
             entry = await self._open_entry(s, conv.id)
             if entry is not None:
                 entry.operator_id = to_operator_id
@@ -727,6 +714,29 @@ class OperatorService:
             raise NotOwner(conv.id, conv.owner, conv.owner_operator_id)
 
     @staticmethod
+    async def _update_owned(
+        s: AsyncSession, conv: Conversation, operator_id: int, **values: Any
+    ) -> None:
+        """Set ``values`` on the conversation only while ``operator_id`` owns
+        it (the statement checks: a process without this lock may have moved
+        it); the loaded ``conv`` then shows them. :class:`NotOwner` if not."""
+        changed = await s.execute(
+            update(Conversation)
+            .where(
+                Conversation.id == conv.id,
+                Conversation.owner == Owner.OPERATOR,
+                Conversation.owner_operator_id == operator_id,
+            )
+            .values(**values)
+            .returning(Conversation.id)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.first() is None:
+            raise NotOwner(conv.id, conv.owner, conv.owner_operator_id)
+        for column, value in values.items():
+            set_committed_value(conv, column, value)
+
+    @staticmethod
     async def _open_entry(s: AsyncSession, conversation_id: int) -> HandoffQueueEntry | None:
         return await s.scalar(
             select(HandoffQueueEntry)
@@ -823,17 +833,18 @@ class OperatorService:
     async def _requeue(self, operator_id: int, conversation_id: int) -> None:
         """Back to the queue from an operator who went offline."""
         async with self._locked(conversation_id) as (s, conv):
-            if conv.owner is not Owner.OPERATOR or conv.owner_operator_id != operator_id:
+            try:
+                self._must_own(conv, operator_id)
+                await self._update_owned(
+                    s,
+                    conv,
+                    operator_id,
+                    owner=Owner.QUEUE,
+                    owner_operator_id=None,
+                    status=ConversationStatus.QUEUED,
+                )
+            except NotOwner:
                 return  # moved meanwhile
-            await s.execute(
-                update(Conversation)
-                .where(Conversation.id == conv.id, Conversation.owner_operator_id == operator_id)
-                .values(owner=Owner.QUEUE, owner_operator_id=None, status=ConversationStatus.QUEUED)
-                .execution_options(synchronize_session=False)
-            )
-            set_committed_value(conv, "owner", Owner.QUEUE)
-            set_committed_value(conv, "owner_operator_id", None)
-            set_committed_value(conv, "status", ConversationStatus.QUEUED)
             entry = await self._open_entry(s, conv.id)
             if entry is not None:
                 entry.status = HandoffStatus.WAITING
@@ -852,22 +863,14 @@ class OperatorService:
         now = self._now()
         async with self._locked(conversation_id) as (s, conv):
             self._must_own(conv, operator_id)
-            released = await s.execute(
-                update(Conversation)
-                .where(
-                    Conversation.id == conv.id,
-                    Conversation.owner == Owner.OPERATOR,
-                    Conversation.owner_operator_id == operator_id,
-                )
-                .values(owner=Owner.BOT, owner_operator_id=None, status=ConversationStatus.BOT)
-                .returning(Conversation.id)
-                .execution_options(synchronize_session=False)
+            await self._update_owned(
+                s,
+                conv,
+                operator_id,
+                owner=Owner.BOT,
+                owner_operator_id=None,
+                status=ConversationStatus.BOT,
             )
-            if released.first() is None:
-                raise NotOwner(conv.id, conv.owner, conv.owner_operator_id)
-            set_committed_value(conv, "owner", Owner.BOT)
-            set_committed_value(conv, "owner_operator_id", None)
-            set_committed_value(conv, "status", ConversationStatus.BOT)
             entry = await self._open_entry(s, conv.id)
             if entry is not None:
                 entry.status = HandoffStatus.CLOSED

@@ -1,12 +1,14 @@
-"""Fixtures of the outer shell: a trained NLU model and a started app."""
+"""Fixtures of the outer shell: a trained NLU model and a started app;
+helpers for a widget tab and for two app processes on one database."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -17,7 +19,9 @@ with warnings.catch_warnings():
     from starlette.testclient import WebSocketTestSession as WS
 
 from bot.app import create_app
+from bot.channels.webchat import WebchatAdapter
 from bot.container import Container
+from bot.delivery import DeliveryPolicy
 from config import Settings
 from config.settings import PROJECT_ROOT
 from tests.conftest import make_settings, run_in_thread
@@ -75,6 +79,28 @@ def container_of(client: TestClient) -> Container:
     return container
 
 
+class AppProcess(NamedTuple):
+    """One started app, as one of several processes would run it."""
+
+    client: TestClient
+    container: Container
+
+
+@contextlib.contextmanager
+def two_app_processes(
+    settings: Settings, delivery_policy: DeliveryPolicy | None = None
+) -> Iterator[tuple[AppProcess, AppProcess]]:
+    """Two app containers with their lifespans run, on the same settings (one
+    PostgreSQL and Redis: see tests.conftest.shared_app_settings)."""
+    a = Container(settings, delivery_policy=delivery_policy)
+    b = Container(settings, delivery_policy=delivery_policy)
+    with (
+        TestClient(create_app(settings, a)) as app_a,
+        TestClient(create_app(settings, b)) as app_b,
+    ):
+        yield AppProcess(app_a, a), AppProcess(app_b, b)
+
+
 class Tab:
     """One browser tab speaking the widget protocol."""
 
@@ -123,3 +149,12 @@ class Tab:
 
 def bot_texts(frames: list[Frame]) -> list[str]:
     return [f["text"] for f in frames if f["type"] == "message" and f["sender"] == "bot"]
+
+
+def sid_of(client: TestClient, tab: Tab) -> str:
+    """The widget session id behind ``tab``'s token."""
+    adapter = container_of(client).channels["webchat"]
+    assert isinstance(adapter, WebchatAdapter)
+    sid = adapter.sessions.verify(tab.token)
+    assert sid is not None
+    return sid

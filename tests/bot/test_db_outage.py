@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,37 +24,22 @@ from config import Settings
 from dialogs.messages import InboundMessage
 from storage.migrate import upgrade
 from tests.bot.conftest import Tab, bot_texts
-from tests.conftest import PG_ADMIN_DSN, make_settings, pg_admin, pg_url, run_in_thread
+from tests.conftest import (
+    cut_pg_database,
+    make_settings,
+    own_pg_database,
+    reopen_pg_database,
+    run_in_thread,
+)
 from tests.servers import PrivatePostgres
 
 pytestmark = pytest.mark.postgres
 
 
-def admin(sql: str) -> None:
-    run_in_thread(lambda: asyncio.run(pg_admin(sql)))
-
-
 @pytest.fixture(scope="module")
 def pg_app_settings(nlu_model_path: Path) -> Iterator[Settings]:
-    name = f"heatdesk_outage_{uuid.uuid4().hex[:8]}"
-    try:
-        admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        from tests.conftest import service_missing
-
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    settings = make_settings(pg_url(name), nlu_model_path=nlu_model_path)
-    run_in_thread(lambda: upgrade(settings))
-    try:
-        yield settings
-    finally:
-        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def cut(name: str) -> None:
-    admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    with own_pg_database("outage") as url:
+        yield make_settings(url, nlu_model_path=nlu_model_path)
 
 
 def test_database_outage_is_answered_and_nothing_accepted_is_lost(
@@ -69,7 +53,7 @@ def test_database_outage_is_answered_and_nothing_accepted_is_lost(
             assert ack["type"] == "ack"
             assert bot_texts(frames)
 
-            cut(name)
+            cut_pg_database(name)
             assert client.get("/readyz").status_code == 503
             frames, err = tab.say("как оплатить?", client_id="during-outage")
             assert frames == []
@@ -86,7 +70,7 @@ def test_database_outage_is_answered_and_nothing_accepted_is_lost(
                     late.receive_json()
                 assert closed.value.code == 1013
 
-            admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            reopen_pg_database(name)
             assert client.get("/readyz").status_code == 200
             # The widget resends with the same client_id: processed once now.
             frames, ack = tab.say("как оплатить?", client_id="during-outage")

@@ -13,19 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import pytest
-import redis
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
 from bot.app import create_app
-from bot.channels.webchat import WebchatAdapter
 from bot.container import Container
 from bot.notices import AppealNotices, PassStats
 from config import Settings
 from handlers.appeals import NewAppeal, change_status, create_appeal
-from storage.migrate import upgrade
 from storage.models import (
     Account,
     AccountLink,
@@ -41,7 +37,14 @@ from storage.models import (
     Task,
     TaskKind,
 )
-from tests.bot.conftest import Tab, app_settings_for, bot_texts, container_of
+from tests.bot.conftest import (
+    Tab,
+    app_settings_for,
+    bot_texts,
+    container_of,
+    sid_of,
+    two_app_processes,
+)
 from tests.bot.telegram_support import (
     FAST_DELIVERY,
     PUBLIC_URL,
@@ -51,15 +54,7 @@ from tests.bot.telegram_support import (
 )
 from tests.bot.test_whatsapp import ACCOUNT_SID, AUTH_TOKEN, twilio_overrides
 from tests.bot.test_whatsapp import Customer as WhatsAppCustomer
-from tests.conftest import (
-    PG_ADMIN_DSN,
-    REDIS_URL,
-    make_settings,
-    pg_admin,
-    pg_url,
-    run_in_thread,
-    service_missing,
-)
+from tests.conftest import shared_app_settings
 from tests.fakes.telegram_api import TOKEN, FakeBotApi
 from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import DEMO_ACCOUNT
@@ -73,14 +68,6 @@ NO_SCHEDULE = 3600.0
 def call(client: TestClient, fn: Callable[[], Awaitable[T]]) -> T:
     assert client.portal is not None
     return client.portal.call(fn)
-
-
-def sid_of(client: TestClient, tab: Tab) -> str:
-    adapter = container_of(client).channels["webchat"]
-    assert isinstance(adapter, WebchatAdapter)
-    sid = adapter.sessions.verify(tab.token)
-    assert sid is not None
-    return sid
 
 
 async def conversation_id(container: Container, channel: str, chat_id: str) -> int:
@@ -225,36 +212,17 @@ def api() -> Iterator[FakeBotApi]:
 
 @pytest.fixture
 def shared_settings(nlu_model_path: Path, api: FakeBotApi) -> Iterator[Settings]:
-    name = f"heatdesk_notices_{uuid.uuid4().hex[:8]}"
-    try:
-        run_in_thread(lambda: asyncio.run(pg_admin(f'CREATE DATABASE "{name}"')))
-    except (OSError, asyncpg.PostgresError) as exc:
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    settings = make_settings(
-        pg_url(name),
+    with shared_app_settings(
+        "notices",
         nlu_model_path=nlu_model_path,
-        redis_url=REDIS_URL,
         load_demo_data=False,
         telegram_bot_token=TOKEN,
         telegram_webhook_secret=SECRET,
         telegram_api_base=api.base_url,
         public_base_url=PUBLIC_URL,
         notice_interval_seconds=NO_SCHEDULE,
-    )
-    run_in_thread(lambda: upgrade(settings))
-    try:
+    ) as settings:
         yield settings
-    finally:
-        client.flushdb()
-        client.close()
-        run_in_thread(
-            lambda: asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        )
 
 
 @pytest.mark.postgres
@@ -264,11 +232,8 @@ def test_two_workers_at_once_tell_each_customer_once_on_widget_and_telegram(
 ) -> None:
     # A notice written while the other process sends the chat's previous one
     # waits behind it for the sweep (rows of a chat go out in order).
-    a = Container(shared_settings, delivery_policy=FAST_DELIVERY)
-    b = Container(shared_settings, delivery_policy=FAST_DELIVERY)
     with (
-        TestClient(create_app(shared_settings, a)) as app_a,
-        TestClient(create_app(shared_settings, b)) as app_b,
+        two_app_processes(shared_settings, FAST_DELIVERY) as ((app_a, a), (app_b, b)),
         app_a.websocket_connect("/widget/ws") as ws,
     ):
         tab = Tab(ws).hello()

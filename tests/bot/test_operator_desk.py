@@ -4,17 +4,13 @@ group, its topics), and the customer on the widget or on Telegram."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-import redis
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -23,19 +19,10 @@ from bot.operators.telegram_desk import TelegramDesk, Texts
 from config import Settings
 from config.settings import ConfigError
 from handlers.operators import telegram_user_hash
-from storage.migrate import upgrade
 from storage.models import Conversation, Operator, OperatorRole, Owner, Presence
-from tests.bot.conftest import Tab, app_settings_for, bot_texts, container_of
+from tests.bot.conftest import Tab, app_settings_for, bot_texts, container_of, two_app_processes
 from tests.bot.telegram_support import SECRET, TelegramChat, telegram_settings
-from tests.conftest import (
-    PG_ADMIN_DSN,
-    REDIS_URL,
-    make_settings,
-    pg_admin,
-    pg_url,
-    run_in_thread,
-    service_missing,
-)
+from tests.conftest import shared_app_settings
 from tests.fakes.telegram_api import TOKEN, FakeBotApi, topic_message_update
 
 DESK_TOKEN = "987654321:AAOperatorDeskTestToken_0000000000000"
@@ -425,35 +412,16 @@ def test_a_desk_token_without_the_group_is_refused(tmp_path: Path, nlu_model_pat
 @pytest.fixture
 def shared_settings(nlu_model_path: Path, desk_api: FakeBotApi) -> Iterator[Settings]:
     """PostgreSQL and Redis shared by two app processes, the desk on in both."""
-    name = f"heatdesk_desk_{uuid.uuid4().hex[:8]}"
-    try:
-        run_in_thread(lambda: asyncio.run(pg_admin(f'CREATE DATABASE "{name}"')))
-    except (OSError, asyncpg.PostgresError) as exc:
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    settings = make_settings(
-        pg_url(name),
+    with shared_app_settings(
+        "desk",
         nlu_model_path=nlu_model_path,
-        redis_url=REDIS_URL,
         operator_bot_token=DESK_TOKEN,
         operator_chat_id=GROUP,
         operator_api_base=desk_api.base_url,
         telegram_poll_timeout_seconds=1,
         **ALWAYS_OPEN,
-    )
-    run_in_thread(lambda: upgrade(settings))
-    try:
+    ) as settings:
         yield settings
-    finally:
-        client.flushdb()
-        client.close()
-        run_in_thread(
-            lambda: asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        )
 
 
 @pytest.mark.postgres
@@ -463,10 +431,7 @@ def test_two_processes_open_one_topic_and_relay_each_message_once(
 ) -> None:
     """Both processes hear every event; the topic shows each thing once, and
     only one of them polls the group."""
-    with (
-        TestClient(create_app(shared_settings)) as app_a,
-        TestClient(create_app(shared_settings)) as app_b,
-    ):
+    with two_app_processes(shared_settings) as ((app_a, _), (app_b, _)):
         add_operators(app_a)
         token, _ = escalate_on_widget(app_a)
         thread = only_topic(desk_api)

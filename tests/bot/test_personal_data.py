@@ -8,26 +8,57 @@ a hand-off whose summary quotes those lines, and an out-of-hours hand-off whose 
 request copies the summary. Then every table is dumped, every column of
 every row (JSON included), and none of the SNILS or phone digits may be
 there: neither as typed nor as a run of digits with the separators removed.
+
+The second test runs a whole session on the real app, on SQLite and on
+PostgreSQL: a Telegram customer with a username links an account, files an
+appeal and asks for an operator; a WhatsApp customer (their number is their
+address) and a widget customer do too; a supervisor saves a canned response,
+replies, writes private notes, registers an appeal and moves it on, resolves
+a chat and the customer answers the NPS question with a comment; the KPI CSV
+is exported. Every text and JSON column of every table (found by reflecting
+the database, so a new table is scanned unasked), the export and the logs
+(DEBUG) must hold none of the SNILS, phones or username in any formatting.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import re
-from datetime import UTC, datetime
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Connection, MetaData, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.sql import sqltypes
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
+
+from bot.app import create_app
 from bot.pipeline import Pipeline
 from config import Settings
 from dialogs.engine import DialogEngine
+from handlers.pii import redact_text
 from nlu.embedded import EmbeddedNluParser, load_model
 from storage.crypto import PersonalDataVault
+from storage.db import create_engine, create_session_factory
 from storage.demo_data import load_demo_data
 from storage.locks import MemoryLockStore
-from storage.models import Appeal, Base, HandoffQueueEntry, InboxEntry
+from storage.models import Appeal, Base, HandoffQueueEntry, InboxEntry, OperatorRole
+from tests.bot.conftest import Tab, app_settings_for, container_of
+from tests.bot.console_support import add_operator, log_in, new_login
+from tests.bot.telegram_support import SECRET, TelegramChat
+from tests.bot.test_whatsapp import ACCOUNT_SID, AUTH_TOKEN, twilio_overrides
+from tests.bot.test_whatsapp import Customer as WhatsAppCustomer
+from tests.conftest import make_settings, own_pg_database, run_in_thread
+from tests.fakes.telegram_api import TOKEN, FakeBotApi, message_update
+from tests.fakes.twilio_api import FakeTwilio
 from tests.harness import DEFAULT_NOW, ChatClient, Clock
 
 # (typed form, its digits): what the customer writes.
@@ -172,3 +203,273 @@ async def test_no_snils_or_phone_is_stored_in_the_clear(
     cells = await _dump(session_factory)
     leaks = [(t, c, _leaks(v)) for t, c, v in cells if _leaks(v)]
     assert leaks == []
+
+
+# --------------------------------------------------------------------------
+# A whole session on the real app: every channel, the console, the logs
+# --------------------------------------------------------------------------
+
+# What the customers write, each in several of the ways people write it.
+CUSTOMER_SNILS = "11223344595"  # the demo customer's: linking needs it
+CUSTOMER_PHONE = "9051234567"  # ten digits after +7 / 8
+WHATSAPP_PHONE = "9107654321"  # the WhatsApp customer's own number (their address)
+TELEGRAM_HANDLE = "ivan_petrov_85"  # the Telegram customer's username
+SNILS_WRITTEN = ["112-233-445 95", "112 233 445 95", "11223344595", "112.233.445-95"]
+PHONE_WRITTEN = ["8 (905) 123-45-67", "+7 905 123 45 67", "89051234567", "+7-905-123-45-67"]
+WA_WRITTEN = ["whatsapp:+79107654321", "wa.me/79107654321", "8 910 765-43-21"]
+HANDLE_WRITTEN = ["@ivan_petrov_85", "t.me/ivan_petrov_85", "https://t.me/Ivan_Petrov_85"]
+# The contact center open whenever the test runs (the hours have tests of their own).
+ALWAYS_OPEN: dict[str, object] = {
+    "contact_center_days": (1, 2, 3, 4, 5, 6, 7),
+    "contact_center_open_hour": 0,
+    "contact_center_close_hour": 24,
+}
+_DIGIT_RUN = re.compile(r"\d(?:[\s\-–—.()/+:]*\d)*")
+
+
+def personal_data_in(value: str) -> list[str]:
+    """The personal values in ``value`` however they are written: digits with
+    any separators between them, a phone with +7, 8 or neither, the username
+    in any case, with or without ``@`` or a t.me link."""
+    found: list[str] = []
+    for run in _DIGIT_RUN.findall(value):
+        digits = re.sub(r"\D", "", run)
+        found += [d for d in (CUSTOMER_SNILS, CUSTOMER_PHONE, WHATSAPP_PHONE) if d in digits]
+    if TELEGRAM_HANDLE in value.lower():
+        found.append(TELEGRAM_HANDLE)
+    return found
+
+
+def test_the_leak_finder_sees_every_formatting() -> None:
+    """The scanner below is only as good as this: every way of writing the
+    values is found, and the redacted forms are not."""
+    for written in SNILS_WRITTEN + PHONE_WRITTEN + WA_WRITTEN + HANDLE_WRITTEN:
+        assert personal_data_in(f"текст {written}, ещё текст"), written
+    for written in SNILS_WRITTEN + PHONE_WRITTEN + WA_WRITTEN + HANDLE_WRITTEN:
+        assert personal_data_in(redact_text(written)) == [], written
+
+
+async def text_cells(engine: AsyncEngine) -> list[tuple[str, str, str]]:
+    """(table, column, value) of every text and JSON cell of every table in
+    the database, found by reflection: a table or column added later is
+    scanned without this test knowing it."""
+
+    def reflect(conn: Connection) -> list[tuple[str, str, str]]:
+        meta = MetaData()
+        meta.reflect(conn)
+        cells: list[tuple[str, str, str]] = []
+        for table in meta.sorted_tables:
+            columns = [
+                c
+                for c in table.columns
+                if isinstance(c.type, (sqltypes.String, sqltypes.JSON, sqltypes.NullType))
+                or c.type.__class__.__name__ in {"JSONB", "JSON"}
+            ]
+            if not columns:
+                continue
+            for row in conn.execute(select(*columns)):
+                cells.extend(
+                    (table.name, c.name, v if isinstance(v, str) else json.dumps(v))
+                    for c, v in zip(columns, row, strict=True)
+                    if v is not None
+                )
+        return cells
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(reflect)
+
+
+@pytest.fixture(scope="module")
+def bot_api() -> Iterator[FakeBotApi]:
+    server = FakeBotApi().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def twilio() -> Iterator[FakeTwilio]:
+    fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN).start()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def session_settings(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    nlu_model_path: Path,
+    bot_api: FakeBotApi,
+    twilio: FakeTwilio,
+) -> Iterator[Settings]:
+    """The app on both channels (and the widget), with demo data, on SQLite
+    or on a PostgreSQL database of its own."""
+    overrides: dict[str, object] = {
+        **twilio_overrides(twilio),
+        "telegram_bot_token": TOKEN,
+        "telegram_webhook_secret": SECRET,
+        "telegram_api_base": bot_api.base_url,
+        "telegram_request_timeout_seconds": 5.0,
+        "log_level": "DEBUG",
+        **ALWAYS_OPEN,
+    }
+    if request.param == "sqlite":
+        yield app_settings_for(tmp_path, nlu_model_path, **overrides)
+        return
+    with own_pg_database("pii") as url:
+        settings = make_settings(url, nlu_model_path=nlu_model_path, **overrides)
+        run_in_thread(lambda: asyncio.run(_load_demo_data(settings)))
+        yield settings
+
+
+async def _load_demo_data(settings: Settings) -> None:
+    """What the app's start does on SQLite, done here (PostgreSQL is set up
+    by a deploy step)."""
+    engine = create_engine(settings)
+    try:
+        async with create_session_factory(engine)() as session:
+            vault = PersonalDataVault(settings.secret_key.get_secret_value())
+            assert await load_demo_data(session, vault, settings)
+    finally:
+        await engine.dispose()
+
+
+def tg_say(chat: TelegramChat, text: str) -> str:
+    """A line from a Telegram customer with a username (their address there)."""
+    user = {"id": chat.chat_id, "is_bot": False, "first_name": "Иван", "username": TELEGRAM_HANDLE}
+    return "\n".join(chat.deliver(message_update(chat.chat_id, text, **{"from": user})))
+
+
+def test_a_whole_session_leaves_no_personal_data_in_any_table_or_log(
+    session_settings: Settings,
+    bot_api: FakeBotApi,
+    twilio: FakeTwilio,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with TestClient(create_app(session_settings), client=("127.0.0.1", 50000)) as client:
+        # Telegram: linking with the SNILS, an appeal whose description holds
+        # every kind of value, then a hand-off whose summary quotes it.
+        tg = TelegramChat(client, bot_api)
+        tg_say(tg, "Здравствуйте")
+        tg_say(tg, "хочу привязать лицевой счёт")
+        assert "привязан" in tg_say(tg, f"1002003001 СНИЛС {SNILS_WRITTEN[0]}")
+        tg_say(tg, "хочу подать обращение")
+        tg.press("Качество отопления")
+        asked = tg_say(
+            tg,
+            f"Холодные батареи третий день. Звоните {PHONE_WRITTEN[0]} или пишите в "
+            f"телеграм {HANDLE_WRITTEN[0]}, СНИЛС {SNILS_WRITTEN[1]}",
+        )
+        if "Без телефона" in asked:  # the phone asked for: typed
+            asked = tg_say(tg, PHONE_WRITTEN[0])
+        assert "+7 *** ***-**-67" in asked  # the phone it took, masked
+        assert "зарегистрировано" in tg_say(tg, "да")
+        tg_say(tg, f"мой второй номер {PHONE_WRITTEN[1]}, ник {HANDLE_WRITTEN[1]}")
+        tg_say(tg, "позовите оператора")
+
+        # WhatsApp: the customer's number is their address; they also write it.
+        wa = WhatsAppCustomer(client, twilio, number="+7" + WHATSAPP_PHONE)
+        assert wa.say(f"Добрый день, это {WA_WRITTEN[1]}, СНИЛС {SNILS_WRITTEN[2]}")
+        wa.say(
+            f"перезвоните на {WA_WRITTEN[2]} или {PHONE_WRITTEN[2]}, телеграм {HANDLE_WRITTEN[2]}"
+        )
+        wa.say("соедините с оператором")
+
+        # The widget: the same values once more, and a hand-off.
+        with client.websocket_connect("/widget/ws") as ws:
+            tab = Tab(ws).hello()
+            tab.say(f"Мой СНИЛС {SNILS_WRITTEN[3]}, телефон {PHONE_WRITTEN[3]}")
+            tab.say("позовите оператора")
+
+        # The console: a supervisor works the chats.
+        login = new_login("pii")
+        add_operator(client, login, OperatorRole.SUPERVISOR, display_name="Анна")
+        anna = log_in(client, login)
+        saved = anna.post(
+            "/console/api/canned",
+            {"shortcut": "перезвон", "text": f"Перезвоним вам на {PHONE_WRITTEN[0]} сегодня."},
+        )
+        assert saved.status_code == 200, saved.text
+        queue = anna.get("/console/api/queue").json()["queue"]
+        assert {i["channel"] for i in queue} == {"telegram", "whatsapp", "webchat"}
+        for item in queue:
+            conv = item["conversation_id"]
+            assert anna.post(f"/console/api/chats/{conv}/take").status_code == 200
+            reply = anna.post(
+                f"/console/api/chats/{conv}/reply",
+                {"text": f"Записала номер {PHONE_WRITTEN[1]} и ник {HANDLE_WRITTEN[0]}."},
+            )
+            assert reply.status_code == 200, reply.text
+            assert anna.post(f"/console/api/chats/{conv}/reply", {"text": "/перезвон"}).is_success
+            note = anna.post(
+                f"/console/api/chats/{conv}/notes",
+                {
+                    "text": f"СНИЛС {SNILS_WRITTEN[0]}, тел. {PHONE_WRITTEN[2]}, "
+                    f"{WA_WRITTEN[0]}, {HANDLE_WRITTEN[1]}"
+                },
+            )
+            assert note.status_code == 200, note.text
+        tg_conv = next(i["conversation_id"] for i in queue if i["channel"] == "telegram")
+        filed = anna.post(
+            f"/console/api/chats/{tg_conv}/appeals",
+            {
+                "category": "heating_quality",
+                "description": f"Клиент просит перезвонить {PHONE_WRITTEN[3]}, {HANDLE_WRITTEN[2]}",
+            },
+        )
+        assert filed.status_code == 201, filed.text
+        number = filed.json()["appeal"]["number"]
+        card = anna.get(f"/console/api/chats/{tg_conv}").json()["card"]
+        appeal_id = next(a["id"] for a in card["appeals"] if a["number"] == number)
+        moved = anna.post(
+            f"/console/api/appeals/{appeal_id}/status",
+            {
+                "status": "in_review",
+                "comment": f"Перезвонили на {PHONE_WRITTEN[0]}, {WA_WRITTEN[0]}",
+            },
+        )
+        assert moved.status_code == 200, moved.text
+        assert anna.post(f"/console/api/chats/{tg_conv}/resolve").status_code == 200
+        # The NPS question on Telegram, answered with a comment full of data.
+        assert "от 0 до 10" in "\n".join(bot_api.texts(tg.chat_id))
+        assert "напишите" in tg_say(tg, "9").lower()
+        assert "записан" in tg_say(
+            tg, f"Всё хорошо, но звоните на {PHONE_WRITTEN[3]}, СНИЛС {SNILS_WRITTEN[3]}"
+        )
+
+        # The KPI export.
+        today = datetime.now(UTC).date()
+        exported = [
+            anna.get(
+                f"/console/api/kpi.csv?from={today - timedelta(days=1)}&to={today}&table={table}"
+            )
+            for table in ("days", "operators")
+        ]
+        assert all(e.status_code == 200 for e in exported)
+        engine = container_of(client).db
+        cells = client.portal.call(text_cells, engine)  # type: ignore[union-attr]
+
+    leaks = [(t, c, personal_data_in(v)) for t, c, v in cells if personal_data_in(v)]
+    assert leaks == []
+
+    # The session did reach every place where the data could land.
+    by_table: dict[str, list[str]] = {}
+    for table, _, value in cells:
+        by_table.setdefault(table, []).append(value)
+    reached = ["messages", "inbox", "outbox", "conversations", "appeals", "appeal_status_changes"]
+    reached += ["handoff_queue", "operator_notes", "canned_responses", "nps_responses"]
+    for table in reached:
+        assert by_table.get(table), table
+    assert any("[телефон скрыт]" in v for v in by_table["operator_notes"])
+    assert any("[телефон скрыт]" in v for v in by_table["canned_responses"])
+    assert any("[телефон скрыт]" in v for v in by_table["appeal_status_changes"])
+    assert any("[телефон скрыт]" in v for v in by_table["nps_responses"])
+    assert len(by_table["handoff_queue"]) >= 3
+
+    for e in exported:
+        assert personal_data_in(e.text) == []
+    # The app's own loggers were heard, down to DEBUG.
+    assert any(r.name.startswith("bot.") for r in caplog.records)
+    assert any(r.levelno == logging.DEBUG for r in caplog.records)
+    logged = [caplog.text, *(r.getMessage() for r in caplog.records)]
+    assert [personal_data_in(x) for x in logged if personal_data_in(x)] == []

@@ -4,50 +4,27 @@ socket is held by another process."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-import redis
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from bot.app import create_app
-from bot.channels.webchat import WebchatAdapter
 from bot.container import Container
 from bot.conversations import UnknownConversation
 from bot.delivery import DeliveryPolicy
 from config import Settings
 from dialogs.messages import Reply
-from storage.migrate import upgrade
 from storage.models import DeliveryStatus, Message, OutboxEntry, Sender
-from tests.bot.conftest import Tab, bot_texts, container_of
-from tests.conftest import (
-    PG_ADMIN_DSN,
-    REDIS_URL,
-    make_settings,
-    pg_admin,
-    pg_url,
-    run_in_thread,
-    service_missing,
-)
+from tests.bot.conftest import Tab, bot_texts, container_of, sid_of, two_app_processes
+from tests.conftest import shared_app_settings
 
 # No sweep and no re-try within a test: what arrives came through pub/sub.
 NO_SWEEP = DeliveryPolicy(
     sweep_interval_seconds=3600, offline_park_seconds=3600, sweep_min_age_seconds=3600
 )
-
-
-def sid_of(client: TestClient, tab: Tab) -> str:
-    adapter = container_of(client).channels["webchat"]
-    assert isinstance(adapter, WebchatAdapter)
-    sid = adapter.sessions.verify(tab.token)
-    assert sid is not None
-    return sid
 
 
 def outbox_statuses(container: Container, client: TestClient, text: str) -> list[DeliveryStatus]:
@@ -97,28 +74,10 @@ def test_posting_into_an_unknown_chat_is_refused(client: TestClient) -> None:
 @pytest.fixture
 def shared_settings(nlu_model_path: Path) -> Iterator[Settings]:
     """PostgreSQL and Redis shared by two app processes."""
-    name = f"heatdesk_pubsub_{uuid.uuid4().hex[:8]}"
-    try:
-        run_in_thread(lambda: asyncio.run(pg_admin(f'CREATE DATABASE "{name}"')))
-    except (OSError, asyncpg.PostgresError) as exc:
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        service_missing("Redis", exc)
-    settings = make_settings(
-        pg_url(name), nlu_model_path=nlu_model_path, redis_url=REDIS_URL, load_demo_data=False
-    )
-    run_in_thread(lambda: upgrade(settings))
-    try:
+    with shared_app_settings(
+        "pubsub", nlu_model_path=nlu_model_path, load_demo_data=False
+    ) as settings:
         yield settings
-    finally:
-        client.flushdb()
-        client.close()
-        run_in_thread(
-            lambda: asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        )
 
 
 @pytest.mark.postgres
@@ -126,11 +85,8 @@ def shared_settings(nlu_model_path: Path) -> Iterator[Settings]:
 def test_a_reply_made_in_one_process_reaches_a_socket_held_by_another(
     shared_settings: Settings,
 ) -> None:
-    a = Container(shared_settings, delivery_policy=NO_SWEEP)
-    b = Container(shared_settings, delivery_policy=NO_SWEEP)
     with (
-        TestClient(create_app(shared_settings, a)) as app_a,
-        TestClient(create_app(shared_settings, b)) as app_b,
+        two_app_processes(shared_settings, NO_SWEEP) as ((app_a, _), (app_b, b)),
         app_a.websocket_connect("/widget/ws") as ws,
     ):
         tab = Tab(ws).hello()

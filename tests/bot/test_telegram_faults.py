@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,34 +22,25 @@ from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH
 from bot.container import Container
 from config import Settings
 from config.settings import PROJECT_ROOT
-from storage.migrate import upgrade
 from tests.bot.telegram_support import FAST_DELIVERY, PUBLIC_URL, SECRET, TelegramChat, drain
-from tests.conftest import PG_ADMIN_DSN, make_settings, pg_admin, pg_url, run_in_thread
+from tests.conftest import (
+    cut_pg_database,
+    make_settings,
+    own_pg_database,
+    pg_url,
+    reopen_pg_database,
+    run_in_thread,
+)
 from tests.fakes.telegram_api import TOKEN, FakeBotApi, free_port, message_update
 
 pytestmark = pytest.mark.postgres
 
 
-def admin(sql: str) -> None:
-    run_in_thread(lambda: asyncio.run(pg_admin(sql)))
-
-
 @pytest.fixture
 def pg_name(nlu_model_path: Path) -> Iterator[str]:
     """A migrated database of the test's own (it is cut off or shared with a subprocess)."""
-    name = f"heatdesk_tg_{uuid.uuid4().hex[:8]}"
-    try:
-        admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        from tests.conftest import service_missing
-
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    run_in_thread(lambda: upgrade(make_settings(pg_url(name))))
-    try:
-        yield name
-    finally:
-        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_pg_database("tg") as url:
+        yield url.rsplit("/", 1)[1]
 
 
 @pytest.fixture
@@ -114,8 +104,7 @@ def test_postgres_unavailable_the_webhook_answers_503_and_nothing_accepted_is_lo
         chat = TelegramChat(client, api)
         assert chat.say("привет")
 
-        admin(f'ALTER DATABASE "{pg_name}" ALLOW_CONNECTIONS false')
-        admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{pg_name}'")
+        cut_pg_database(pg_name)
         during = message_update(chat.chat_id, "как оплатить")
         # Not recorded: Telegram is told to deliver it again.
         for _ in range(2):
@@ -125,7 +114,7 @@ def test_postgres_unavailable_the_webhook_answers_503_and_nothing_accepted_is_lo
         drain(client)
         sent_during_outage = len(api.sent(chat.chat_id))
 
-        admin(f'ALTER DATABASE "{pg_name}" ALLOW_CONNECTIONS true')
+        reopen_pg_database(pg_name)
         # Telegram's redeliveries: answered once.
         before = len(api.sent(chat.chat_id))
         for _ in range(2):

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,17 +24,14 @@ from bot.app import create_app
 from bot.channels.webchat import LiveSocket, WebchatAdapter, WebchatHub, WebchatSessions
 from config import Settings
 from dialogs.messages import InboundMessage
-from storage.migrate import upgrade
 from storage.models import DeliveryStatus, OutboxEntry
 from storage.ratelimit import RedisRateLimiter
 from tests.bot.conftest import Frame, Tab, app_settings_for, bot_texts, container_of
 from tests.conftest import (
     PG_ADMIN_DSN,
     make_settings,
-    pg_admin,
-    pg_url,
+    own_pg_database,
     run_in_thread,
-    service_missing,
 )
 
 
@@ -514,17 +510,8 @@ CREATE TRIGGER webedge_kill_first_turn BEFORE INSERT ON messages
 def flaky_pg_database() -> Iterator[str]:
     """A migrated private PostgreSQL database (its SQLAlchemy URL) whose first
     tariff turn loses its connection after the inbox took the message."""
-    name = f"heatdesk_webedge_{uuid.uuid4().hex[:8]}"
-
-    def admin(sql: str) -> None:
-        run_in_thread(lambda: asyncio.run(pg_admin(sql)))
-
-    try:
-        admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    try:
-        run_in_thread(lambda: upgrade(make_settings(pg_url(name))))
+    with own_pg_database("webedge") as url:
+        name = url.rsplit("/", 1)[1]
 
         async def install() -> None:
             conn = await asyncpg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}")
@@ -534,9 +521,7 @@ def flaky_pg_database() -> Iterator[str]:
                 await conn.close()
 
         run_in_thread(lambda: asyncio.run(install()))
-        yield pg_url(name)
-    finally:
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield url
 
 
 @pytest.fixture

@@ -4,18 +4,14 @@ repeats once the database is back is answered, once."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from starlette.testclient import TestClient
 
 from bot.app import create_app
 from config import Settings
-from storage.migrate import upgrade
 from tests.bot.test_whatsapp import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -25,14 +21,15 @@ from tests.bot.test_whatsapp import (
     sign,
     twilio_overrides,
 )
-from tests.conftest import PG_ADMIN_DSN, make_settings, pg_admin, pg_url, run_in_thread
+from tests.conftest import (
+    cut_pg_database,
+    make_settings,
+    own_pg_database,
+    reopen_pg_database,
+)
 from tests.fakes.twilio_api import FakeTwilio
 
 pytestmark = pytest.mark.postgres
-
-
-def admin(sql: str) -> None:
-    run_in_thread(lambda: asyncio.run(pg_admin(sql)))
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +41,8 @@ def twilio() -> Iterator[FakeTwilio]:
 
 @pytest.fixture(scope="module")
 def pg_wa_settings(nlu_model_path: Path, twilio: FakeTwilio) -> Iterator[Settings]:
-    name = f"heatdesk_wa_outage_{uuid.uuid4().hex[:8]}"
-    try:
-        admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        from tests.conftest import service_missing
-
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN}", exc)
-    settings = make_settings(
-        pg_url(name), nlu_model_path=nlu_model_path, **twilio_overrides(twilio)
-    )
-    run_in_thread(lambda: upgrade(settings))
-    try:
-        yield settings
-    finally:
-        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def cut(name: str) -> None:
-    admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    with own_pg_database("wa_outage") as url:
+        yield make_settings(url, nlu_model_path=nlu_model_path, **twilio_overrides(twilio))
 
 
 def test_postgres_down_while_webhooks_arrive_nothing_accepted_is_lost(
@@ -76,7 +54,7 @@ def test_postgres_down_while_webhooks_arrive_nothing_accepted_is_lost(
         assert me.say("Здравствуйте")
         first_sid = me.calls()[0].sid
 
-        cut(name)
+        cut_pg_database(name)
         try:
             during = inbound_form(me.number, "Как оплатить?")
             for _ in range(2):  # Twilio tries again; still down
@@ -97,7 +75,7 @@ def test_postgres_down_while_webhooks_arrive_nothing_accepted_is_lost(
             assert got.status_code == 503
             assert me.received() == []
         finally:
-            admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            reopen_pg_database(name)
 
         # Twilio's next delivery of the same message is answered, once.
         again = me.post(during)

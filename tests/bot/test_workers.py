@@ -3,13 +3,11 @@ and Redis; refused where one process is all the storage allows."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +16,7 @@ import pytest
 
 from bot.cli import main
 from config.settings import PROJECT_ROOT
-from storage.migrate import upgrade
-from tests.conftest import make_settings, pg_admin, pg_url, run_in_thread
+from tests.conftest import own_pg_database
 from tests.servers import free_port
 
 START_TIMEOUT_SECONDS = 120.0  # two processes load the NLU model on two busy cores
@@ -45,16 +42,8 @@ def children(pid: int) -> list[int]:
 
 @pytest.fixture
 def worker_database() -> Iterator[str]:
-    name = f"heatdesk_workers_{uuid.uuid4().hex[:8]}"
-    run_in_thread(lambda: asyncio.run(pg_admin(f'CREATE DATABASE "{name}"')))
-    url = pg_url(name)
-    run_in_thread(lambda: upgrade(make_settings(url)))
-    try:
+    with own_pg_database("workers") as url:
         yield url
-    finally:
-        run_in_thread(
-            lambda: asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        )
 
 
 @pytest.mark.postgres

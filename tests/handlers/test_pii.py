@@ -18,6 +18,7 @@ from dialogs.state import FormState
 from handlers.contacts import PHONE_MARK, find_phones, normalize_phone
 from handlers.pii import WORDING_EXAMPLES, decrypt_payload, redact_payload, redact_text
 from handlers.snils import SNILS_MARK, check_number, find_snils, is_valid_snils
+from handlers.usernames import USERNAME_MARK
 from nlu.entities import EntityExtractor
 from nlu.types import Intent, ParseResult
 from storage.crypto import PersonalDataVault
@@ -254,3 +255,34 @@ def test_a_written_snils_of_the_wrong_length_is_redacted_too(
         before + PHONE_MARK + after,
         phone_before + PHONE_MARK + after,
     }
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "@ivan_petrov_85",
+        "t.me/ivan_petrov_85",
+        "https://t.me/Ivan_Petrov_85",
+        "telegram.me/@ivan_petrov_85",
+        "www.t.me/ivan_petrov_85",
+    ],
+)
+@pytest.mark.parametrize(("before", "after"), [("", ""), ("мой телеграм ", ", пишите"), ("(", ")")])
+def test_a_telegram_username_is_redacted(written: str, before: str, after: str) -> None:
+    redacted = redact_text(f"{before}{written}{after}")
+    assert redacted == f"{before}{USERNAME_MARK}{after}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ivan.petrov85@mail.ru",  # an e-mail address: its own mark
+        "@ivan",  # shorter than a Telegram username can be
+        "оплатил 100 @ 5",
+        "напишите на @_underscore_first",
+        "почта ivan_petrov_85@yandex.ru",
+        "Справка отправлена на i***@yandex.ru",  # a masked e-mail in the bot's reply
+    ],
+)
+def test_what_is_no_username_is_not_taken_for_one(text: str) -> None:
+    assert USERNAME_MARK not in redact_text(text)
