@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.channels.base import SocketEndpoint
 from bot.console.auth import require_role
 from bot.console.chats import operator_error_handler
 from bot.console.cli import first_operator_hint
@@ -80,15 +82,46 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             return JSONResponse({"detail": "metrics are served to the local network only"}, 403)
         return Response(c.metrics.render(), media_type=CONTENT_TYPE)
 
+    sockets: dict[str, SocketEndpoint] = {}
     for adapter in c.channels.values():
         router = adapter.router(c)
         if router is not None:
             app.include_router(router)
+        sockets.update(adapter.sockets(c))
+    # Outermost of the app's own middleware (added last): a socket skips the rest.
+    app.add_middleware(SocketShortcut, sockets=sockets)
     app.include_router(make_console_router())
     app.add_exception_handler(ops.OperatorError, operator_error_handler)
     # The KPI dashboard and its figures: supervisors and admins only.
     app.include_router(make_kpi_router(require_role(OperatorRole.SUPERVISOR)))
     return app
+
+
+class SocketShortcut:
+    """Takes the channels' WebSockets (the widget's) straight to their endpoint.
+
+    An open socket keeps a suspended frame of every layer it passed through:
+    the security headers (HTTP only), Starlette's exception handlers, FastAPI's
+    body limit, its exit stacks and dependency solving, the router. For a
+    socket that stays open for hours, by the thousand, that is about 10 KB each
+    (bench/load.py --sockets-only) for layers it does not use: its endpoint
+    checks the origin, refuses, catches and closes by itself. Everything else,
+    the console's socket included, takes the usual way.
+    """
+
+    def __init__(self, app: ASGIApp, sockets: Mapping[str, SocketEndpoint]) -> None:
+        self.app = app
+        self.sockets = dict(sockets)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            endpoint = self.sockets.get(path[len(root) :] if path.startswith(root) else path)
+            if endpoint is not None:
+                await endpoint(WebSocket(scope, receive, send))
+                return
+        await self.app(scope, receive, send)
 
 
 async def _hint_first_operator(settings: Settings, c: Container) -> None:

@@ -116,6 +116,7 @@ def run_server(settings: Settings, workers: int | None = None) -> int:
     from fastapi import FastAPI
 
     from bot.app import configure_logging, create_app
+    from bot.websocket import PROTOCOL
 
     workers = settings.web_concurrency if workers is None else workers
     problem = multiprocess_problem(settings, workers)
@@ -134,7 +135,8 @@ def run_server(settings: Settings, workers: int | None = None) -> int:
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        # uvicorn's websockets-sansio protocol, minus the handshake kept per socket.
+        ws=PROTOCOL,
         # Frames up to 1 MiB reach the app, which answers anything over its own
         # 64 KiB limit with an error frame and keeps the socket open.
         ws_max_size=1024 * 1024,

@@ -10,7 +10,8 @@ snils          the 11 digits without separators: ``"11223344595"``
 reading_value  a decimal string with a point, no spaces: ``"1234.5"``
 appeal_number  upper-case Latin ``A-YYYY-NNNNNN``: ``"A-2026-000123"``
 meter_type     ``"heating"`` or ``"hot_water"``
-address        the span text as written: ``"ул. Ленина, д. 10, кв. 5"``
+address        canonical (nlu/address.py): ``"ул. Карла Маркса, д. 12, корп. 2, кв. 5"``
+               for "карла маркса 12 к2 кв 5"; the parts in ``additional_info``
 phone          11 digits starting with 7: ``"74712395555"``
 date           ISO 8601, truncated when the text is: ``"2026-03-15"`` (a day),
                ``"2026-03"`` (a month with its year), ``"--03"`` (a month
@@ -30,6 +31,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from nlu.address import Address, StreetIndex, normalize, transliterate
 from nlu.types import Entity
 
 EXTRACTOR = "RegexEntityExtractor"
@@ -112,18 +114,20 @@ _HEATING = re.compile(
 _NOT_A_METER_AFTER = re.compile(r"\s+лини", re.IGNORECASE)
 _STREET_PREFIX = (
     r"(?:(?:г\.?\s*)?курск\w*\s*,?\s*)?"
-    r"(?:(?:ул\.?|улиц[аеуы]|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
+    r"(?:(?:ул\.?|улиц\w*|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
     r"|бульвар\w*|ш\.|шоссе|пл\.|площад\w*|проезд\w*)\s*)"
 )
 _HOUSE = (
     # A house letter ("12а", "12 б"), but not a one-letter preposition after a
     # space ("Сумской 12 к теплосети").
-    r"(?:\s*,?\s*(?:д\.?|дом)?\s*\d{1,4}(?:(?:\s(?![квсуои](?!\w)))?[а-яa-z](?!\w))?(?:/\d{1,3})?"
-    r"(?:\s*,?\s*(?:корп\.?|корпус|к\.|стр\.?)\s*\d{1,3})?"
-    r"(?:\s*,?\s*(?:кв\.?|квартира|квартиру|кв-ра)\s*\d{1,4})?(?!\d|[.,]\d))"
+    r"(?:\s*,?\s*(?:д\.?|дом)?\s*№?\s*\d{1,4}"
+    r"(?:(?:\s(?![квсуои](?!\w)))?(?i:[а-яa-z])(?!\w)|-(?i:[а-еж-ик-ю])(?!\w))?(?:/\d{1,3})?"
+    r"(?:\s?к\s?\d{1,2}(?!\w))?"
+    r"(?:\s*,?\s*(?:корп\.?|корпус\w*|к\.|стр\.?|строени\w*)\s*\d{1,3})?"
+    r"(?:\s*,?\s*(?:кв\.?|квартир\w*|кв-р\w*)\s*№?\s*\d{1,4})?(?!\d|[.,]\d))"
 )
 _STREET_TYPE = (
-    r"(?i:ул\.?|улиц[аеуы]|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
+    r"(?i:ул\.?|улиц\w*|пр-т\.?|пр-д\.?|просп\.?|проспект\w*|пер\.?|переул\w*|б-р\.?"
     r"|бульвар\w*|пл\.|площад\w*|проезд\w*|ш\.|шоссе|мкр\.?|микрорайон\w*)"
 )
 # After a street-type word any capitalised name is a street, whether or not
@@ -143,7 +147,34 @@ _LOWER_CASE_STREET = re.compile(
 # A residential complex: "ЖК Европа, дом 12", "в жилом комплексе «Солнечный»".
 _COMPLEX = re.compile(
     r"(?<!\w)(?i:жк|жилом\s+комплексе|жилой\s+комплекс)\s*[«\"]?"
-    r"(?P<name>[А-ЯЁA-Z][\w-]+(?:\s+[А-ЯЁA-Z][\w-]+)?)[»\"]?" + _HOUSE + "?"
+    r"(?P<name>[А-ЯЁA-Z][\w-]+(?:\s+[А-ЯЁA-Z][\w-]+)?)[»\"]?"
+    r"(?:" + _HOUSE + r"|\s*,?\s*(?i:корп\.?|корпус\w*|стр\.?|строени\w*)\s*\d{1,3}(?!\d))?"
+)
+
+# "Майский бульвар 15", "Магистрального проезда 3": the type after the name.
+_TYPE_AFTER = re.compile(
+    r"(?<!\w)[А-ЯЁ][а-яё]+(?:\s+[А-ЯЁ][а-яё]+)?\s+(?i:улиц\w*|бульвар\w*|площад\w*|проезд\w*"
+    r"|переул\w*|проспект\w*|шоссе)(?!\w)" + _HOUSE + "?"
+)
+# "живу на Ухтомского 12": a street the list does not know, named like one,
+# after "на"/"по" and before a house number.
+_UNKNOWN_STREET = re.compile(
+    r"(?<=\b(?:на|по)\s)[А-ЯЁ][а-яё]+(?:ого|его|ова|ева|ина|ына|ская|цкая|ной|ской|цкой)"
+    r"(?=\s*,?\s*(?:д\.?|дом)?\s*\d{1,4}(?:[а-я](?!\w))?(?!\w|[.,]\d|\s*(?:"
+    + _MONTH
+    + r"|лет|год|час|мин|руб|р\.|%|градус)))"
+    + _HOUSE
+)
+# "жк европа, дом 3": a lower-case name only with a house or корпус after it.
+_COMPLEX_LOWER = re.compile(
+    r"(?<!\w)(?i:жк)\s*[«\"]?(?P<name>(?!(?:д|дом|корп\w*|кв)(?!\w))[а-яё][а-яё-]+)[»\"]?"
+    r"(?=\s*,?\s*(?i:д\.?|дом|корп\.?|корпус|\d))(?:"
+    + _HOUSE
+    + r"|\s*,?\s*(?i:корп\.?|корпус\w*)\s*\d{1,3}(?!\d))"
+)
+# A word or two before a house number: a street when the index knows it.
+_MAYBE_STREET = re.compile(
+    r"(?<!\w)(?P<name>[А-ЯЁа-яё][а-яё]+(?:\s+(?!дом\b)[А-ЯЁа-яё][а-яё]+)?)" + _HOUSE
 )
 
 DEFAULT_STREETS: tuple[str, ...] = (
@@ -166,6 +197,47 @@ class _Candidate:
     end: int
     value: str
     priority: int
+    info: dict[str, str | bool | None] | None = None
+
+
+def _entity(c: _Candidate) -> Entity:
+    fields: dict[str, object] = {
+        "entity": c.entity,
+        "start": c.start,
+        "end": c.end,
+        "value": c.value,
+        "extractor": EXTRACTOR,
+        "confidence_entity": 1.0,
+    }
+    if c.info is not None:
+        fields["additional_info"] = c.info  # as Rasa's extractors report parts
+    return Entity.model_validate(fields)
+
+
+_LATIN_WORD = re.compile(r"[a-zA-Z]{3,}")
+_LATIN_RUN = re.compile(r"[a-zA-Z']+")
+
+
+def _transliterated(text: str) -> tuple[str, list[int]]:
+    """A copy with Latin words in Cyrillic, and each copy character's origin."""
+    out: list[str] = []
+    origin: list[int] = []
+    pos = 0
+    for m in _LATIN_RUN.finditer(text):
+        out.append(text[pos : m.start()])
+        origin.extend(range(pos, m.start()))
+        word = transliterate(m.group())
+        word = word[:1].upper() + word[1:] if m.group()[:1].isupper() else word
+        out.append(word)
+        # Spread the word's characters over the original word's span.
+        length = m.end() - m.start()
+        origin.extend(
+            m.start() + min(length - 1, i * length // len(word)) for i in range(len(word))
+        )
+        pos = m.end()
+    out.append(text[pos:])
+    origin.extend(range(pos, len(text)))
+    return "".join(out), origin
 
 
 def _digits(text: str) -> str:
@@ -173,17 +245,21 @@ def _digits(text: str) -> str:
 
 
 def _street_pattern(name: str) -> str:
-    words = name.split()
-    parts: list[str] = []
-    for word in words:
-        lower = word.lower()
+    pattern = ""
+    for word in name.split():
+        lower = word.lower().replace("ё", "е")
         if lower.endswith(("ая", "яя")):
-            parts.append(re.escape(lower[:-2]) + r"(?:ая|ой|ую|яя|ей|юю)")
+            part = re.escape(lower[:-2]) + r"(?:ая|ой|ую|яя|ей|юю)"
         elif lower.endswith(("ий", "ый")):
-            parts.append(re.escape(lower[:-2]) + r"(?:ий|ый|ого|ом|ому)")
+            part = re.escape(lower[:-2]) + r"(?:ий|ый|ого|ом|ому)"
+        elif lower.endswith("ое"):
+            part = re.escape(lower[:-2]) + r"(?:ое|ого|ом|ому)"
         else:
-            parts.append(re.escape(lower))
-    return r"\s+".join(parts)
+            part = re.escape(lower)
+        if pattern:
+            pattern += r"\s*" if pattern.endswith(r"\.") else r"[\s-]+"
+        pattern += part.replace("е", "[её]")
+    return pattern
 
 
 def normalise_phone(raw: str) -> str | None:
@@ -239,10 +315,19 @@ class EntityExtractor:
         streets: Iterable[str] = DEFAULT_STREETS,
         synonyms: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
-        names = sorted({s.strip() for s in streets if s.strip()}, key=len, reverse=True)
+        self._index = StreetIndex(streets)
+        names = self._index.names
         alternation = "|".join(_street_pattern(n) for n in names) or r"(?!x)x"
         self._street = re.compile(
             r"(?<!\w)" + _STREET_PREFIX + r"?(?P<street>" + alternation + r")(?!\w)" + _HOUSE + "?",
+            re.IGNORECASE,
+        )
+        # "дом 5 по улице Ленина": the house first.
+        self._house_first = re.compile(
+            r"(?<!\w)(?:д\.?|дом)\s*\d{1,4}(?:[а-я](?!\w))?(?:/\d{1,3})?"
+            r"(?:\s*,?\s*(?:кв\.?|квартир\w*)\s*\d{1,4})?\s+(?:по|на)\s+"
+            r"(?:" + _STREET_PREFIX + r"?(?:" + alternation + r")|" + _STREET_TYPE + r"\s*"
+            r"" + _STREET_NAME + r")(?!\w)",
             re.IGNORECASE,
         )
         self._meter_synonyms: list[tuple[re.Pattern[str], str]] = []
@@ -252,6 +337,10 @@ class EntityExtractor:
             for spelling in spellings:
                 pattern = re.compile(r"(?<!\w)" + re.escape(spelling) + r"(?!\w)", re.IGNORECASE)
                 self._meter_synonyms.append((pattern, value))
+
+    def normalize_address(self, span: str) -> Address | None:
+        """The canonical address of a span found elsewhere (a Rasa entity)."""
+        return normalize(span, self._index)
 
     def extract(self, text: str) -> list[Entity]:
         candidates = list(self._candidates(text))
@@ -263,17 +352,7 @@ class EntityExtractor:
                 chosen.append(cand)
                 taken[cand.start : cand.end] = b"\x01" * (cand.end - cand.start)
         chosen.sort(key=lambda c: c.start)
-        return [
-            Entity(
-                entity=c.entity,
-                start=c.start,
-                end=c.end,
-                value=c.value,
-                extractor=EXTRACTOR,
-                confidence_entity=1.0,
-            )
-            for c in chosen[:MAX_ENTITIES]
-        ]
+        return [_entity(c) for c in chosen[:MAX_ENTITIES]]
 
     # --- candidates -------------------------------------------------------
 
@@ -349,13 +428,44 @@ class EntityExtractor:
             yield _Candidate("phone", m.start(), m.end(), "74712" + _digits(m.group()), 2)
 
     def _addresses(self, text: str) -> Iterable[_Candidate]:
-        for m in self._street.finditer(text):
-            span = m.group().rstrip(" ,")
-            yield _Candidate("address", m.start(), m.start() + len(span), span, 3)
-        for pattern in (_CAPITALISED_STREET, _LOWER_CASE_STREET, _COMPLEX):
-            for m in pattern.finditer(text):
-                span = m.group().rstrip(" ,")
-                yield _Candidate("address", m.start(), m.start() + len(span), span, 3)
+        yield from self._address_spans(text, text, None)
+        if _LATIN_WORD.search(text):
+            # "ulitsa Lenina 10": found in a Cyrillic copy, spans mapped back.
+            copy, origin = _transliterated(text)
+            yield from self._address_spans(copy, text, origin)
+
+    def _address_spans(
+        self, text: str, original: str, origin: list[int] | None
+    ) -> Iterable[_Candidate]:
+        patterns = (
+            self._street,
+            self._house_first,
+            _CAPITALISED_STREET,
+            _LOWER_CASE_STREET,
+            _COMPLEX,
+            _COMPLEX_LOWER,
+            _TYPE_AFTER,
+            _UNKNOWN_STREET,
+        )
+        spans = [(m.start(), m.end()) for p in patterns for m in p.finditer(text)]
+        for m in _MAYBE_STREET.finditer(text):
+            # A street name with a typo ("Радищево 3"), before a house number.
+            words = m.group("name").split()
+            for name in (words[-1], " ".join(words)) if len(words) > 1 else (words[0],):
+                if self._index.find(name, typos=len(name) >= 5) is not None:
+                    start = m.start("name") + m.group("name").rindex(name)
+                    spans.append((start, m.end()))
+                    break
+        for start, end in spans:
+            span = text[start:end].rstrip(" ,")
+            end = start + len(span)
+            if origin is not None:
+                start, end = origin[start], origin[end - 1] + 1
+                span = original[start:end]
+            address = normalize(span, self._index)
+            if address is None:
+                continue
+            yield _Candidate("address", start, end, address.text, 3, address.parts())
 
     def _bare_numbers(self, text: str) -> Iterable[_Candidate]:
         for m in _BARE_DIGITS.finditer(text):

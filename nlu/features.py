@@ -285,6 +285,7 @@ def training_words(texts: Sequence[str]) -> list[str]:
 # --- pre-trained word vectors ------------------------------------------------
 
 NAVEC_FILE = "navec_news_v1_1B_250K_300d_100q.tar"
+_REACHABLE_WORD = re.compile(r"^[а-я]+$")
 # SIF weighting (Arora et al. 2017): a frequent word counts for less.
 SIF_A = 1e-4
 # Function words carry no topic: their vectors would pull every mean together.
@@ -300,21 +301,22 @@ class WordVectors:
 
     Kept compact for the pickled model: the vocabulary as sorted 64-bit word
     hashes (no Python strings), the product-quantised vectors as navec stores
-    them (100 one-byte codes per word, 25 MB), and a SIF weight per word from
-    navec's counts. Nothing is fetched at run time.
+    them (100 one-byte codes per word, 23 MB) in the same order, and a SIF
+    weight per word from navec's counts. Nothing is fetched at run time.
     """
 
-    def __init__(self, hashes: Any, rows: Any, indexes: Any, codes: Any, weights: Any) -> None:
+    def __init__(self, hashes: Any, indexes: Any, codes: Any, weights: Any) -> None:
         self.hashes = hashes
-        self.rows = rows
         self.indexes = indexes
         self.codes = codes
         self.weights = weights
         self._qdim = np.arange(codes.shape[0])
         self._cache: dict[str, tuple[float, Any] | None] = {}
+        # navec's words in row order: only while training (never pickled).
+        self.words: list[str] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("hashes", "rows", "indexes", "codes", "weights")}
+        return {k: getattr(self, k) for k in ("hashes", "indexes", "codes", "weights")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -335,19 +337,32 @@ class WordVectors:
             raise ModuleNotFoundError("natasha is not installed")
         path = Path(spec.origin).resolve().parent / "data" / "emb" / NAVEC_FILE
         navec = Navec.load(path)
-        words: list[str] = navec.vocab.words
+        every: list[str] = navec.vocab.words
         counts = np.asarray(navec.vocab.counts, dtype=np.float64)
-        hashes = np.fromiter((_word_hash(w) for w in words), dtype=np.uint64, count=len(words))
-        order = np.argsort(hashes, kind="stable")
         frequency = counts / max(1.0, counts.sum())
-        weights = (SIF_A / (SIF_A + frequency)).astype(np.float32)
-        return cls(
-            hashes=hashes[order],
-            rows=order.astype(np.int32),
-            indexes=np.ascontiguousarray(navec.pq.indexes),
-            codes=np.ascontiguousarray(navec.pq.codes),
-            weights=weights,
+        # Only words a lookup can reach: normalise() transliterates Latin and
+        # folds ё, and only letters are looked up (21K of navec's 250K are
+        # Latin, digits or punctuation: 2.5 MB never read).
+        keep = np.fromiter(
+            (i for i, w in enumerate(every) if _REACHABLE_WORD.match(w)), dtype=np.int64
         )
+        hashes = np.fromiter((_word_hash(every[i]) for i in keep), dtype=np.uint64, count=len(keep))
+        # Rows sorted by hash: a word's position in the hash array is its row.
+        order = keep[np.argsort(hashes, kind="stable")]
+        vectors = cls(
+            hashes=np.sort(hashes, kind="stable"),
+            indexes=np.ascontiguousarray(navec.pq.indexes[order]),
+            codes=np.ascontiguousarray(navec.pq.codes),
+            weights=(SIF_A / (SIF_A + frequency[order])).astype(np.float32),
+        )
+        vectors.words = [every[i] for i in order]
+        return vectors
+
+    def decode(self, rows: Any) -> Any:
+        """Unit vectors (float32) of navec rows."""
+        decoded = self.codes[self._qdim[None, :], self.indexes[rows]].reshape(len(rows), -1)
+        norms = np.sqrt(np.einsum("ij,ij->i", decoded, decoded))
+        return decoded / np.maximum(norms, 1e-9)[:, None]
 
     def lookup(self, word: str) -> tuple[float, Any] | None:
         """(SIF weight, unit vector) of a word form, or None if navec lacks it."""
@@ -357,11 +372,10 @@ class WordVectors:
         i = int(np.searchsorted(self.hashes, h))
         found: tuple[float, Any] | None = None
         if i < len(self.hashes) and self.hashes[i] == h:
-            row = int(self.rows[i])
-            vector = self.codes[self._qdim, self.indexes[row]].reshape(-1)
+            vector = self.codes[self._qdim, self.indexes[i]].reshape(-1)
             norm = float(np.sqrt(vector @ vector))
             if norm > 0:
-                found = (float(self.weights[row]), vector / norm)
+                found = (float(self.weights[i]), vector / norm)
         if len(self._cache) < CORRECTION_CACHE_SIZE:
             self._cache[word] = found
         return found
@@ -455,3 +469,128 @@ class SemanticNeighbours:
         """The text with each unseen word's nearest training word appended."""
         extra = [n for w in _WORD.findall(normalised_text) if (n := self.neighbour(w))]
         return f"{normalised_text} {' '.join(extra)}" if extra else normalised_text
+
+
+# --- training-time augmentation from the vectors ------------------------------
+
+# A training word's navec neighbours at this cosine or more, of its part of
+# speech and unknown to training, stand in for it in extra training lines, so
+# the n-grams learn synonyms no training line shows ("тариф" -> "расценка").
+AUGMENT_MIN_SIMILARITY = 0.6
+AUGMENT_NEIGHBOURS = 5
+_CANDIDATES = 20
+_CHUNK = 8192
+_CYRILLIC_WORD = re.compile(r"^[а-я]{3,}$")
+_NEIGHBOUR_CACHE: dict[str, list[str]] = {}
+
+
+def _pos(word: str) -> str | None:
+    tag = Lemmatizer.analyzer().parse(word)[0].tag.POS
+    if tag is None:
+        return None
+    # Short and full adjectives, verbs and their infinitives: one part of speech here.
+    return {"ADJS": "ADJF", "INFN": "VERB", "PRTF": "ADJF"}.get(str(tag), str(tag))
+
+
+def navec_neighbours(lemmas: Sequence[str], vectors: WordVectors) -> dict[str, list[str]]:
+    """For each lemma, up to AUGMENT_NEIGHBOURS navec words near it (other lemmas,
+    same part of speech), nearest first. Computed over navec's Cyrillic words in
+    chunks (a few MB at a time) and cached per process: a lemma's neighbours
+    depend on navec only, so cross-validation folds share them."""
+    wanted = [w for w in dict.fromkeys(lemmas) if w not in _NEIGHBOUR_CACHE]
+    words = vectors.words
+    if wanted and words is not None:
+        queries = [(w, hit[1]) for w in wanted if (hit := vectors.lookup(w)) is not None]
+        for w in wanted:
+            _NEIGHBOUR_CACHE[w] = []
+        if queries:
+            matrix = np.vstack([q[1] for q in queries]).astype(np.float32).T
+            rows = np.fromiter(
+                (i for i, w in enumerate(words) if _CYRILLIC_WORD.match(w)), dtype=np.int64
+            )
+            best_sims = np.full((_CANDIDATES, len(queries)), -1.0, dtype=np.float32)
+            best_rows = np.zeros((_CANDIDATES, len(queries)), dtype=np.int64)
+            for start in range(0, len(rows), _CHUNK):
+                chunk = rows[start : start + _CHUNK]
+                decoded = vectors.decode(chunk)
+                sims = decoded @ matrix
+                sims = np.vstack([best_sims, sims])
+                ids = np.vstack(
+                    [best_rows, np.broadcast_to(chunk[:, None], sims[-len(chunk) :].shape)]
+                )
+                top = np.argpartition(-sims, _CANDIDATES - 1, axis=0)[:_CANDIDATES]
+                best_sims = np.take_along_axis(sims, top, axis=0)
+                best_rows = np.take_along_axis(ids, top, axis=0)
+            order = np.argsort(-best_sims, axis=0)
+            for j, (lemma, _) in enumerate(queries):
+                pos = _pos(lemma)
+                found: list[str] = []
+                seen = {lemma}
+                for i in order[:, j]:
+                    if best_sims[i, j] < AUGMENT_MIN_SIMILARITY or len(found) >= AUGMENT_NEIGHBOURS:
+                        break
+                    word = words[int(best_rows[i, j])]
+                    other = Lemmatizer.lemma(word)
+                    if other in seen or _pos(word) != pos:
+                        continue
+                    seen.add(other)
+                    found.append(word)
+                _NEIGHBOUR_CACHE[lemma] = found
+    return {w: _NEIGHBOUR_CACHE.get(w, []) for w in lemmas}
+
+
+AUGMENT_VARIANTS = 2
+# Nouns, verbs, adjectives: adverbs and predicatives swap for their opposites
+# too easily ("можно" -> "нельзя", "именно" -> "ведь").
+_AUGMENTED_POS = frozenset({"NOUN", "VERB", "ADJF"})
+AUGMENT_REPLACE_SHARE = 0.5
+_TEXT_WORD = re.compile(r"[А-Яа-яЁё]+")
+
+
+def augmented_texts(
+    texts: Sequence[str], vectors: WordVectors, seed: int = 0
+) -> list[tuple[int, str]]:
+    """(index of the source text, variant) pairs: up to AUGMENT_VARIANTS per
+    text, each with some of its content words swapped for navec neighbours
+    that training never uses. Seeded, so training is reproducible."""
+    import random
+
+    rng = random.Random(seed)
+    forms = [[m.group().lower().replace("ё", "е") for m in _TEXT_WORD.finditer(t)] for t in texts]
+    known = {Lemmatizer.lemma(w) for ws in forms for w in ws} | {w for ws in forms for w in ws}
+    content = sorted(
+        {
+            lemma
+            for ws in forms
+            for w in ws
+            if len(w) >= 3
+            and (lemma := Lemmatizer.lemma(w)) not in _PLACEHOLDER_WORDS
+            and not _is_function_word(w)
+            and _pos(w) in _AUGMENTED_POS
+        }
+    )
+    table = {
+        lemma: [n for n in found if n not in known and Lemmatizer.lemma(n) not in known]
+        for lemma, found in navec_neighbours(content, vectors).items()
+    }
+    out: list[tuple[int, str]] = []
+    for index, text in enumerate(texts):
+        spans = [
+            (m.start(), m.end(), options)
+            for m in _TEXT_WORD.finditer(text)
+            if (options := table.get(Lemmatizer.lemma(m.group().lower().replace("ё", "е"))))
+        ]
+        if not spans:
+            continue
+        seen: set[str] = set()
+        for _ in range(AUGMENT_VARIANTS):
+            chosen = [s for s in spans if rng.random() < AUGMENT_REPLACE_SHARE] or [
+                rng.choice(spans)
+            ]
+            variant = text
+            for start, end, options in sorted(chosen, reverse=True):
+                variant = variant[:start] + rng.choice(options) + variant[end:]
+            if variant not in seen:
+                seen.add(variant)
+                out.append((index, variant))
+    return out

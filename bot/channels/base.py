@@ -8,7 +8,7 @@ holds dialog logic; the pipeline and the delivery worker do the rest.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,7 +16,7 @@ from bot.errors import PermanentDeliveryError
 from dialogs.messages import Button, InboundMessage, Reply
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
+    from fastapi import APIRouter, WebSocket
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from bot.conversations import HistoryItem
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from config import Settings
     from storage.pubsub import PubSub
     from storage.ratelimit import RateLimiter
+
+
+# A WebSocket endpoint: runs the socket from its handshake to its close.
+SocketEndpoint = Callable[["WebSocket"], Awaitable[None]]
 
 
 class ChannelHost(Protocol):
@@ -105,6 +109,12 @@ class ChannelAdapter(abc.ABC):
     def router(self, host: ChannelHost) -> APIRouter | None:
         """HTTP/WebSocket routes that receive this channel's messages, if any."""
         return None
+
+    def sockets(self, host: ChannelHost) -> Mapping[str, SocketEndpoint]:
+        """WebSocket endpoints by path that the app serves past its routing and
+        middleware (see ``bot.app.SocketShortcut``): for sockets held open by
+        the thousand, which would keep a frame of every layer alive each."""
+        return {}
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP clients, open sockets)."""

@@ -51,6 +51,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
+# Before aiogram: its Telegram types' validators are then built when first used.
+from bot.channels import aiogram_types  # noqa: F401
+
+# isort: split
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer

@@ -65,7 +65,7 @@ from pydantic_core import PydanticCustomError
 from starlette.websockets import WebSocketDisconnected, WebSocketState
 
 from bot import messages as say
-from bot.channels.base import ChannelAdapter, ChannelHost
+from bot.channels.base import ChannelAdapter, ChannelHost, SocketEndpoint
 from bot.channels.pacing import Pacer
 from bot.conversations import HistoryItem
 from bot.errors import HandedOver, RecipientOffline
@@ -81,6 +81,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "webchat"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+SOCKET_PATH = "/widget/ws"
 MAX_FRAME_BYTES = 64 * 1024
 HISTORY_LIMIT = 200
 _SID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -527,11 +528,13 @@ class WebchatAdapter(ChannelAdapter):
                 headers={"Cache-Control": "no-cache"},
             )
 
-        @router.websocket("/widget/ws")
+        return router
+
+    def sockets(self, host: ChannelHost) -> dict[str, SocketEndpoint]:
         async def widget_ws(ws: WebSocket) -> None:
             await WebchatConnection(self, host, ws).run()
 
-        return router
+        return {SOCKET_PATH: widget_ws}
 
 
 class WebchatConnection:

@@ -83,7 +83,8 @@ class EntityNormaliser:
             value = str(entity.value)
             return value if value in {"heating", "hot_water"} else None
         if name == "address":
-            return span.strip(" ,") or None
+            address = self._extractor.normalize_address(span.strip(" ,"))
+            return address.text if address is not None else None
         # date, appeal_number: only the rules know their format.
         own = [r for r in self._extractor.extract(span) if r.entity == name]
         return str(own[0].value) if own else None

@@ -100,6 +100,20 @@ async def test_a_question_at_the_load_prompt_then_continue(chat: ChatClient) -> 
     assert "телефон" in chat.last_text
 
 
+async def test_the_address_reaches_the_application_normalised(chat: ChatClient) -> None:
+    # "К. Маркса" is ул. Карла Маркса, served by the central zone.
+    await chat.say("хочу подключить к теплосети новый дом, к. маркса 70 корпус 2")
+    await chat.press("Жилой дом")
+    await chat.say("0,5")
+    await chat.say("8 910 210 45 67")
+    assert "Адрес: ул. Карла Маркса, д. 70, корп. 2\n" in chat.last_text
+    await chat.press("Да")
+    assert "Подключение по адресу возможно" in chat.last_text
+    assert "«ТЭЦ-1, центр»" in chat.last_text
+    (app,) = await _applications(chat)
+    assert app.address == "ул. Карла Маркса, д. 70, корп. 2"
+
+
 async def test_an_address_needs_a_house_number(chat: ChatClient) -> None:
     await chat.say("хочу подключить частный дом к теплосети")
     await chat.say("Литовская")

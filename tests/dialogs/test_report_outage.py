@@ -75,7 +75,7 @@ async def test_unparseable_address_is_asked_again(chat: ChatClient) -> None:
     assert "аварийную заявку A-2026-000003" in chat.last_text
     ((appeal, _),) = await _emergencies(chat)
     assert appeal.account_id is None
-    assert appeal.address == "Ленина 12"
+    assert appeal.address == "ул. Ленина, д. 12"  # normalised
 
 
 async def test_a_hot_water_outage_does_not_explain_cold_radiators(chat: ChatClient) -> None:
@@ -91,12 +91,33 @@ async def test_the_address_is_not_asked_twice(chat: ChatClient) -> None:
     assert "отключено горячее водоснабжение" in chat.last_text
     await chat.say("а когда дадут горячую воду")
     assert "Подскажите адрес" not in " ".join(chat.texts)
-    assert "По адресу Радищева 3 сейчас отключено горячее водоснабжение" in chat.last_text
+    assert "По адресу ул. Радищева, д. 3 сейчас отключено горячее водоснабжение" in chat.last_text
     # Something else is wrong there: the button reports it at the same address.
     await chat.press("Сообщить об аварии")
     assert "A-2026-000003" in chat.last_text
     ((appeal, _task),) = await _emergencies(chat)
-    assert appeal.address == "Радищева 3"
+    assert appeal.address == "ул. Радищева, д. 3"
+
+
+async def test_the_address_as_written_is_normalised_and_matched(chat: ChatClient) -> None:
+    # A typo and another word order: the planned outage on ул. Радищева, 5 is
+    # found, and the address is shown and stored in its canonical form.
+    await chat.say("бабушка одна, горячей воды нет, радищево дом 5 квартира 12")
+    assert (
+        "По адресу ул. Радищева, д. 5, кв. 12 сейчас отключено горячее водоснабжение"
+        in chat.last_text
+    )
+    await chat.press("Сообщить об аварии")
+    ((appeal, _task),) = await _emergencies(chat)
+    assert appeal.address == "ул. Радищева, д. 5, кв. 12"
+
+
+async def test_an_address_given_when_asked_is_normalised(chat: ChatClient) -> None:
+    await chat.say("прорвало трубу в подвале")
+    await chat.say("на улице карла маркса 12 к2 кв 5")
+    assert "по адресу ул. Карла Маркса, д. 12, корп. 2, кв. 5" in chat.last_text
+    ((appeal, _task),) = await _emergencies(chat)
+    assert appeal.address == "ул. Карла Маркса, д. 12, корп. 2, кв. 5"
 
 
 async def test_a_new_question_at_the_address_prompt_is_answered(chat: ChatClient) -> None:

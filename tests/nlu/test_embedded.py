@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,32 @@ def test_load_or_train_reuses_a_matching_model(
     again = load_or_train(nlu_settings)
     assert path.stat().st_mtime_ns == before
     assert again.model.fingerprint == parser.model.fingerprint
+
+
+_LOAD_AND_PARSE = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from nlu.embedded import EmbeddedNluParser, load_model
+parser = EmbeddedNluParser(load_model(Path({model!r})), 0.25)
+print(parser.parse_sync(sys.argv[1]).intent.name)
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "scipy", "navec"}}))
+"""
+
+
+def test_a_saved_model_parses_without_sklearn(
+    parser: EmbeddedNluParser, nlu_settings: Settings
+) -> None:
+    # sklearn and scipy cost the bot process about 80 MB resident: a loaded
+    # model scores from plain arrays, and answers like the trained one.
+    root = str(Path(__file__).resolve().parents[2])
+    code = _LOAD_AND_PARSE.format(root=root, model=str(nlu_settings.nlu_model_path))
+    text = "нет отопления с утра, батареи холодные"
+    out = subprocess.run(
+        [sys.executable, "-c", code, text], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == parser.parse_sync(text).intent.name == "report_outage"
+    assert out[1] == "[]"
 
 
 def _tiny_data(directory: Path) -> None:

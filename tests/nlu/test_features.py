@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nlu.embedded import EmbeddedNluParser, damp_unfamiliar
-from nlu.features import SpellingCorrector, fold_spelling, normalise, prepare
+from nlu.features import Lemmatizer, SpellingCorrector, fold_spelling, normalise, prepare
 from nlu.types import FALLBACK_INTENT
 
 WORDS = ["задолженность", "показания", "пожаловаться", "лицевой", "счетчика", "тариф"]
@@ -116,3 +116,25 @@ def test_an_unseen_word_borrows_the_nearest_training_word(parser: EmbeddedNluPar
     mapped = neighbours.neighbour("теплоснабжением")
     assert mapped is None or mapped in neighbours.vocab
     assert neighbours.expand("ывапролдж") == "ывапролдж"
+
+
+def test_augmented_lines_swap_words_for_unseen_navec_neighbours() -> None:
+    from nlu.embedded import shared_vectors
+    from nlu.features import augmented_texts, navec_neighbours
+
+    vectors = shared_vectors()
+    near = navec_neighbours(["жалоба"], vectors)["жалоба"]
+    assert near, "navec knows words near жалоба"
+    assert "жалоба" not in {Lemmatizer.lemma(w) for w in near}
+    texts = ["хочу написать жалобу", "здравствуйте"]
+    variants = augmented_texts(texts, vectors)
+    assert variants
+    assert {index for index, _ in variants} == {0}
+    seen = {w for t in texts for w in t.split()} | {
+        Lemmatizer.lemma(w) for t in texts for w in t.split()
+    }
+    for _, variant in variants:
+        assert variant != texts[0]
+        new = [w for w in variant.split() if w not in seen]
+        assert new
+        assert all(Lemmatizer.lemma(w) not in seen for w in new)
