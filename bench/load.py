@@ -1210,6 +1210,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="a short check: 10 customers, 15 s, 200 sockets"
     )
+    parser.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the app logs (their directory is printed) instead of deleting them",
+    )
+    parser.add_argument(
+        "--log-level", default="WARNING", help="the app processes' LOG_LEVEL (default WARNING)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.customers, args.duration, args.warmup, args.sockets = 12, 8.0, 2.0, 200
@@ -1314,7 +1322,7 @@ async def amain(args: argparse.Namespace) -> int:
             "REDIS_URL": redis_url,
             "ENVIRONMENT": "production",
             "SECRET_KEY": secrets.token_urlsafe(48),
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": args.log_level,
             "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
             "TELEGRAM_WEBHOOK_SECRET": secrets.token_urlsafe(24),
             "TELEGRAM_API_BASE": sink.base,
@@ -1345,7 +1353,10 @@ async def amain(args: argparse.Namespace) -> int:
             await app.wait_ready()
             await widget_sockets(port, app.procs[0].pid, args.sockets)
             phase("sockets done")
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep_logs:
+            print(f"app logs kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
         return 0
     except BaseException:
         print(f"app logs kept in {tmp}", file=sys.stderr)

@@ -229,7 +229,9 @@ class Container:
         # In the background: a stale lock (its TTL) or a slow database must not
         # hold up, or fail, the start-up.
         self._replay_wanted.set()
-        self._replayer = asyncio.create_task(self._replay_loop(), name="inbox-replay")
+        self._replayer = asyncio.create_task(
+            self._replay_loop(started_at=datetime.now(UTC)), name="inbox-replay"
+        )
         log.info(
             "started in %.2f s (channels: %s; inbox replay running)",
             time.perf_counter() - started,
@@ -290,9 +292,14 @@ class Container:
         m.replies.labels(msg.channel).inc(len(result.replies))
         return result
 
-    async def _replay_loop(self) -> None:
+    async def _replay_loop(self, started_at: datetime) -> None:
         delay = 0.0  # the start-up pass runs at once
         sweep = self.settings.inbox_replay_sweep_seconds
+        # The start-up pass answers what was left before this process started;
+        # a message received since is its live turn's, which would otherwise
+        # race the pass for it (answered once either way, but the sender was
+        # told "duplicate" for its own message).
+        first: datetime | None = started_at
         while True:
             # A pass when a turn here failed, and every so often anyway: what
             # another process accepted and then died (or failed) with is
@@ -305,6 +312,8 @@ class Container:
             self._replay_wanted.clear()
             # A periodic pass leaves young entries to the turns still running.
             before = None if wanted else datetime.now(UTC) - timedelta(seconds=sweep)
+            if first is not None:
+                before, first = first, None
             try:
                 done = await self.pipeline.replay_unprocessed(received_before=before)
             except Exception as exc:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from sqlalchemy import and_, bindparam, insert, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
@@ -32,7 +33,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from config import Settings
 from dialogs.messages import Button, Reply
 from handlers import pii
-from storage.db import ONE_STATEMENT, begin_at_first_write
+from storage.db import COMMITS_ALONE, ONE_STATEMENT, begin_at_first_write
 from storage.locks import LockStore
 from storage.models import (
     Account,
@@ -284,6 +285,45 @@ class ConversationService:
             if claim is not None and not await claim.run(session):
                 return None
             row = (await session.execute(_LOAD, where)).first()
+        return await self._loaded(session, row, channel, chat_id, user_id, display_name, pending)
+
+    async def record_and_load(
+        self,
+        session: AsyncSession,
+        entry: Mapping[str, Any],
+        now: datetime,
+        user_id: str,
+        display_name: str | None = None,
+    ) -> Loaded | None:
+        """PostgreSQL: insert the inbox ``entry`` (its columns: channel,
+        platform_message_id, chat_id, body, received_at) and load the chat's
+        conversation as :meth:`load` does, in ONE statement. The entry is
+        committed by that statement alone, whatever the turn does next; its
+        claim goes out with the turn's writes (``Loaded.pending_claim``).
+        None for a duplicate delivery (nothing written or loaded). Call
+        with the chat's lock held, as the first statement of a block where
+        :func:`storage.db.defers_begin`."""
+        channel, chat_id = entry["channel"], entry["chat_id"]
+        params = {**entry, "conv_channel": channel, "conv_chat_id": chat_id}
+        got = (
+            await session.execute(_RECORD_AND_LOAD, params, execution_options=_COMMITS_ALONE)
+        ).first()
+        if got is None:
+            return None
+        row = got[1:] if got[1] is not None else None
+        claim = InboxClaim(int(got[0]), now)
+        return await self._loaded(session, row, channel, chat_id, user_id, display_name, claim)
+
+    async def _loaded(
+        self,
+        session: AsyncSession,
+        row: Any,
+        channel: str,
+        chat_id: str,
+        user_id: str,
+        display_name: str | None,
+        pending: InboxClaim | None,
+    ) -> Loaded:
         if row is not None and row[1].user_id == user_id:
             # The usual case: a returning customer in their chat.
             conv, identity, account = row
@@ -491,9 +531,14 @@ class ConversationService:
         if claim is not None:
             params.update(claim.params())
         # Pending ORM changes first (a reopened conversation's status...): the
-        # statement may be the block's only write and commit by itself.
-        await session.flush()
-        result = await session.execute(_PG_WRITE, params, execution_options=_ONE_STATEMENT)
+        # statement may be the block's only write and commit by itself. An
+        # empty flush still costs a trip through the greenlet: skipped.
+        if session.new or session.dirty or session.deleted:
+            await session.flush()
+        # On the session's connection (its transaction, if any): a text
+        # statement needs none of the ORM's execution path.
+        connection = await session.connection()
+        result = await connection.execute(_PG_WRITE, params, execution_options=_ONE_STATEMENT)
         ids = sorted(result.scalars())
         if not ids:
             raise ClaimLost("the inbox entry was claimed by another run")
@@ -669,6 +714,36 @@ _LOAD_UNCLAIMED: Final = (
     .where(InboxEntry.id == bindparam("claim_id"))
 )
 _ONE_STATEMENT: Final = {ONE_STATEMENT: True}
+_COMMITS_ALONE: Final = {COMMITS_ALONE: True}
+
+# PostgreSQL, record_and_load: the inbox insert is a data-modifying CTE (a
+# duplicate inserts nothing and returns no row); the conversation is outer-
+# joined to it, so the new entry of a new chat still returns a row.
+_RECORDED: Final = (
+    postgresql.insert(InboxEntry)
+    .values(
+        {
+            name: bindparam(name)
+            for name in ("channel", "platform_message_id", "chat_id", "body", "received_at")
+        }
+    )
+    .on_conflict_do_nothing(index_elements=["channel", "platform_message_id"])
+    .returning(InboxEntry.id)
+    .cte("recorded")
+)
+_RECORD_AND_LOAD: Final = (
+    select(_RECORDED.c.id, Conversation, ChannelIdentity, Account)
+    .select_from(_RECORDED)
+    .outerjoin(
+        Conversation,
+        and_(
+            Conversation.channel == bindparam("conv_channel"),
+            Conversation.chat_id == bindparam("conv_chat_id"),
+        ),
+    )
+    .outerjoin(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+    .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
+)
 
 # The outbox bodies (Reply.to_json()) travel as an array too, matched to the
 # new outbound messages by their order. Enum columns hold their values. With

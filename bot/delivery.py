@@ -69,6 +69,9 @@ class DeliveryPolicy:
     # ack follows its replies) and are not raced for.
     sweep_min_age_seconds: float = 5.0
     batch_size: int = 100
+    # Storing a pass's outcomes is retried this often while the rows' lease
+    # holds: a reply already sent and not marked so would go out again.
+    record_retry_seconds: float = 0.5
 
     def backoff(self, attempts: int) -> float:
         """Delay before the next try after ``attempts`` failed attempts."""
@@ -199,6 +202,8 @@ class DeliveryWorker:
         """Try every due row (of one conversation, if given; created at least
         ``min_age_seconds`` ago) once."""
         stats = PassStats()
+        loop = asyncio.get_running_loop()
+        leased_until = loop.time() + self.policy.lease_seconds
         claimed = await self._claim_due(conversation_id, min_age_seconds)
         while claimed:
             by_conversation: dict[int, list[_Claimed]] = {}
@@ -215,7 +220,7 @@ class DeliveryWorker:
                         break  # the later rows of this conversation wait their turn
                 all_sent = all_sent and all(r.outcome is Outcome.SENT for r in results)
                 released = [r.id for r in rows[len(results) :]]
-                await self._record(results, released)
+                await self._record_within(leased_until, results, released)
             if conversation_id is None or not all_sent:
                 break
             # Rows of a later turn committed while ours were out (the customer
@@ -224,6 +229,7 @@ class DeliveryWorker:
             # so this one takes them now rather than leaving them to the sweep.
             # Asked after our outcomes are committed: a turn committed after
             # this claim sees ours sent and claims its rows itself.
+            leased_until = loop.time() + self.policy.lease_seconds
             claimed = await self._claim_due(conversation_id, min_age_seconds)
         return stats
 
@@ -293,6 +299,32 @@ class DeliveryWorker:
         if self._metrics is not None:
             self._metrics.deliveries.labels(row.channel, result.outcome.value).inc()
         return result
+
+    async def _record_within(
+        self, leased_until: float, results: Sequence[_Result], released: Sequence[int]
+    ) -> None:
+        """:meth:`_record`, tried again on a storage failure until the rows'
+        lease is nearly over (event loop time): the replies are out already,
+        and a row whose outcome is not stored is sent again once its lease
+        runs out, a duplicate for the customer (a pool exhausted under load
+        did that)."""
+        loop = asyncio.get_running_loop()
+        retry = self.policy.record_retry_seconds
+        warned = False
+        while True:
+            try:
+                await self._record(results, released)
+                return
+            except Exception as exc:
+                if not is_storage_failure(exc) or loop.time() + retry >= leased_until - retry:
+                    raise
+                if not warned:
+                    log.warning(
+                        "delivery outcome not stored (%s); retrying within the lease",
+                        type(exc).__name__,
+                    )
+                    warned = True
+            await asyncio.sleep(retry)
 
     async def _record(self, results: Sequence[_Result], released: Sequence[int]) -> None:
         """Store the outcomes of a conversation's rows in one transaction;

@@ -9,6 +9,11 @@ turn itself. The order is the contract:
 2. inbox: record the message, unique per channel + platform message id; a
    duplicate delivery stops here, so nothing is answered twice. A storage
    failure after this is :class:`StoredUnanswered` (do not send it again).
+   On PostgreSQL, when the chat's lock is free at once (the usual case),
+   the inbox step takes it first and the entry is written by the
+   conversation step's first statement, with the load (committed by that
+   statement alone): one round trip less. A busy lock, or a lock store that
+   fails, keeps the order written here.
 3. lock: the chat's lock, so two messages of one chat never run at once,
    across processes too; the state is read only under it (aiogram#1012).
 4. errors: a storage failure propagates as :class:`StorageUnavailable` with
@@ -45,7 +50,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -73,6 +78,7 @@ from nlu.base import NluParser, NluUnavailable
 from nlu.payload import parse_payload
 from nlu.types import FALLBACK_INTENT, Intent, ParseResult
 from storage.crypto import PersonalDataVault
+from storage.db import defers_begin
 from storage.errors import StorageUnavailable as StorageUnavailable  # re-exported
 from storage.errors import is_storage_failure
 from storage.locks import LockStore, LockTimeout
@@ -248,6 +254,10 @@ class TurnContext:
     # How long to wait for the chat's lock (None: the store's wait). A replay
     # does not wait: a busy chat is left for the next pass.
     lock_wait: float | None = None
+    # The inbox step took the chat's lock itself (it was free): the entry is
+    # then written by the conversation step's first statement.
+    locked: bool = False
+    record: dict[str, Any] | None = None
 
     @property
     def db(self) -> AsyncSession:
@@ -261,19 +271,20 @@ class TurnContext:
 
 
 Next = Callable[[TurnContext], Awaitable[HandleResult]]
-Step = Callable[[TurnContext, Next], Awaitable[HandleResult]]
+
+
+class Step(Protocol):
+    def __call__(self, turn: TurnContext, call_next: Next) -> Awaitable[HandleResult]: ...
 
 
 def _chain(steps: Sequence[Step], endpoint: Next) -> Next:
-    """``steps[0]`` outermost: each gets the turn and the rest of the chain."""
+    """``steps[0]`` outermost: each gets the turn and the rest of the chain.
+    No wrapper coroutine between two steps: every resumption of a turn (one
+    per round trip) passes through each frame of the chain."""
     handler = endpoint
     for step in reversed(steps):
-        handler = functools.partial(_call, step, handler)
+        handler = functools.partial(step, call_next=handler)
     return handler
-
-
-async def _call(step: Step, call_next: Next, turn: TurnContext) -> HandleResult:
-    return await step(turn, call_next)
 
 
 class Pipeline:
@@ -311,6 +322,7 @@ class Pipeline:
             clock=clock,
         )
         self._autocommit = self.conversations.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._postgres = self.conversations.engine.dialect.name == "postgresql"
         # The order is the contract: see the module docstring.
         turn_steps: list[Step] = [
             self._lock,
@@ -402,6 +414,24 @@ class Pipeline:
         return result
 
     async def _inbox(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        if self._postgres:
+            # The usual case, a free lock: taken first, and the entry written
+            # in the statement that loads the conversation (one round trip
+            # less). A busy lock or a failing lock store: the order below.
+            msg = turn.msg
+            try:
+                async with self.conversations.lock(msg.channel, msg.chat_id, wait_seconds=0):
+                    turn.locked = True
+                    turn.record = self._entry(msg)
+                    return await call_next(turn)
+            except (LockTimeout, StorageUnavailable) as exc:
+                if turn.locked:
+                    if isinstance(exc, LockTimeout):
+                        raise
+                    if not turn.entry_id:
+                        raise StorageUnavailable("cannot record the inbound message") from exc
+                    raise StoredUnanswered(str(exc)) from exc
+            turn.record = None
         try:
             entry_id = await self._record(turn.msg)
         except Exception as exc:
@@ -417,6 +447,8 @@ class Pipeline:
             raise StoredUnanswered(str(exc)) from exc
 
     async def _lock(self, turn: TurnContext, call_next: Next) -> HandleResult:
+        if turn.locked:
+            return await call_next(turn)  # taken by the inbox step
         async with self.conversations.lock(
             turn.msg.channel, turn.msg.chat_id, wait_seconds=turn.lock_wait
         ):
@@ -428,6 +460,8 @@ class Pipeline:
         except Exception as exc:
             if _is_storage_failure(exc):
                 raise StorageUnavailable("the turn could not be stored") from exc
+            if not turn.entry_id:
+                raise  # not in the inbox: there is nothing to answer for
             log.exception(
                 "turn failed: channel=%s inbox_id=%s error=%s",
                 turn.msg.channel,
@@ -449,20 +483,38 @@ class Pipeline:
             turn.session = session
             try:
                 msg = turn.msg
-                # Checked first: a replay that lost the race does no work. The
-                # claim is written with the turn (on PostgreSQL in its one
-                # statement, which writes nothing if another run claimed it).
-                loaded = await self.conversations.load(
-                    session,
-                    msg.channel,
-                    msg.chat_id,
-                    msg.user_id,
-                    msg.display_name,
-                    claim=InboxClaim(turn.entry_id, turn.now),
-                    claim_later=True,
-                )
-                if loaded is None:
-                    return DUPLICATE
+                loaded: Loaded | None
+                if turn.record is not None and defers_begin(session):
+                    # The inbox entry (a duplicate delivery stops here) and the
+                    # load: one statement, the entry committed by it alone.
+                    loaded = await self.conversations.record_and_load(
+                        session, turn.record, turn.now, msg.user_id, msg.display_name
+                    )
+                    if loaded is None:
+                        return DUPLICATE
+                    assert loaded.pending_claim is not None
+                    turn.entry_id = loaded.pending_claim.entry_id
+                else:
+                    if turn.record is not None:
+                        entry_id = await self._record(msg)
+                        if entry_id is None:
+                            return DUPLICATE
+                        turn.entry_id = entry_id
+                    # Checked first: a replay that lost the race does no work.
+                    # The claim is written with the turn (on PostgreSQL in its
+                    # one statement, which writes nothing if another run
+                    # claimed it).
+                    loaded = await self.conversations.load(
+                        session,
+                        msg.channel,
+                        msg.chat_id,
+                        msg.user_id,
+                        msg.display_name,
+                        claim=InboxClaim(turn.entry_id, turn.now),
+                        claim_later=True,
+                    )
+                    if loaded is None:
+                        return DUPLICATE
                 turn.loaded = loaded
                 conv = loaded.conversation
                 turn.state = DialogState.load(conv.state)
@@ -642,17 +694,21 @@ class Pipeline:
             display_name=self._vault.decrypt(name) if name else None,
         )
 
-    async def _record(self, msg: InboundMessage) -> int | None:
-        """The new inbox entry's id; None for a duplicate delivery."""
-        service = self.conversations
-        statement = _RECORD_PG if service.engine.dialect.name == "postgresql" else _RECORD_SQLITE
-        params = {
+    def _entry(self, msg: InboundMessage) -> dict[str, Any]:
+        """The inbox entry's columns."""
+        return {
             "channel": msg.channel,
             "platform_message_id": msg.platform_message_id,
             "chat_id": msg.chat_id,
             "body": self._encode(msg),
             "received_at": msg.received_at,
         }
+
+    async def _record(self, msg: InboundMessage) -> int | None:
+        """The new inbox entry's id; None for a duplicate delivery."""
+        service = self.conversations
+        statement = _RECORD_PG if self._postgres else _RECORD_SQLITE
+        params = self._entry(msg)
         # One statement in autocommit: durable before the turn starts, and
         # without the two round trips of BEGIN and COMMIT.
         async with service.write_gate(), self._autocommit.connect() as conn:

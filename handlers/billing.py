@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ScalarSelect, Select, and_, bindparam, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import core_rows
 from storage.models import Account, Charge, Payment, Service
 
 ZERO = Decimal("0.00")
@@ -138,7 +139,7 @@ async def account_summary(
     if month is not None:
         params["month"] = month
     statement = _SUMMARY if month is None else _SUMMARY_OF_MONTH
-    rows = (await session.execute(statement, params)).all()
+    rows = await core_rows(session, statement, params)
     first = rows[0]
     lines = tuple(ChargeLine(r[3], r[4], r[5], r[6]) for r in rows if r[6] is not None)
     return AccountSummary(

@@ -13,6 +13,7 @@ Telegram ``@name`` or ``t.me/name``: a platform address).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -33,6 +34,8 @@ _PERSONAL_KEYS: Final = {"snils": SNILS_MARK, "phone": PHONE_MARK, "contact_phon
 # Keys whose value is an e-mail address whatever it looks like.
 _EMAIL_KEYS: Final = frozenset({"email"})
 _MAX_DEPTH: Final = 20
+# What a SNILS and a phone number are made of: a text without it has neither.
+_DIGIT: Final = re.compile(r"\d")
 # The examples the flows' wording gives ("например 123-456-789 01",
 # "+7 910 123-45-67"): nobody's data, and a reply must keep them.
 WORDING_EXAMPLES: Final = frozenset({"12345678901", "+79101234567"})
@@ -49,6 +52,8 @@ def redact_text(text: str, keep: frozenset[str] = frozenset()) -> str:
     # E-mail addresses go first of all: their digits are no phone or SNILS,
     # and their ``@`` is no username.
     text = redact_usernames(redact_emails(text))
+    if _DIGIT.search(text) is None:
+        return text  # a SNILS and a phone are digits (\d, as in their patterns)
     text = redact_snils(text, formatted_only=True, keep=keep)
     text = redact_phones(text, keep)
     return redact_snils(text, keep=keep)
@@ -115,7 +120,7 @@ async def redact_outbound(
     """The bot's reply texts as they may be stored and sent: a customer's
     SNILS or phone never, the company's own numbers kept."""
     keep = WORDING_EXAMPLES
-    if any(next(find_phones(t), None) is not None for t in texts):
+    if any(_DIGIT.search(t) and next(find_phones(t), None) is not None for t in texts):
         # Only replies with a number cost the look-up.
         keep = await company_phones(session, settings)
     return [redact_text(t, keep) for t in texts]

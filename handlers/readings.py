@@ -15,6 +15,7 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
+from storage.db import core_rows
 from storage.models import Meter, MeterType, Reading, Task, TaskKind
 
 # Readings taken up to this day of the month (Moscow time) count in this
@@ -163,7 +164,7 @@ async def account_meters(session: AsyncSession, account_id: int, now: datetime) 
     if cached is not None:
         return list(cached)
     params = {"account_id": account_id, "since": now - USUAL_WINDOW}
-    rows = (await session.execute(_METERS, params)).all()
+    rows = await core_rows(session, _METERS, params)
     meters: list[MeterInfo] = []
     for (meter_id, meter_type, serial, unit), group in itertools.groupby(
         rows, key=lambda r: (r[0], r[1], r[2], r[3])

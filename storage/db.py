@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Row, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.expression import Executable
 
 from config import Settings
 
@@ -56,6 +57,13 @@ _DEFERRED: Final = "heatdesk.deferred_begin"
 # An execution option: this statement writes, but alone it needs no BEGIN
 # (one statement is atomic): it runs in autocommit if nothing wrote before it.
 ONE_STATEMENT: Final = "heatdesk_one_statement"
+# An execution option: this statement writes and commits at once, alone
+# (autocommit), and the block's transaction still begins at its next write.
+# Only as the first statement of a block that defers its BEGIN (see
+# :func:`defers_begin`): inside a transaction it would not be durable alone.
+COMMITS_ALONE: Final = "heatdesk_commits_alone"
+# Set in a session's ``info`` while :func:`begin_at_first_write` defers its BEGIN.
+_DEFERS: Final = "heatdesk.defers_begin"
 _SPENT: Final = object()
 # The driver's own names (None: the server's default, READ COMMITTED).
 _READ_COMMITTED: Final = (None, "read_committed")
@@ -73,7 +81,17 @@ def _begin_at_the_first_write(engine: AsyncEngine) -> None:
     ) -> None:
         driver = conn.info.get(_DEFERRED)
         if driver is None or _is_plain_read(statement):
+            if (
+                driver is None
+                and context is not None
+                and context.execution_options.get(COMMITS_ALONE)
+            ):
+                raise RuntimeError("a statement to commit alone inside a transaction")
             return
+        if context is not None and context.execution_options.get(COMMITS_ALONE):
+            if driver is _SPENT:
+                raise RuntimeError("a write after the block's one statement would commit alone")
+            return  # the driver is in autocommit: it is durable on its own
         if driver is _SPENT:
             raise RuntimeError("a write after the block's one statement would commit alone")
         if context is not None and context.execution_options.get(ONE_STATEMENT):
@@ -123,11 +141,33 @@ async def begin_at_first_write(session: AsyncSession) -> AsyncIterator[AsyncSess
     info = conn.info
     driver.autocommit = True
     info[_DEFERRED] = driver
+    session.info[_DEFERS] = True
     try:
         yield session
     finally:
+        session.info.pop(_DEFERS, None)
         if info.pop(_DEFERRED, None) is not None:
             driver.autocommit = False  # the block ended still holding the connection
+
+
+async def core_rows(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> Sequence[Row[*tuple[Any, ...]]]:
+    """The rows of a select of plain columns, run on the session's connection
+    (its transaction) without the ORM's execution path, which such a select
+    does not need (a third of a short statement's cost). Pending ORM changes
+    are flushed first, as the session's autoflush would."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    connection = await session.connection()
+    return (await connection.execute(statement, params)).all()
+
+
+def defers_begin(session: AsyncSession) -> bool:
+    """Whether the session is in a :func:`begin_at_first_write` block that
+    defers its BEGIN: before the block's first write, a statement marked
+    :data:`COMMITS_ALONE` may go (the listener refuses it anywhere else)."""
+    return bool(session.info.get(_DEFERS))
 
 
 # A connection back from the pool after this long idle is pinged first.

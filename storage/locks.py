@@ -156,8 +156,16 @@ class RedisLockStore(LockStore):
                 raise LockLost(_role(name)) from None
             raise
         finally:
+            # The flag, not the cancellation, is what stops the renewer: a
+            # cancellation can be lost inside redis-py (on Python 3.11 its send
+            # runs in asyncio.wait_for, which returns a call that has just
+            # finished instead of raising: CPython gh-86296), and a renewer
+            # that lived on renewed the key for ever after the block was left.
             renewal.inside = False
-            await cancel_and_wait(renewer)
+            if not await cancel_and_wait(renewer, self._ttl):
+                # Stuck in a round trip: it stops when that returns; the key
+                # is deleted now regardless (a late renewal finds it gone).
+                log.warning("%s lock renewal still running at release", _role(name))
             await _release(lock, name)
 
     async def close(self) -> None:
@@ -175,7 +183,9 @@ class _Renewal:
         self._ttl = ttl
         self._expires = expires  # when the key expires unless renewed
         self._holder = holder
-        self.inside = True  # the holder is still in its block
+        # The holder is still in its block; cleared when it leaves, which
+        # stops the renewal even if its cancellation never arrives.
+        self.inside = True
         self.cancelled_holder = False
 
     async def run(self) -> None:
@@ -183,9 +193,10 @@ class _Renewal:
         # Give up a fifth of the TTL early: the cancellation must reach the
         # holder's next await before another process can take the key.
         margin = self._ttl / 5
-        while True:
+        # ``inside`` is checked after every await: see RedisLockStore.lock.
+        while self.inside:
             await asyncio.sleep(self._ttl / 3)
-            while True:
+            while self.inside:
                 # Tried even when late (a stalled loop): the token check makes a
                 # success proof that the key stayed ours all along.
                 left = max(self._expires - margin - loop.time(), self._ttl / 10)
@@ -206,10 +217,11 @@ class _Renewal:
                 break
 
     def _lose(self, why: str) -> None:
+        if not self.inside:
+            return  # released meanwhile: nothing is lost
         log.warning("%s lock lost: %s", _role(self._name), why)
-        if self.inside:
-            self.cancelled_holder = True
-            self._holder.cancel()
+        self.cancelled_holder = True
+        self._holder.cancel()
 
 
 async def _release(lock: Lock, name: str) -> None:

@@ -69,6 +69,8 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramRetryAfter,
 )
+from aiogram.methods import AnswerCallbackQuery, DeleteWebhook, GetUpdates, SendMessage, SetWebhook
+from aiogram.methods.base import Response as BotApiResponse
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
@@ -119,6 +121,15 @@ _LONG_PAYLOAD: Final = re.compile(r"^#(?P<message>\d+):(?P<index>\d+)$")
 _RETRY_BACKOFF: Final = BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.6, jitter=0.1)
 
 T = TypeVar("T")
+
+# aiogram reads every Bot API answer as ``Response[<the method's result>]``,
+# and pydantic keeps such parametrized models only weakly: once collected,
+# the next call built the model and its schema again, about a tenth of the
+# CPU of a turn under load. Held here, each is built once.
+_BOT_API_RESPONSES: Final = tuple(
+    BotApiResponse[method.__returning__]  # type: ignore[name-defined]
+    for method in (SendMessage, AnswerCallbackQuery, SetWebhook, DeleteWebhook, GetUpdates)
+)
 
 # Set in the task that runs one update's turn: :meth:`TelegramAdapter.send`
 # called inside it means that turn is committed (see the module docstring).

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.channels.base import ChannelAdapter
 from bot.delivery import DeliveryPolicy, DeliveryWorker, Outcome
 from bot.errors import DeliveryError, PermanentDeliveryError, RecipientOffline, RetryAfter
+from config import Settings
 from dialogs.messages import Button, Reply
+from storage.db import create_engine, create_session_factory
 from storage.models import (
     ChannelIdentity,
     Conversation,
@@ -394,3 +397,72 @@ async def test_a_turn_committed_during_a_send_is_not_left_to_the_sweep(
     assert stats[Outcome.SENT] == 2
     assert [r.text for _, r, _ in adapter.sent] == ["Первый", "Второй"]
     assert (await entry(session_factory, second)).status is DeliveryStatus.SENT
+
+
+@dataclass
+class PoolHoggingAdapter(ScriptedAdapter):
+    """Sends, then takes the database's only connection, as a burst of turns
+    takes a pool under load: storing the outcome waits for a connection."""
+
+    engine: AsyncEngine | None = None
+    held: list[AsyncConnection] = field(default_factory=list)
+
+    async def send(
+        self,
+        chat_id: str,
+        reply: Reply,
+        *,
+        message_id: int | None = None,
+        at: datetime | None = None,
+        sender: str = "bot",
+    ) -> None:
+        await super().send(chat_id, reply, message_id=message_id, at=at, sender=sender)
+        assert self.engine is not None
+        self.held.append(await self.engine.connect())
+
+
+class _OnWarning(logging.Handler):
+    def __init__(self, action: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.action = action
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.action()
+
+
+async def test_a_sent_reply_whose_outcome_cannot_be_stored_at_once_is_not_sent_again(
+    db_settings: Settings, clock: Clock
+) -> None:
+    """The reply is out, then storing that fails (no connection free in the
+    pool): the outcome is stored once the database answers, within the lease.
+    It used to stay pending and went out a second time when its lease ran out
+    (bench/load.py counted one duplicate per such failure)."""
+    engine = create_engine(db_settings, pool_size=1, max_overflow=0, pool_timeout=0.05)
+    sf = create_session_factory(engine)
+    adapter = PoolHoggingAdapter(engine=engine)
+    worker = DeliveryWorker(sf, {adapter.name: adapter}, POLICY, clock=clock)
+    tasks: set[asyncio.Task[None]] = set()
+
+    def give_back() -> None:  # once the worker said it could not store the outcome
+        while adapter.held:
+            task = asyncio.get_running_loop().create_task(adapter.held.pop().close())
+            tasks.add(task)
+
+    handler = _OnWarning(give_back)
+    delivery_log = logging.getLogger("bot.delivery")
+    delivery_log.addHandler(handler)
+    try:
+        [eid] = await add_replies(sf, ["Здравствуйте!"])
+        stats = await worker.run_once()
+        assert stats[Outcome.SENT] == 1
+        assert (await entry(sf, eid)).status is DeliveryStatus.SENT
+        clock.advance(timedelta(seconds=POLICY.lease_seconds + 1))
+        await worker.run_once()
+        assert [r.text for _, r, _ in adapter.sent] == ["Здравствуйте!"]
+    finally:
+        delivery_log.removeHandler(handler)
+        for conn in adapter.held:
+            await conn.close()
+        if tasks:
+            await asyncio.wait(tasks)
+        await engine.dispose()

@@ -179,6 +179,34 @@ async def test_the_lock_serialises_two_messages_of_one_chat(
     assert engine.peak == 2
 
 
+async def test_a_message_waiting_for_its_chats_lock_is_in_the_inbox_meanwhile(
+    make_pipeline: PipelineFactory,
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: Clock,
+) -> None:
+    # A free lock is taken before the entry is written (with the load); a
+    # busy one must not delay the write: a lock timeout then loses nothing.
+    locks = MemoryLockStore()
+    chat = ChatClient(make_pipeline(locks=locks), session_factory, clock)
+    async with locks.conversation("test", "chat-1"):
+        turn = asyncio.create_task(chat.pipeline.handle(chat.message("привет")))
+        for _ in range(500):
+            if await _inbox_size(session_factory):
+                break
+            await asyncio.sleep(0.01)
+        assert await _inbox_size(session_factory) == 1
+        assert not turn.done()
+        assert await _count(session_factory) == 0
+    result = await asyncio.wait_for(turn, timeout=30)
+    assert result.replies
+    assert await _answered(session_factory) == {"chat-1": 1}
+
+
+async def _inbox_size(sf: async_sessionmaker[AsyncSession]) -> int:
+    async with sf() as s:
+        return int(await s.scalar(select(func.count()).select_from(InboxEntry)) or 0)
+
+
 class _Boom(Flow):
     name = "boom"
     intents = frozenset({"greet"})

@@ -11,7 +11,13 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.db import create_engine, create_session_factory
+from storage.db import (
+    COMMITS_ALONE,
+    begin_at_first_write,
+    create_engine,
+    create_session_factory,
+    defers_begin,
+)
 from storage.models import (
     ChannelIdentity,
     Conversation,
@@ -135,5 +141,35 @@ async def test_a_connection_dropped_mid_session_fails_cleanly(pg_database: str) 
             await s.rollback()
         async with factory() as s:
             assert (await s.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_statement_that_commits_alone_outlives_the_block_s_rollback(
+    pg_database: str,
+) -> None:
+    # The inbox entry a turn writes with its load: durable even when the
+    # turn's own transaction (begun at its next write) rolls back.
+    engine = create_engine(make_settings(pg_database))
+    factory = create_session_factory(engine)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE scratch (name text)"))
+        alone = {COMMITS_ALONE: True}
+        insert = text("INSERT INTO scratch VALUES (:name)")
+        async with factory() as s, begin_at_first_write(s):
+            assert defers_begin(s)
+            await s.execute(insert, {"name": "alone"}, execution_options=alone)
+            await s.execute(insert, {"name": "in the transaction"})
+            await s.rollback()
+        async with factory() as s:
+            names = (await s.scalars(text("SELECT name FROM scratch"))).all()
+            assert names == ["alone"]
+            # In a transaction already, it would not be durable alone: refused.
+            await s.execute(insert, {"name": "begun"})
+            assert not defers_begin(s)
+            with pytest.raises(RuntimeError):
+                await s.execute(insert, {"name": "late"}, execution_options=alone)
     finally:
         await engine.dispose()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 
 from bot.container import build_locks
 from config.settings import PROJECT_ROOT
@@ -203,6 +204,51 @@ async def test_a_holder_that_loses_its_lock_is_stopped(redis_url: str) -> None:
     finally:
         await client.aclose()
         await store.close()
+
+
+@pytest.mark.redis
+async def test_a_released_lock_stays_released_when_its_renewal_misses_the_cancel(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaving the block frees the key even when the renewal's cancellation
+    is lost. redis-py sends each command inside ``asyncio.wait_for``, and on
+    Python 3.11 a cancellation that arrives once the call has finished is
+    dropped and the result returned (CPython gh-86296). The renewal then lived
+    on, renewing a lock nobody held: under load every chat whose turn ended
+    during a renewal was locked for good, its next message failed with
+    LockTimeout and the inbox replay found the chat busy at every pass."""
+    renewing = asyncio.Event()
+    renew = Lock.reacquire
+
+    async def renew_as_redis_py_does_on_3_11(self: Lock) -> bool:
+        call = asyncio.ensure_future(renew(self))
+        await asyncio.wait({call})
+        if renewing.is_set():
+            return await call
+        renewing.set()  # the holder leaves its block at the next step...
+        # ...and cancels this task while wait_for waits for the finished call.
+        return await asyncio.wait_for(call, timeout=10 * TTL)
+
+    monkeypatch.setattr(Lock, "reacquire", renew_as_redis_py_does_on_3_11)
+    store = redis_store(redis_url)
+    other = redis_store(redis_url, wait=10 * TTL)  # the chat's next turn, elsewhere
+
+    async def turn() -> None:
+        async with store.conversation("telegram", "next"):
+            await renewing.wait()
+
+    task = asyncio.create_task(turn())
+    try:
+        await renewing.wait()
+        async with other.conversation("telegram", "next"):
+            pass
+        await task
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        await store.close()
+        await other.close()
 
 
 HOLDER = """
