@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -59,11 +59,28 @@ REPLAY_BUSY_DELAY_SECONDS = 2.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 
 
+def redis_client(settings: Settings) -> Redis:
+    """A client whose pool waits for a free connection rather than failing.
+
+    redis-py's default pool refuses a command outright (MaxConnectionsError)
+    once 100 are in flight, which a burst of turns in one process reaches: the
+    turn then failed as if Redis were down. The blocking pool queues it for up
+    to ``redis_pool_timeout_seconds`` instead.
+    """
+    assert settings.redis_url is not None
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_seconds,
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+
+
 def build_locks(settings: Settings) -> LockStore:
     if settings.redis_url is None:
         return MemoryLockStore(wait_seconds=settings.lock_wait_seconds)
     return RedisLockStore(
-        Redis.from_url(settings.redis_url),
+        redis_client(settings),
         KeyBuilder(settings.redis_key_prefix),
         ttl_seconds=settings.lock_ttl_seconds,
         wait_seconds=settings.lock_wait_seconds,
@@ -73,15 +90,13 @@ def build_locks(settings: Settings) -> LockStore:
 def build_pubsub(settings: Settings) -> PubSub:
     if settings.redis_url is None:
         return MemoryPubSub()
-    return RedisPubSub(Redis.from_url(settings.redis_url), KeyBuilder(settings.redis_key_prefix))
+    return RedisPubSub(redis_client(settings), KeyBuilder(settings.redis_key_prefix))
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:
     if settings.redis_url is None:
         return MemoryRateLimiter()
-    return RedisRateLimiter(
-        Redis.from_url(settings.redis_url), KeyBuilder(settings.redis_key_prefix)
-    )
+    return RedisRateLimiter(redis_client(settings), KeyBuilder(settings.redis_key_prefix))
 
 
 async def build_nlu(settings: Settings) -> NluParser:

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # None means in-process memory for locks and pub/sub (embedded mode).
     redis_url: str | None = None
     redis_key_prefix: str = "heatdesk"
+    # Connections each Redis role (locks, pub/sub, rate limits) may have in
+    # flight per process; a command beyond that waits up to the timeout for a
+    # free one (then counts as Redis unavailable).
+    redis_max_connections: int = Field(default=200, ge=1)
+    redis_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     # Short, because a killed process's lock lives this long; the holder renews
     # it every third of it while it holds it (storage/locks.py).
     lock_ttl_seconds: float = Field(default=5.0, gt=0)

@@ -554,8 +554,8 @@ class ChannelIdentity(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))
-    # Platform user id. For WhatsApp it is a phone number: stored as a keyed
-    # hash by the adapter, never in the clear.
+    # Platform user id. A WhatsApp phone number or a Telegram user id is
+    # personal data: stored as a keyed hash by the adapter, never in the clear.
     user_id: Mapped[str] = mapped_column(String(128))
     display_name: Mapped[str | None] = mapped_column(String(200))
     current_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
@@ -680,9 +680,10 @@ class OutboxEntry(Base):
 class ChannelAddress(Base):
     """The address needed to reply on a channel whose chat id is a keyed hash.
 
-    A WhatsApp customer's chat id is a keyed hash of their phone number
-    (``PersonalDataVault.hash_address``); the number itself, needed only to
-    send, is kept here encrypted.
+    A WhatsApp customer's chat id is a keyed hash of their phone number, a
+    Telegram customer's of their Telegram id
+    (``PersonalDataVault.hash_address``); the number or id itself, needed
+    only to send, is kept here encrypted.
     """
 
     __tablename__ = "channel_addresses"

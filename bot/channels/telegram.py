@@ -35,7 +35,11 @@ Sends keep within the Bot API's limits (about 1 message/s per chat, 30/s
 overall) through the shared rate limiter; a 429 raises :class:`RetryAfter`
 with Telegram's ``retry_after`` and the delivery worker waits that long.
 
-Personal data: message texts, phone numbers and chat ids are never logged.
+Personal data: message texts, phone numbers and chat ids are never logged,
+and a customer's Telegram id is never stored in the clear: their chat and
+user id are a keyed hash of it (:meth:`PersonalDataVault.hash_address`, as for
+WhatsApp numbers), the id itself is kept encrypted in ``channel_addresses``
+(written when a message or a button press arrives) and decrypted only to send.
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.base import ChannelAdapter, ChannelHost
 from bot.channels.pacing import Pacer
@@ -91,7 +97,8 @@ from config import Settings
 from config.settings import ConfigError
 from dialogs.messages import Attachment, Button, InboundMessage, Reply
 from nlu.types import INTENTS
-from storage.models import Conversation
+from storage.crypto import PersonalDataVault
+from storage.models import ChannelAddress, Conversation
 from storage.models import Message as StoredMessage
 from storage.ratelimit import RateLimit, RateLimiter
 from storage.tasks import cancel_and_wait
@@ -220,6 +227,10 @@ class TelegramAdapter(ChannelAdapter):
         self._parts_sent: dict[int, int] = {}
         # Chats shown the "share my number" keyboard: the next plain reply removes it.
         self._contact_keyboard: set[str] = set()
+        self._vault = PersonalDataVault(settings.secret_key.get_secret_value())
+        self._host: ChannelHost | None = None
+        # Telegram ids already stored, by chat id (their hash), in this process.
+        self._addresses: dict[str, int] = {}
         self.pacer = Pacer(CHANNEL, settings.secret_key.get_secret_value())
         self._per_chat = RateLimit(
             settings.telegram_chat_rate_per_second, settings.telegram_chat_burst
@@ -259,6 +270,7 @@ class TelegramAdapter(ChannelAdapter):
     # --- lifecycle ----------------------------------------------------------
 
     async def start(self, host: ChannelHost) -> None:
+        self._host = host
         if self.webhook_mode:
             self._spawn(self._until_done("setWebhook", self._set_webhook), "telegram-set-webhook")
         else:
@@ -307,6 +319,71 @@ class TelegramAdapter(ChannelAdapter):
                     backoff.next_delay,
                 )
             await backoff.asleep()
+
+    def chat_id_for(self, telegram_id: int | str) -> str:
+        """The chat (and user) id that stands for this Telegram chat or user id."""
+        return self._vault.hash_address(CHANNEL, str(telegram_id))
+
+    def _sessions(self) -> async_sessionmaker[AsyncSession]:
+        if self._host is None:
+            raise DeliveryError("the Telegram adapter is not started")
+        return self._host.session_factory
+
+    async def _remember_address(self, host: ChannelHost, chat_id: str, telegram_id: int) -> None:
+        """Keep the Telegram chat id (encrypted) so that replies can reach it.
+
+        Raises :class:`NotAccepted` when storage is down: the update is
+        delivered again.
+        """
+        if self._addresses.get(chat_id) == telegram_id:
+            return
+        try:
+            async with host.session_factory.begin() as session:
+                row = await session.scalar(
+                    select(ChannelAddress).where(
+                        ChannelAddress.channel == CHANNEL, ChannelAddress.address_hash == chat_id
+                    )
+                )
+                if row is None:
+                    try:
+                        async with session.begin_nested():
+                            session.add(
+                                ChannelAddress(
+                                    channel=CHANNEL,
+                                    address_hash=chat_id,
+                                    address_enc=self._vault.encrypt(str(telegram_id)),
+                                    updated_at=datetime.now(UTC),
+                                )
+                            )
+                    except IntegrityError:
+                        pass  # stored by another process at the same moment
+                elif self._vault.decrypt(row.address_enc) != str(telegram_id):
+                    row.address_enc = self._vault.encrypt(str(telegram_id))
+                    row.updated_at = datetime.now(UTC)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("telegram: storage unavailable (%s)", type(exc).__name__)
+            raise NotAccepted("cannot store the chat's address") from exc
+        self._addresses[chat_id] = telegram_id
+
+    async def _address(self, chat_id: str) -> int:
+        """The Telegram chat id of a chat (its hash), from memory or storage."""
+        known = self._addresses.get(chat_id)
+        if known is not None:
+            return known
+        try:
+            async with self._sessions()() as session:
+                enc = await session.scalar(
+                    select(ChannelAddress.address_enc).where(
+                        ChannelAddress.channel == CHANNEL, ChannelAddress.address_hash == chat_id
+                    )
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise DeliveryError(f"storage unavailable: {type(exc).__name__}") from exc
+        if enc is None:
+            raise PermanentDeliveryError("no stored address for this chat")
+        telegram_id = int(self._vault.decrypt(enc))
+        self._addresses[chat_id] = telegram_id
+        return telegram_id
 
     # --- receiving ------------------------------------------------------------
 
@@ -410,7 +487,10 @@ class TelegramAdapter(ChannelAdapter):
     async def inbound(self, host: ChannelHost, update: Update) -> _Inbound:
         """Translate an update (the same for webhook and polling)."""
         if update.message is not None:
-            return _Inbound(self._from_message(update.message))
+            message = self._from_message(update.message)
+            if message is not None:
+                await self._remember_address(host, message.chat_id, update.message.chat.id)
+            return _Inbound(message)
         if update.callback_query is not None:
             cq = update.callback_query
             return _Inbound(await self._from_callback(host, cq), callback_id=cq.id)
@@ -428,12 +508,13 @@ class TelegramAdapter(ChannelAdapter):
         if message.contact is not None:
             # The "share my number" button: the number is the answer typed.
             text = message.contact.phone_number
+        chat_id = self.chat_id_for(message.chat.id)
         return InboundMessage(
             channel=CHANNEL,
-            chat_id=str(message.chat.id),
-            user_id=str(message.from_user.id),
+            chat_id=chat_id,
+            user_id=self.chat_id_for(message.from_user.id),
             text=text,
-            platform_message_id=f"{message.chat.id}:{message.message_id}",
+            platform_message_id=f"{chat_id}:{message.message_id}",
             received_at=message.date.astimezone(UTC),
             payload=payload,
             attachments=_attachments(message),
@@ -445,9 +526,11 @@ class TelegramAdapter(ChannelAdapter):
         if data is None:
             return None
         shown = cq.message if isinstance(cq.message, Message) else None
-        chat_id = str(shown.chat.id) if shown is not None else str(cq.from_user.id)
         if shown is not None and shown.chat.type != "private":
             return None
+        telegram_id = shown.chat.id if shown is not None else cq.from_user.id
+        chat_id = self.chat_id_for(telegram_id)
+        await self._remember_address(host, chat_id, telegram_id)
         title = _button_title(shown, data)
         payload: str | None = data
         long_ref = _LONG_PAYLOAD.match(data)
@@ -463,7 +546,7 @@ class TelegramAdapter(ChannelAdapter):
         return InboundMessage(
             channel=CHANNEL,
             chat_id=chat_id,
-            user_id=str(cq.from_user.id),
+            user_id=self.chat_id_for(cq.from_user.id),
             text=title,
             platform_message_id=f"cb:{cq.id}",
             received_at=datetime.now(UTC),
@@ -537,10 +620,7 @@ class TelegramAdapter(ChannelAdapter):
         committed = _turn_committed.get()
         if committed is not None:
             committed.set()  # the turn that produced this reply is committed
-        try:
-            chat = int(chat_id)
-        except ValueError as exc:
-            raise PermanentDeliveryError("not a Telegram chat id") from exc
+        chat = await self._address(chat_id)
         parts = split_text(reply.text or " ")
         first = self._parts_sent.get(message_id, 0) if message_id is not None else 0
         for index in range(first, len(parts)):

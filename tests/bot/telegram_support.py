@@ -72,6 +72,7 @@ def drain(client: TestClient) -> None:
 
 def wait_delivered(client: TestClient, chat_id: int, timeout: float = 20.0) -> None:
     """Wait until no reply of the chat is pending (a paced one may still be out)."""
+    stored = telegram_of(client).chat_id_for(chat_id)
 
     async def pending() -> int:
         async with container_of(client).session_factory() as session:
@@ -80,7 +81,7 @@ def wait_delivered(client: TestClient, chat_id: int, timeout: float = 20.0) -> N
                 .select_from(OutboxEntry)
                 .where(
                     OutboxEntry.channel == "telegram",
-                    OutboxEntry.chat_id == str(chat_id),
+                    OutboxEntry.chat_id == stored,
                     OutboxEntry.status == DeliveryStatus.PENDING,
                 )
             )
@@ -101,6 +102,11 @@ class TelegramChat:
         self.client = client
         self.api = api
         self.chat_id = chat_id or next(_chat_ids)
+
+    @property
+    def stored_id(self) -> str:
+        """The chat id the bot stores for this chat: the keyed hash of its Telegram id."""
+        return telegram_of(self.client).chat_id_for(self.chat_id)
 
     def post(self, update: dict[str, Any] | bytes | str, secret: str | None = SECRET) -> Any:
         headers = {SECRET_HEADER: secret} if secret is not None else {}

@@ -243,10 +243,10 @@ def test_two_workers_at_once_tell_each_customer_once_on_widget_and_telegram(
         sid = sid_of(app_a, tab)
         telegram = TelegramChat(app_b, api)
         telegram.say("здравствуйте")
-        tg_chat = str(telegram.chat_id)
+        tg_chat = telegram.chat_id
 
         web_conv = conversation_made(app_a, "webchat", sid)
-        tg_conv = conversation_made(app_a, "telegram", tg_chat)
+        tg_conv = conversation_made(app_a, "telegram", telegram.stored_id)
         comment = "Передано инженеру участка"
         web_number = call(
             app_a,
@@ -298,7 +298,7 @@ def test_two_workers_at_once_tell_each_customer_once_on_widget_and_telegram(
         wait_delivered(app_b, telegram.chat_id)
         expected = f"Обращение {tg_number}: новый статус — «решено».\nКомментарий: Радиатор заменён"
         api.wait_for(lambda: expected in api.texts(tg_chat), what="the Telegram notice")
-        tg_texts = call(app_a, lambda: system_texts(a, "telegram", tg_chat))
+        tg_texts = call(app_a, lambda: system_texts(a, "telegram", telegram.stored_id))
         assert len(tg_texts) == 2
         assert expected in tg_texts
         (stale,) = [t for t in tg_texts if stale_number in t]

@@ -214,10 +214,13 @@ CUSTOMER_SNILS = "11223344595"  # the demo customer's: linking needs it
 CUSTOMER_PHONE = "9051234567"  # ten digits after +7 / 8
 WHATSAPP_PHONE = "9107654321"  # the WhatsApp customer's own number (their address)
 TELEGRAM_HANDLE = "ivan_petrov_85"  # the Telegram customer's username
+TELEGRAM_ID = 5_123_456_789  # the Telegram customer's chat (and user) id: their address
 SNILS_WRITTEN = ["112-233-445 95", "112 233 445 95", "11223344595", "112.233.445-95"]
 PHONE_WRITTEN = ["8 (905) 123-45-67", "+7 905 123 45 67", "89051234567", "+7-905-123-45-67"]
 WA_WRITTEN = ["whatsapp:+79107654321", "wa.me/79107654321", "8 910 765-43-21"]
 HANDLE_WRITTEN = ["@ivan_petrov_85", "t.me/ivan_petrov_85", "https://t.me/Ivan_Petrov_85"]
+# Where the Telegram id was stored in the clear: a chat id, an inbox identity, JSON.
+TG_ID_WRITTEN = ["5123456789", "5123456789:17", '{"chat_id": "5123456789"}', '{"id": 5123456789}']
 # The contact center open whenever the test runs (the hours have tests of their own).
 ALWAYS_OPEN: dict[str, object] = {
     "contact_center_days": (1, 2, 3, 4, 5, 6, 7),
@@ -225,26 +228,31 @@ ALWAYS_OPEN: dict[str, object] = {
     "contact_center_close_hour": 24,
 }
 _DIGIT_RUN = re.compile(r"\d(?:[\s\-–—.()/+:]*\d)*")
+# The id as a number of its own (not inside a longer one, a hash's digits say).
+_TELEGRAM_ID = re.compile(rf"(?<![0-9a-f]){TELEGRAM_ID}(?![0-9a-f])")
 
 
 def personal_data_in(value: str) -> list[str]:
     """The personal values in ``value`` however they are written: digits with
     any separators between them, a phone with +7, 8 or neither, the username
-    in any case, with or without ``@`` or a t.me link."""
+    in any case, with or without ``@`` or a t.me link, the Telegram id."""
     found: list[str] = []
     for run in _DIGIT_RUN.findall(value):
         digits = re.sub(r"\D", "", run)
         found += [d for d in (CUSTOMER_SNILS, CUSTOMER_PHONE, WHATSAPP_PHONE) if d in digits]
     if TELEGRAM_HANDLE in value.lower():
         found.append(TELEGRAM_HANDLE)
+    if _TELEGRAM_ID.search(value):
+        found.append(str(TELEGRAM_ID))
     return found
 
 
 def test_the_leak_finder_sees_every_formatting() -> None:
     """The scanner below is only as good as this: every way of writing the
     values is found, and the redacted forms are not."""
-    for written in SNILS_WRITTEN + PHONE_WRITTEN + WA_WRITTEN + HANDLE_WRITTEN:
+    for written in SNILS_WRITTEN + PHONE_WRITTEN + WA_WRITTEN + HANDLE_WRITTEN + TG_ID_WRITTEN:
         assert personal_data_in(f"текст {written}, ещё текст"), written
+    assert personal_data_in(TG_ID_WRITTEN[0]) == [str(TELEGRAM_ID)]
     for written in SNILS_WRITTEN + PHONE_WRITTEN + WA_WRITTEN + HANDLE_WRITTEN:
         assert personal_data_in(redact_text(written)) == [], written
 
@@ -349,7 +357,7 @@ def test_a_whole_session_leaves_no_personal_data_in_any_table_or_log(
     with TestClient(create_app(session_settings), client=("127.0.0.1", 50000)) as client:
         # Telegram: linking with the SNILS, an appeal whose description holds
         # every kind of value, then a hand-off whose summary quotes it.
-        tg = TelegramChat(client, bot_api)
+        tg = TelegramChat(client, bot_api, chat_id=TELEGRAM_ID)
         tg_say(tg, "Здравствуйте")
         tg_say(tg, "хочу привязать лицевой счёт")
         assert "привязан" in tg_say(tg, f"1002003001 СНИЛС {SNILS_WRITTEN[0]}")
@@ -465,6 +473,12 @@ def test_a_whole_session_leaves_no_personal_data_in_any_table_or_log(
     assert any("[телефон скрыт]" in v for v in by_table["appeal_status_changes"])
     assert any("[телефон скрыт]" in v for v in by_table["nps_responses"])
     assert len(by_table["handoff_queue"]) >= 3
+    # The Telegram chat is kept under its keyed hash, its id encrypted to reply.
+    vault = PersonalDataVault(session_settings.secret_key.get_secret_value())
+    tg_hash = vault.hash_address("telegram", str(TELEGRAM_ID))
+    assert tg_hash in by_table["conversations"]
+    assert tg_hash in by_table["channel_identities"]
+    assert tg_hash in by_table["channel_addresses"]
 
     for e in exported:
         assert personal_data_in(e.text) == []

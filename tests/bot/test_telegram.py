@@ -100,7 +100,7 @@ def inbox_count(client: TestClient, chat: TelegramChat) -> int:
         client,
         select(func.count())
         .select_from(InboxEntry)
-        .where(InboxEntry.channel == "telegram", InboxEntry.chat_id == str(chat.chat_id)),
+        .where(InboxEntry.channel == "telegram", InboxEntry.chat_id == chat.stored_id),
     )
     return int(rows[0][0])
 
@@ -109,7 +109,7 @@ def outbox_rows(client: TestClient, chat: TelegramChat) -> list[Any]:
     return run_db(
         client,
         select(OutboxEntry.status, OutboxEntry.body)
-        .where(OutboxEntry.channel == "telegram", OutboxEntry.chat_id == str(chat.chat_id))
+        .where(OutboxEntry.channel == "telegram", OutboxEntry.chat_id == chat.stored_id)
         .order_by(OutboxEntry.id),
     )
 
@@ -211,7 +211,7 @@ def test_whole_customer_conversation_over_the_webhook(client: TestClient, api: F
     assert "оператор" in handoff.lower()
     assert "Ваше место в очереди: 1." in place
     (status,) = run_db(
-        client, select(Conversation.status).where(Conversation.chat_id == str(chat.chat_id))
+        client, select(Conversation.status).where(Conversation.chat_id == chat.stored_id)
     )
     assert status[0] is ConversationStatus.QUEUED
 
@@ -220,7 +220,7 @@ def test_whole_customer_conversation_over_the_webhook(client: TestClient, api: F
         client,
         select(Message.text)
         .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.chat_id == str(chat.chat_id)),
+        .where(Conversation.chat_id == chat.stored_id),
     )
     assert said
     assert not [t for (t,) in said if "9101234567" in t]
@@ -246,7 +246,7 @@ def test_a_pressed_button_is_answered_and_acts_like_typing_its_title(
         client,
         select(Message.text, Message.payload)
         .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.chat_id == str(chat.chat_id), Message.direction == Direction.IN)
+        .where(Conversation.chat_id == chat.stored_id, Message.direction == Direction.IN)
         .order_by(Message.id.desc())
         .limit(1),
     )
@@ -265,7 +265,7 @@ def test_a_button_with_a_payload_over_64_bytes_round_trips(
         # A reply of the bot with that button, as the pipeline writes one.
         async with container_of(client).session_factory.begin() as s:
             conv = await s.scalar(
-                select(Conversation).where(Conversation.chat_id == str(chat.chat_id))
+                select(Conversation).where(Conversation.chat_id == chat.stored_id)
             )
             assert conv is not None
             reply = Reply(
@@ -287,7 +287,7 @@ def test_a_button_with_a_payload_over_64_bytes_round_trips(
                     conversation_id=conv.id,
                     message_id=out.id,
                     channel="telegram",
-                    chat_id=str(chat.chat_id),
+                    chat_id=chat.stored_id,
                     body=reply.to_json(),
                     status=DeliveryStatus.PENDING,
                     attempts=0,
@@ -309,7 +309,7 @@ def test_a_button_with_a_payload_over_64_bytes_round_trips(
         client,
         select(Message.payload)
         .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.chat_id == str(chat.chat_id), Message.direction == Direction.IN)
+        .where(Conversation.chat_id == chat.stored_id, Message.direction == Direction.IN)
         .order_by(Message.id.desc())
         .limit(1),
     )
@@ -372,11 +372,13 @@ def test_a_long_reply_arrives_in_parts_with_its_buttons_on_the_last(
     client: TestClient, api: FakeBotApi
 ) -> None:
     chat = TelegramChat(client, api)
+    chat.say("привет")  # the chat's address is known once it has written
     text = "\n".join(f"Пункт {i}: " + "э" * 90 for i in range(100))
     reply = Reply(text, (Button("Да", "/affirm"),))
+    before = len(api.sent(chat.chat_id))
     assert client.portal is not None
-    client.portal.call(lambda: telegram_of(client).send(str(chat.chat_id), reply, message_id=None))
-    sent = api.sent(chat.chat_id)
+    client.portal.call(lambda: telegram_of(client).send(chat.stored_id, reply, message_id=None))
+    sent = api.sent(chat.chat_id)[before:]
     assert len(sent) == len(split_text(text)) > 1
     assert "\n".join(str(c.params["text"]) for c in sent) == text
     assert [c.params.get("reply_markup") is not None for c in sent] == [False] * (len(sent) - 1) + [
@@ -674,7 +676,7 @@ def test_a_turn_not_committed_in_time_gets_503_and_its_redelivery_is_answered_on
         chat = TelegramChat(client, api)
         update = message_update(chat.chat_id, "привет")
         container = container_of(client)
-        held = container.locks.conversation("telegram", str(chat.chat_id))
+        held = container.locks.conversation("telegram", chat.stored_id)
         assert client.portal is not None
         with client.portal.wrap_async_context_manager(held):
             assert chat.post(update).status_code == 503
@@ -692,6 +694,14 @@ def test_a_turn_not_committed_in_time_gets_503_and_its_redelivery_is_answered_on
 # --------------------------------------------------------------------------
 
 
+def known_chats(adapter: TelegramAdapter, *telegram_ids: int) -> list[str]:
+    """The stored chat ids of chats whose address the adapter holds, as after
+    a message from each (these tests run the adapter without the app)."""
+    chats = [adapter.chat_id_for(t) for t in telegram_ids]
+    adapter._addresses.update(zip(chats, telegram_ids, strict=True))
+    return chats
+
+
 async def test_sends_keep_within_the_per_chat_and_overall_limits(
     api: FakeBotApi, tg_settings: Settings
 ) -> None:
@@ -705,16 +715,17 @@ async def test_sends_keep_within_the_per_chat_and_overall_limits(
     )
     adapter = TelegramAdapter.from_settings(slow)
     assert adapter is not None
+    first, second, third, fourth = known_chats(adapter, 7001, 7002, 7003, 7004)
     try:
-        await adapter.send("7001", Reply("Первое"))
+        await adapter.send(first, Reply("Первое"))
         with pytest.raises(RetryAfter) as too_soon:
-            await adapter.send("7001", Reply("Второе"))
+            await adapter.send(first, Reply("Второе"))
         # Too long to wait in the send: the worker reschedules the reply.
         assert too_soon.value.retry_after > MAX_PACE_SECONDS
-        await adapter.send("7002", Reply("Другой чат"))  # its own bucket
-        await adapter.send("7003", Reply("Третий чат"))
+        await adapter.send(second, Reply("Другой чат"))  # its own bucket
+        await adapter.send(third, Reply("Третий чат"))
         with pytest.raises(RetryAfter):
-            await adapter.send("7004", Reply("Сверх общего предела"))
+            await adapter.send(fourth, Reply("Сверх общего предела"))
     finally:
         await adapter.close()
     assert api.texts(7001) == ["Первое"]
@@ -730,9 +741,10 @@ async def test_a_short_wait_for_the_limit_is_slept_not_rescheduled(
     )
     adapter = TelegramAdapter.from_settings(brisk)
     assert adapter is not None
+    (chat,) = known_chats(adapter, 7101)
     try:
         for n in range(3):
-            await adapter.send("7101", Reply(f"Сообщение {n}"))
+            await adapter.send(chat, Reply(f"Сообщение {n}"))
     finally:
         await adapter.close()
     assert api.texts(7101) == ["Сообщение 0", "Сообщение 1", "Сообщение 2"]

@@ -22,6 +22,7 @@ from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH
 from bot.container import Container
 from config import Settings
 from config.settings import PROJECT_ROOT
+from storage.crypto import PersonalDataVault
 from tests.bot.telegram_support import FAST_DELIVERY, PUBLIC_URL, SECRET, TelegramChat, drain
 from tests.conftest import (
     cut_pg_database,
@@ -62,36 +63,37 @@ def pg_settings(name: str, nlu_model_path: Path, api: FakeBotApi) -> Settings:
     )
 
 
-async def _inbound_texts(name: str, chat_id: int) -> list[str]:
+async def _inbound_texts(name: str, chat_id: str) -> list[str]:
     conn = await asyncpg.connect(pg_url(name).replace("postgresql+asyncpg", "postgresql"))
     try:
         rows = await conn.fetch(
             "SELECT m.text FROM messages m JOIN conversations c ON c.id = m.conversation_id "
             "WHERE c.chat_id = $1 AND m.direction = 'in' ORDER BY m.id",
-            str(chat_id),
+            chat_id,
         )
         return [r[0] for r in rows]
     finally:
         await conn.close()
 
 
-async def _outbox(name: str, chat_id: int) -> list[tuple[str, str]]:
+async def _outbox(name: str, chat_id: str) -> list[tuple[str, str]]:
     conn = await asyncpg.connect(pg_url(name).replace("postgresql+asyncpg", "postgresql"))
     try:
         rows = await conn.fetch(
             "SELECT status, body->>'text' FROM outbox WHERE chat_id = $1 ORDER BY id",
-            str(chat_id),
+            chat_id,
         )
         return [(r[0], r[1]) for r in rows]
     finally:
         await conn.close()
 
 
-def inbound_texts(name: str, chat_id: int) -> list[str]:
+def inbound_texts(name: str, chat_id: str) -> list[str]:
+    """The customer's messages in the chat stored as ``chat_id`` (its keyed hash)."""
     return run_in_thread(lambda: asyncio.run(_inbound_texts(name, chat_id)))
 
 
-def outbox(name: str, chat_id: int) -> list[tuple[str, str]]:
+def outbox(name: str, chat_id: str) -> list[tuple[str, str]]:
     return run_in_thread(lambda: asyncio.run(_outbox(name, chat_id)))
 
 
@@ -102,6 +104,7 @@ def test_postgres_unavailable_the_webhook_answers_503_and_nothing_accepted_is_lo
     app = create_app(settings, Container(settings, delivery_policy=FAST_DELIVERY))
     with TestClient(app) as client:
         chat = TelegramChat(client, api)
+        stored = chat.stored_id
         assert chat.say("привет")
 
         cut_pg_database(pg_name)
@@ -122,12 +125,12 @@ def test_postgres_unavailable_the_webhook_answers_503_and_nothing_accepted_is_lo
         drain(client)
         api.wait_for(lambda: len(api.sent(chat.chat_id)) > before, what="the reply")
         api.wait_for(
-            lambda: all(status == "sent" for status, _ in outbox(pg_name, chat.chat_id)),
+            lambda: all(status == "sent" for status, _ in outbox(pg_name, stored)),
             what="every reply sent",
         )
     assert sent_during_outage == 1  # only the greeting
-    assert inbound_texts(pg_name, chat.chat_id) == ["привет", "как оплатить"]
-    assert api.texts(chat.chat_id) == [text for _, text in outbox(pg_name, chat.chat_id)]
+    assert inbound_texts(pg_name, stored) == ["привет", "как оплатить"]
+    assert api.texts(chat.chat_id) == [text for _, text in outbox(pg_name, stored)]
 
 
 class AppProcess:
@@ -198,6 +201,7 @@ def test_killed_after_acknowledging_the_reply_is_sent_after_a_restart(
     )
     log = tmp_path / "app.log"
     chat_id = 733_000_001
+    stored = PersonalDataVault(env["SECRET_KEY"]).hash_address("telegram", str(chat_id))
     update = message_update(chat_id, "здравствуйте")
     with api.hanging("sendMessage"):
         first = AppProcess(env, port, log).start()
@@ -214,13 +218,13 @@ def test_killed_after_acknowledging_the_reply_is_sent_after_a_restart(
         finally:
             first.kill()  # ...and killed before the reply got out
     assert api.sent(chat_id) == []
-    assert [status for status, _ in outbox(pg_name, chat_id)] == ["pending"]
+    assert [status for status, _ in outbox(pg_name, stored)] == ["pending"]
 
     second = AppProcess(env, port, log).start()
     try:
         api.wait_for(lambda: len(api.sent(chat_id)) >= 1, timeout=60, what="the reply")
         api.wait_for(
-            lambda: all(status == "sent" for status, _ in outbox(pg_name, chat_id)),
+            lambda: all(status == "sent" for status, _ in outbox(pg_name, stored)),
             what="every reply sent",
         )
         # Telegram, not having seen... nothing: a redelivery now is a duplicate.
@@ -231,6 +235,6 @@ def test_killed_after_acknowledging_the_reply_is_sent_after_a_restart(
     finally:
         second.stop()
     texts = api.texts(chat_id)
-    assert texts == [text for _, text in outbox(pg_name, chat_id)]
+    assert texts == [text for _, text in outbox(pg_name, stored)]
     assert texts[0].startswith("Здравствуйте")
-    assert inbound_texts(pg_name, chat_id) == ["здравствуйте"]
+    assert inbound_texts(pg_name, stored) == ["здравствуйте"]

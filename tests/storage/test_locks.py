@@ -353,3 +353,23 @@ async def test_a_holder_whose_redis_dies_is_stopped(private_redis: PrivateRedis)
         assert finished == []
     finally:
         await store.close()
+
+
+@pytest.mark.redis
+async def test_a_burst_of_turns_beyond_the_pool_waits_for_a_connection(redis_url: str) -> None:
+    # 300 chats locked at once in one process: more commands in flight than
+    # redis-py's default pool allows (100), which refused the rest with
+    # MaxConnectionsError, so those turns failed as if Redis were down.
+    store = build_locks(make_settings("sqlite://", redis_url=redis_url, redis_max_connections=20))
+    entered: list[str] = []
+
+    async def turn(chat: str) -> None:
+        async with store.conversation("telegram", chat):
+            entered.append(chat)
+            await asyncio.sleep(0)
+
+    try:
+        await asyncio.gather(*(turn(f"burst-{i}") for i in range(300)))
+    finally:
+        await store.close()
+    assert sorted(entered) == sorted(f"burst-{i}" for i in range(300))
