@@ -185,3 +185,44 @@ def test_what_another_process_accepted_and_left_is_answered_by_a_running_one(
         wait_until_processed(db, "left-1")
         assert customer_messages(db, "left-1") == 1
         assert bot_replies(db, "left-1") >= 1
+
+
+def test_the_start_up_pass_leaves_what_arrived_since_the_start_to_its_live_turn(
+    tmp_path: Path, nlu_model_path: Path
+) -> None:
+    # Left before the start (a crash): the start-up pass answers it. Received
+    # after the start: a live turn of this or another process has it, and a
+    # pass that took it raced that turn (which then told its sender
+    # "duplicate" for its own message).
+    settings = app_settings_for(tmp_path, nlu_model_path, inbox_replay_sweep_seconds=3600)
+    db = tmp_path / "bot.sqlite3"
+    with TestClient(create_app(settings)) as client:  # migrated, demo data
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+    async def run() -> int:
+        left = Container(settings)
+        await left.start(worker=False)
+        try:
+            await left.pipeline._record(message("before-1", 1))  # the inbox step alone
+            await left.pipeline._record(message("since-1", 1))
+        finally:
+            await left.close()
+        with sqlite3.connect(db) as conn:  # as if it arrived after the next start
+            conn.execute(
+                "UPDATE inbox SET received_at = '2999-01-01 00:00:00.000000' "
+                "WHERE chat_id = 'since-1'"
+            )
+        container = Container(settings)
+        await container.start()
+        try:
+            for _ in range(int(ANSWER_TIMEOUT_SECONDS / 0.05)):
+                if container.replayed:
+                    break
+                await asyncio.sleep(0.05)
+            return container.replayed  # counted once the whole pass is over
+        finally:
+            await container.close()
+
+    assert run_in_thread(lambda: asyncio.run(run())) == 1
+    assert inbox(db, "before-1")[0][1] is not None
+    assert inbox(db, "since-1")[0][1] is None
