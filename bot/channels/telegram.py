@@ -87,7 +87,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.base import ChannelAdapter, ChannelHost
@@ -97,6 +97,7 @@ from config import Settings
 from config.settings import ConfigError
 from dialogs.messages import Attachment, Button, InboundMessage, Reply
 from nlu.types import INTENTS
+from storage.addresses import remember_address
 from storage.crypto import PersonalDataVault
 from storage.models import ChannelAddress, Conversation
 from storage.models import Message as StoredMessage
@@ -338,28 +339,9 @@ class TelegramAdapter(ChannelAdapter):
         if self._addresses.get(chat_id) == telegram_id:
             return
         try:
-            async with host.session_factory.begin() as session:
-                row = await session.scalar(
-                    select(ChannelAddress).where(
-                        ChannelAddress.channel == CHANNEL, ChannelAddress.address_hash == chat_id
-                    )
-                )
-                if row is None:
-                    try:
-                        async with session.begin_nested():
-                            session.add(
-                                ChannelAddress(
-                                    channel=CHANNEL,
-                                    address_hash=chat_id,
-                                    address_enc=self._vault.encrypt(str(telegram_id)),
-                                    updated_at=datetime.now(UTC),
-                                )
-                            )
-                    except IntegrityError:
-                        pass  # stored by another process at the same moment
-                elif self._vault.decrypt(row.address_enc) != str(telegram_id):
-                    row.address_enc = self._vault.encrypt(str(telegram_id))
-                    row.updated_at = datetime.now(UTC)
+            await remember_address(
+                host.session_factory, self._vault, CHANNEL, chat_id, str(telegram_id)
+            )
         except (SQLAlchemyError, OSError) as exc:
             log.warning("telegram: storage unavailable (%s)", type(exc).__name__)
             raise NotAccepted("cannot store the chat's address") from exc

@@ -38,7 +38,7 @@ import aiohttp
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import and_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import MultiDict
 from twilio.base.exceptions import TwilioException
 from twilio.request_validator import RequestValidator
@@ -49,6 +49,7 @@ from bot.channels.pacing import Pacer
 from bot.errors import DeliveryError, PermanentDeliveryError, RetryAfter
 from config import Settings
 from dialogs.messages import Attachment, Button, InboundMessage, Reply
+from storage.addresses import remember_address
 from storage.crypto import PersonalDataVault
 from storage.models import (
     ChannelAddress,
@@ -443,28 +444,7 @@ class WhatsAppAdapter(ChannelAdapter):
         """Keep the number (encrypted) so that replies can reach it."""
         if self._addresses.get(chat_id) == number:
             return
-        async with self._sessions().begin() as session:
-            row = await session.scalar(
-                select(ChannelAddress).where(
-                    ChannelAddress.channel == CHANNEL, ChannelAddress.address_hash == chat_id
-                )
-            )
-            if row is None:
-                try:
-                    async with session.begin_nested():
-                        session.add(
-                            ChannelAddress(
-                                channel=CHANNEL,
-                                address_hash=chat_id,
-                                address_enc=self._vault.encrypt(number),
-                                updated_at=_utcnow(),
-                            )
-                        )
-                except IntegrityError:
-                    pass  # stored by another process at the same moment
-            elif self._vault.decrypt(row.address_enc) != number:
-                row.address_enc = self._vault.encrypt(number)
-                row.updated_at = _utcnow()
+        await remember_address(self._sessions(), self._vault, CHANNEL, chat_id, number)
         self._addresses[chat_id] = number
 
     async def _last_buttons(self, chat_id: str) -> tuple[Button, ...]:
