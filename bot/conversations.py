@@ -22,9 +22,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from sqlalchemy import and_, bindparam, insert, select, text, update
+from sqlalchemy import Select, and_, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -658,12 +658,31 @@ class ConversationService:
 
 # Built once, with parameters: a turn neither builds nor keys them again.
 # Their names are unlike any column's: an UPDATE would take those as SET values.
-_CLAIM: Final = (
+_CLAIM_ENTRY: Final = (
     update(InboxEntry)
     .where(InboxEntry.id == bindparam("claim_id"), InboxEntry.processed_at.is_(None))
     .values(processed_at=bindparam("claimed_at"), error=bindparam("claim_error"))
-    .execution_options(synchronize_session=False)
 )
+_CLAIM: Final = _CLAIM_ENTRY.execution_options(synchronize_session=False)
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
+
+
+def _with_conversation(query: _Query) -> _Query:
+    """``query`` outer-joined to the conversation of (:conv_channel,
+    :conv_chat_id), its identity and that identity's current account."""
+    return (
+        query.outerjoin(
+            Conversation,
+            and_(
+                Conversation.channel == bindparam("conv_channel"),
+                Conversation.chat_id == bindparam("conv_chat_id"),
+            ),
+        )
+        .outerjoin(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+        .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
+    )
+
+
 _LOAD: Final = (
     select(Conversation, ChannelIdentity, Account)
     .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
@@ -676,43 +695,16 @@ _LOAD: Final = (
 # PostgreSQL: one round trip for both. The claim is a data-modifying CTE and
 # the conversation is outer-joined to it, so a claimed entry of a new chat
 # still returns a row (and an entry claimed already returns none).
-_CLAIMED: Final = (
-    update(InboxEntry)
-    .where(InboxEntry.id == bindparam("claim_id"), InboxEntry.processed_at.is_(None))
-    .values(processed_at=bindparam("claimed_at"), error=bindparam("claim_error"))
-    .returning(InboxEntry.id)
-    .cte("claimed")
-)
-_CLAIM_AND_LOAD: Final = (
-    select(_CLAIMED.c.id, Conversation, ChannelIdentity, Account)
-    .select_from(_CLAIMED)
-    .outerjoin(
-        Conversation,
-        and_(
-            Conversation.channel == bindparam("conv_channel"),
-            Conversation.chat_id == bindparam("conv_chat_id"),
-        ),
-    )
-    .outerjoin(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
-    .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
+_CLAIMED: Final = _CLAIM_ENTRY.returning(InboxEntry.id).cte("claimed")
+_CLAIM_AND_LOAD: Final = _with_conversation(
+    select(_CLAIMED.c.id, Conversation, ChannelIdentity, Account).select_from(_CLAIMED)
 )
 
 # PostgreSQL, load(claim_later=True): the entry is read, not claimed (a plain
 # SELECT, which needs no transaction); a processed entry returns processed_at.
-_LOAD_UNCLAIMED: Final = (
-    select(InboxEntry.processed_at, Conversation, ChannelIdentity, Account)
-    .select_from(InboxEntry)
-    .outerjoin(
-        Conversation,
-        and_(
-            Conversation.channel == bindparam("conv_channel"),
-            Conversation.chat_id == bindparam("conv_chat_id"),
-        ),
-    )
-    .outerjoin(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
-    .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
-    .where(InboxEntry.id == bindparam("claim_id"))
-)
+_LOAD_UNCLAIMED: Final = _with_conversation(
+    select(InboxEntry.processed_at, Conversation, ChannelIdentity, Account).select_from(InboxEntry)
+).where(InboxEntry.id == bindparam("claim_id"))
 _ONE_STATEMENT: Final = {ONE_STATEMENT: True}
 _COMMITS_ALONE: Final = {COMMITS_ALONE: True}
 
@@ -731,18 +723,8 @@ _RECORDED: Final = (
     .returning(InboxEntry.id)
     .cte("recorded")
 )
-_RECORD_AND_LOAD: Final = (
-    select(_RECORDED.c.id, Conversation, ChannelIdentity, Account)
-    .select_from(_RECORDED)
-    .outerjoin(
-        Conversation,
-        and_(
-            Conversation.channel == bindparam("conv_channel"),
-            Conversation.chat_id == bindparam("conv_chat_id"),
-        ),
-    )
-    .outerjoin(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
-    .outerjoin(Account, Account.id == ChannelIdentity.current_account_id)
+_RECORD_AND_LOAD: Final = _with_conversation(
+    select(_RECORDED.c.id, Conversation, ChannelIdentity, Account).select_from(_RECORDED)
 )
 
 # The outbox bodies (Reply.to_json()) travel as an array too, matched to the
