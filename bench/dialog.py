@@ -23,12 +23,10 @@ import argparse
 import asyncio
 import inspect
 import itertools
-import os
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,7 @@ def _root() -> Path:
 ROOT = _root()
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
+from scratch_db import drop_database, pg_database  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
 
@@ -59,7 +57,6 @@ from storage.demo_data import load_demo_data  # noqa: E402
 from storage.locks import MemoryLockStore  # noqa: E402
 from storage.models import Base  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 NOW = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 
 # (text, button payload or None): what one customer does.
@@ -223,28 +220,6 @@ async def bench(settings: Settings, nlu: EmbeddedNluParser, chats: int, rounds: 
         )
     finally:
         await engine.dispose()
-
-
-async def pg_database() -> tuple[str, str | None]:
-    """A PostgreSQL URL, and the name of a database to drop afterwards."""
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgresql"):
-        return url, None
-    name = f"heatdesk_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
-
-
-async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def main() -> None:

@@ -23,14 +23,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout, not whatever the venv has installed
 
-import asyncpg  # noqa: E402
+from scratch_db import create_database, drop_database  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 
 from config import load_settings  # noqa: E402
@@ -54,7 +53,6 @@ from storage.models import (  # noqa: E402
     Sender,
 )
 
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CHANNELS = ("telegram", "whatsapp", "webchat")
 OPERATORS = 12
 BATCH = 5000
@@ -262,20 +260,11 @@ async def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
 
-    name = f"heatdesk_bench_kpi_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    url, name = await create_database("heatdesk_bench_kpi")
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await bench(url, "PostgreSQL", args)
     finally:
-        await admin.close()
-    try:
-        await bench(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", "PostgreSQL", args)
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(name)
     if not args.skip_sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             await bench(f"sqlite+aiosqlite:///{tmp}/kpi.sqlite3", "SQLite", args)

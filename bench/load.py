@@ -68,9 +68,9 @@ import aiohttp
 import asyncpg
 import redis
 from aiohttp import web
+from scratch_db import PG_ADMIN, create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BOT_TOKEN = "123456:BENCH-load-token"
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Heatdesk", "username": "heatdesk_bot"}
 WEBHOOK_PATH = "/webhooks/telegram"
@@ -307,24 +307,6 @@ def _api_error(code: int, description: str) -> web.Response:
 # --------------------------------------------------------------------------
 # Database, Redis, app processes
 # --------------------------------------------------------------------------
-
-
-async def create_database() -> tuple[str, str]:
-    name = f"heatdesk_load_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
-
-
-async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def supports_workers() -> bool:
@@ -1312,7 +1294,7 @@ async def amain(args: argparse.Namespace) -> int:
     db_name: str | None = None
     try:
         await sink.start()
-        db_url, db_name = await create_database()
+        db_url, db_name = await create_database("heatdesk_load")
         redis_url = f"redis://127.0.0.1:6379/{args.redis_db}"
         redis.Redis.from_url(redis_url).flushdb()
         env = {

@@ -20,13 +20,12 @@ import asyncio
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
+from scratch_db import create_database, drop_database
 from sqlalchemy import event, func, select
 
 from bot.conversations import ConversationService
@@ -47,8 +46,6 @@ from storage.models import (
     Sender,
 )
 from storage.pubsub import MemoryPubSub
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def settings_for(url: str) -> Settings:
@@ -129,22 +126,13 @@ async def measure(settings: Settings, count: int, workers: int) -> None:
 
 
 async def run_postgres(count: int, workers: int) -> None:
-    name = f"heatdesk_bench_notices_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(PG_ADMIN)
+    url, name = await create_database("heatdesk_bench_notices")
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        settings = settings_for(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
+        settings = settings_for(url)
         await asyncio.to_thread(upgrade, settings)
         await measure(settings, count, workers)
     finally:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_database(name)
 
 
 async def run_sqlite(count: int, workers: int) -> None:

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
+from scratch_db import drop_database, pg_database
 from sqlalchemy import func, select
 
 from bot.channels.base import InlineChannel
@@ -51,7 +49,6 @@ from storage.models import (
 )
 from storage.pubsub import MemoryPubSub
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Tuesday 10:00 Moscow: the contact center is open.
 NOW = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 
@@ -181,27 +178,6 @@ async def bench(
         )
     finally:
         await engine.dispose()
-
-
-async def pg_database() -> tuple[str, str | None]:
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgresql"):
-        return url, None
-    name = f"heatdesk_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
-
-
-async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def main() -> None:
