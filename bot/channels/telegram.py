@@ -50,7 +50,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -90,7 +90,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.channels.base import ChannelAdapter, ChannelHost
+from bot.channels.base import ChannelAdapter, ChannelHost, HttpEndpoint
 from bot.channels.pacing import Pacer
 from bot.errors import DeliveryError, PermanentDeliveryError, RetryAfter
 from config import Settings
@@ -376,27 +376,41 @@ class TelegramAdapter(ChannelAdapter):
             raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be set for the Telegram webhook")
         router = APIRouter(tags=["telegram"])
 
+        # Listed for the API docs; the app serves the POST through
+        # :meth:`endpoints`, past its routing and middleware.
         @router.post(WEBHOOK_PATH, summary="Telegram Bot API webhook")
         async def telegram_webhook(request: Request) -> Response:
             """Updates from Telegram; 200 once recorded, 503 to be delivered again."""
-            given = request.headers.get(SECRET_HEADER)
-            if given is None:
-                return _problem(401, "missing secret token")
-            if not hmac.compare_digest(given.encode(), self._secret):
-                return _problem(403, "wrong secret token")
-            body = await _read_limited(request, MAX_UPDATE_BYTES)
-            if body is None:
-                return _problem(413, f"an update is at most {MAX_UPDATE_BYTES} bytes")
-            update = self.parse_update(body)
-            if update is None:
-                return _problem(400, "not a Telegram Update (JSON object with update_id)")
-            try:
-                await self.accept(host, update)
-            except NotAccepted:
-                return _problem(503, "temporarily unavailable", headers={"Retry-After": "5"})
-            return Response(status_code=200)
+            return await self._webhook(host, request)
 
         return router
+
+    def endpoints(self, host: ChannelHost) -> Mapping[str, HttpEndpoint]:
+        if not self.webhook_mode:
+            return {}
+
+        async def webhook(request: Request) -> Response:
+            return await self._webhook(host, request)
+
+        return {WEBHOOK_PATH: webhook}
+
+    async def _webhook(self, host: ChannelHost, request: Request) -> Response:
+        given = request.headers.get(SECRET_HEADER)
+        if given is None:
+            return _problem(401, "missing secret token")
+        if not hmac.compare_digest(given.encode(), self._secret):
+            return _problem(403, "wrong secret token")
+        body = await _read_limited(request, MAX_UPDATE_BYTES)
+        if body is None:
+            return _problem(413, f"an update is at most {MAX_UPDATE_BYTES} bytes")
+        update = self.parse_update(body)
+        if update is None:
+            return _problem(400, "not a Telegram Update (JSON object with update_id)")
+        try:
+            await self.accept(host, update)
+        except NotAccepted:
+            return _problem(503, "temporarily unavailable", headers={"Retry-After": "5"})
+        return Response(status_code=200)
 
     def parse_update(self, body: bytes) -> Update | None:
         """An Update from a request body, or None if it is not one."""
