@@ -45,6 +45,7 @@ WhatsApp numbers), the id itself is kept encrypted in ``channel_addresses``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hmac
 import json
@@ -59,6 +60,7 @@ from typing import Any, Final, TypeVar
 from bot.channels import aiogram_types  # noqa: F401
 
 # isort: split
+import aiohttp
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -131,6 +133,9 @@ _BOT_API_RESPONSES: Final = tuple(
     BotApiResponse[method.__returning__]  # type: ignore[name-defined]
     for method in (SendMessage, AnswerCallbackQuery, SetWebhook, DeleteWebhook, GetUpdates)
 )
+
+_Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
+_JSON_HEADERS: Final = {"Content-Type": "application/json"}
 
 # Set in the task that runs one update's turn: :meth:`TelegramAdapter.send`
 # called inside it means that turn is committed (see the module docstring).
@@ -623,11 +628,49 @@ class TelegramAdapter(ChannelAdapter):
             last = index == len(parts) - 1
             await self._pace(chat_id)
             markup = self._markup(chat_id, reply, message_id) if last else None
-            await self._call(self.bot.send_message(chat, parts[index], reply_markup=markup))
+            await self._call(self._send_message(chat, parts[index], markup))
             if message_id is not None and not last:
                 self._parts_sent[message_id] = index + 1
         if message_id is not None:
             self._parts_sent.pop(message_id, None)
+
+    async def _send_message(self, chat: int, text: str, markup: _Markup | None) -> None:
+        """``sendMessage`` as one JSON POST on the Bot's own HTTP session.
+
+        ``bot.send_message`` built a pydantic method object, a multipart form
+        of it and a pydantic ``Message`` of the answer, which a send never
+        reads: a third of a send's CPU (py-spy under bench/load.py), once per
+        reply. An answer other than ``ok`` goes through aiogram's own
+        ``check_response``, so it raises the error aiogram would have.
+        """
+        session = self.bot.session
+        if not isinstance(session, AiohttpSession):  # another transport: aiogram's way
+            await self.bot.send_message(chat, text, reply_markup=markup)
+            return
+        body: dict[str, Any] = {"chat_id": chat, "text": text}
+        if markup is not None:
+            body["reply_markup"] = markup.model_dump(exclude_none=True)
+        http = await session.create_session()
+        url = session.api.api_url(token=self.bot.token, method="sendMessage")
+        try:
+            async with http.post(
+                url,
+                data=json.dumps(body, ensure_ascii=False).encode(),
+                headers=_JSON_HEADERS,
+                timeout=aiohttp.ClientTimeout(total=session.timeout),
+            ) as resp:
+                status, raw = resp.status, await resp.text()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise DeliveryError(f"Telegram: {type(exc).__name__}") from exc
+        if status == 200:
+            with contextlib.suppress(ValueError):
+                answer = json.loads(raw)
+                if isinstance(answer, dict) and answer.get("ok") is True:
+                    return
+        # Not sent: aiogram tells why (RetryAfter, Forbidden, BadRequest...).
+        method = SendMessage(chat_id=chat, text=text, reply_markup=markup)
+        session.check_response(self.bot, method, status, raw)
+        raise DeliveryError(f"Telegram: sendMessage answered {status}")
 
     async def _pace(self, chat_id: str) -> None:
         """Keep within the Bot API's limits (per chat, overall) before a send."""
@@ -638,9 +681,7 @@ class TelegramAdapter(ChannelAdapter):
     def share_rate_limiter(self, limiter: RateLimiter) -> None:
         self.pacer.limiter = limiter
 
-    def _markup(
-        self, chat_id: str, reply: Reply, message_id: int | None
-    ) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
+    def _markup(self, chat_id: str, reply: Reply, message_id: int | None) -> _Markup | None:
         if reply.ask_contact:
             self._contact_keyboard.add(chat_id)
             rows = [[KeyboardButton(text=Texts.share_contact, request_contact=True)]]
