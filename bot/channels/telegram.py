@@ -99,7 +99,7 @@ from config import Settings
 from config.settings import ConfigError
 from dialogs.messages import Attachment, Button, InboundMessage, Reply
 from nlu.types import INTENTS
-from storage.addresses import remember_address
+from storage.addresses import remember_canonical_address
 from storage.crypto import PersonalDataVault
 from storage.models import ChannelAddress, Conversation
 from storage.models import Message as StoredMessage
@@ -344,7 +344,8 @@ class TelegramAdapter(ChannelAdapter):
         if self._addresses.get(chat_id) == telegram_id:
             return
         try:
-            await remember_address(
+            # A Telegram id has one spelling: stored once, never updated.
+            await remember_canonical_address(
                 host.session_factory, self._vault, CHANNEL, chat_id, str(telegram_id)
             )
         except (SQLAlchemyError, OSError) as exc:
