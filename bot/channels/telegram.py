@@ -68,11 +68,13 @@ from aiogram.exceptions import (
     AiogramError,
     TelegramBadRequest,
     TelegramForbiddenError,
+    TelegramNetworkError,
     TelegramNotFound,
     TelegramRetryAfter,
 )
 from aiogram.methods import AnswerCallbackQuery, DeleteWebhook, GetUpdates, SendMessage, SetWebhook
 from aiogram.methods.base import Response as BotApiResponse
+from aiogram.methods.base import TelegramMethod
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
@@ -139,9 +141,14 @@ _JSON_HEADERS: Final = {"Content-Type": "application/json"}
 
 # Set in the task that runs one update's turn: :meth:`TelegramAdapter.send`
 # called inside it means that turn is committed (see the module docstring).
-_turn_committed: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar(
+_turn_committed: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
     "telegram_turn_committed", default=None
 )
+
+
+def _settle(committed: asyncio.Future[None]) -> None:
+    if not committed.done():  # cancelled: the webhook's answer gave up waiting
+        committed.set_result(None)
 
 
 class Texts:
@@ -449,7 +456,9 @@ class TelegramAdapter(ChannelAdapter):
             answering.add_done_callback(self._turns.discard)
         if inbound.message is None:
             return
-        committed = asyncio.Event()
+        # Done at the first of: the turn's first send (it is committed), the
+        # turn's end. One future, not an Event, its waiter task and asyncio.wait.
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         token = _turn_committed.set(committed)
         try:
             turn = asyncio.create_task(host.handle(inbound.message), name="telegram-turn")
@@ -457,20 +466,15 @@ class TelegramAdapter(ChannelAdapter):
             _turn_committed.reset(token)
         self._turns.add(turn)
         turn.add_done_callback(self._turn_done)
-        signal = asyncio.create_task(committed.wait())
-        try:
-            await asyncio.wait(
-                {turn, signal},
-                timeout=self.settings.telegram_ack_timeout_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            signal.cancel()
+        turn.add_done_callback(lambda _turn: _settle(committed))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.telegram_ack_timeout_seconds):
+                await committed
         if turn.done():
             if turn.cancelled() or turn.exception() is not None:
                 raise NotAccepted("the turn failed")
             return
-        if not committed.is_set():
+        if not committed.done() or committed.cancelled():
             # Still not committed (a lock or the database stuck): have it
             # delivered again; the turn may still finish, a redelivery is a duplicate.
             raise NotAccepted("the turn is not committed yet")
@@ -559,7 +563,11 @@ class TelegramAdapter(ChannelAdapter):
     async def _answer_callback(self, callback_id: str) -> None:
         # Stops the button's spinner; the answer itself comes as a message.
         try:
-            await self.bot.answer_callback_query(callback_id)
+            await self._post(
+                "answerCallbackQuery",
+                {"callback_query_id": callback_id},
+                lambda: AnswerCallbackQuery(callback_query_id=callback_id),
+            )
         except AiogramError as exc:
             # Too late or the API is down: the spinner times out by itself.
             log.info("telegram: answerCallbackQuery failed (%s)", type(exc).__name__)
@@ -621,7 +629,7 @@ class TelegramAdapter(ChannelAdapter):
     ) -> None:
         committed = _turn_committed.get()
         if committed is not None:
-            committed.set()  # the turn that produced this reply is committed
+            _settle(committed)  # the turn that produced this reply is committed
         chat = await self._address(chat_id)
         parts = split_text(reply.text or " ")
         first = self._parts_sent.get(message_id, 0) if message_id is not None else 0
@@ -636,23 +644,33 @@ class TelegramAdapter(ChannelAdapter):
             self._parts_sent.pop(message_id, None)
 
     async def _send_message(self, chat: int, text: str, markup: _Markup | None) -> None:
-        """``sendMessage`` as one JSON POST on the Bot's own HTTP session.
+        body: dict[str, Any] = {"chat_id": chat, "text": text}
+        if markup is not None:
+            body["reply_markup"] = markup.model_dump(exclude_none=True)
+        await self._post(
+            "sendMessage", body, lambda: SendMessage(chat_id=chat, text=text, reply_markup=markup)
+        )
+
+    async def _post(
+        self, name: str, body: dict[str, Any], method: Callable[[], TelegramMethod[Any]]
+    ) -> None:
+        """One Bot API call whose result is not read, as one JSON POST on the
+        Bot's own HTTP session.
 
         ``bot.send_message`` built a pydantic method object, a multipart form
         of it and a pydantic ``Message`` of the answer, which a send never
         reads: a third of a send's CPU (py-spy under bench/load.py), once per
-        reply. An answer other than ``ok`` goes through aiogram's own
-        ``check_response``, so it raises the error aiogram would have.
+        reply. ``method`` builds aiogram's method object only when the call
+        failed: the answer then goes through aiogram's own ``check_response``,
+        which raises the error aiogram would have (retry after, forbidden, bad
+        request...); a network failure is aiogram's TelegramNetworkError.
         """
         session = self.bot.session
         if not isinstance(session, AiohttpSession):  # another transport: aiogram's way
-            await self.bot.send_message(chat, text, reply_markup=markup)
+            await self.bot(method())
             return
-        body: dict[str, Any] = {"chat_id": chat, "text": text}
-        if markup is not None:
-            body["reply_markup"] = markup.model_dump(exclude_none=True)
         http = await session.create_session()
-        url = session.api.api_url(token=self.bot.token, method="sendMessage")
+        url = session.api.api_url(token=self.bot.token, method=name)
         try:
             async with http.post(
                 url,
@@ -662,16 +680,14 @@ class TelegramAdapter(ChannelAdapter):
             ) as resp:
                 status, raw = resp.status, await resp.text()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise DeliveryError(f"Telegram: {type(exc).__name__}") from exc
+            raise TelegramNetworkError(method(), f"{type(exc).__name__}: {exc}") from exc
         if status == 200:
             with contextlib.suppress(ValueError):
                 answer = json.loads(raw)
                 if isinstance(answer, dict) and answer.get("ok") is True:
                     return
-        # Not sent: aiogram tells why (RetryAfter, Forbidden, BadRequest...).
-        method = SendMessage(chat_id=chat, text=text, reply_markup=markup)
-        session.check_response(self.bot, method, status, raw)
-        raise DeliveryError(f"Telegram: sendMessage answered {status}")
+        session.check_response(self.bot, method(), status, raw)
+        raise TelegramNetworkError(method(), f"{name} answered {status}")
 
     async def _pace(self, chat_id: str) -> None:
         """Keep within the Bot API's limits (per chat, overall) before a send."""
