@@ -36,6 +36,7 @@ after.
 
     .venv/bin/python bench/load.py [--customers 200] [--duration 60] [--rate R]
     .venv/bin/python bench/load.py --quick      # a few customers, 200 sockets, < 1 min
+    .venv/bin/python bench/load.py --own-accounts --sockets 0  # no shared accounts
 """
 
 from __future__ import annotations
@@ -88,10 +89,18 @@ class Scenario:
     account: str
     snils: str
     meter: str  # the meter's button, pressed when the bot asks which one
+    # The demo scenario this one copies (--own-accounts), whose calibrated
+    # reply counts it expects; None: it is a demo scenario itself.
+    template: str | None = None
 
     @property
     def name(self) -> str:
         return f"{self.account}/{self.meter}"
+
+    @property
+    def kind(self) -> str:
+        """Whose calibrated reply counts apply."""
+        return self.template or self.name
 
 
 # The demo accounts (docs/demo-data.md) and their four meters: customers
@@ -102,6 +111,7 @@ SCENARIOS = (
     Scenario("1002003001", "112-233-445 95", "Отопление"),
     Scenario("1002003003", "112-233-445 95", "Отопление"),
 )
+DEMO_ACCOUNTS = frozenset(s.account for s in SCENARIOS)
 MILLI = Decimal("0.001")
 
 # A few phrasings of each step, so the NLU sees realistic variety.
@@ -502,6 +512,8 @@ class Run:
         self.last_reading: dict[str, Decimal] = {}
         self.stop_at = float("inf")
         self.gate: Callable[[], Awaitable[None]] | None = None
+        # --own-accounts: one account per customer slot (a copy of a demo one).
+        self.own_accounts: Sequence[Scenario] = ()
         self.cpu: dict[str, float] = {}  # share of one core used in the window
         self.db_sessions: dict[str, float] = {}  # PostgreSQL sessions by state, mean
         sink.on_reply = self._route
@@ -512,6 +524,12 @@ class Run:
             self.stats.stray_replies += 1
         else:
             customer.receive(reply)
+
+    def plan(self, scenario: int, slot: int) -> Scenario:
+        """The account a customer links: the slot's own, or a shared demo one."""
+        if self.own_accounts:
+            return self.own_accounts[slot % len(self.own_accounts)]
+        return SCENARIOS[scenario % len(SCENARIOS)]
 
     def next_url(self) -> str:
         return next(self._next_url)
@@ -531,10 +549,10 @@ class Run:
 class Customer:
     """One Telegram user holding one conversation."""
 
-    def __init__(self, run: Run, scenario: int) -> None:
+    def __init__(self, run: Run, scenario: int, slot: int) -> None:
         self.run = run
         self.user_id = next(run.user_ids)
-        self.plan = SCENARIOS[scenario % len(SCENARIOS)]
+        self.plan = run.plan(scenario, slot)
         self.scenario = self.plan.name
         self.message_ids = itertools.count(1)
         self.current: Sent | None = None
@@ -620,7 +638,7 @@ class Customer:
             raise StopSending
         if run.gate is not None:
             await run.gate()
-        key = (self.scenario, step)
+        key = (self.plan.kind, step)
         expected = run.expected.get(key) if run.expected is not None else None
         update = {"update_id": next(run.update_ids), **body}
         payload = json.dumps(update, ensure_ascii=False).encode()
@@ -705,8 +723,9 @@ def _previous_value(replies: Sequence[SinkReply]) -> Decimal | None:
 
 async def customer_loop(run: Run, scenario: int, once: bool = False) -> None:
     """Conversations back to back, each as a new Telegram user, until the run stops."""
+    slot = scenario
     while True:
-        customer = Customer(run, scenario)
+        customer = Customer(run, scenario, slot)
         run.stats.conversations_started += 1
         try:
             await customer.converse()
@@ -821,6 +840,76 @@ async def sample_cpu(run: Run, window: tuple[float, float], pids: Sequence[int])
     for pid, a, b in zip(pids, apps0, apps1, strict=True):
         if b - a >= 0.01 * span:  # not the supervisor or its helpers, idle
             run.cpu[f"app pid {pid}"] = (b - a) / span
+
+
+# What a copy of a demo account takes along: its rows in these tables (by
+# account_id), and the readings of its meters.
+_ACCOUNT_TABLES = ("charges", "payments", "bonus_entries")
+
+
+async def _columns(conn: asyncpg.Connection, table: str, *skip: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $1"
+        " AND table_schema = 'public' ORDER BY ordinal_position",
+        table,
+    )
+    return [r["column_name"] for r in rows if r["column_name"] not in ("id", *skip)]
+
+
+async def clone_accounts(db_name: str, count: int) -> list[Scenario]:
+    """``count`` copies of the demo scenarios' accounts, each with its own number
+    (same owner, hence the same SNILS), meters, readings, charges, payments and
+    bonus entries: customers that each link their own account, so that their
+    turns do not wait for one another's row locks on three shared accounts."""
+    conn = await asyncpg.connect(PG_ADMIN.rsplit("/", 1)[0] + "/" + db_name)
+    made: list[Scenario] = []
+    try:
+        account_cols = await _columns(conn, "accounts", "number")
+        meter_cols = await _columns(conn, "meters", "account_id")
+        reading_cols = await _columns(conn, "readings", "meter_id")
+        table_cols = {t: await _columns(conn, t, "account_id") for t in _ACCOUNT_TABLES}
+        async with conn.transaction():
+            for i in range(count):
+                template = SCENARIOS[i % len(SCENARIOS)]
+                number = f"9{i:09d}"
+                old = await conn.fetchval(
+                    "SELECT id FROM accounts WHERE number = $1", template.account
+                )
+                cols = ", ".join(account_cols)
+                new = await conn.fetchval(
+                    f"INSERT INTO accounts (number, {cols}) SELECT $2, {cols}"
+                    " FROM accounts WHERE id = $1 RETURNING id",
+                    old,
+                    number,
+                )
+                for table, tcols in table_cols.items():
+                    c = ", ".join(tcols)
+                    await conn.execute(
+                        f"INSERT INTO {table} (account_id, {c}) SELECT $2, {c}"
+                        f" FROM {table} WHERE account_id = $1",
+                        old,
+                        new,
+                    )
+                mc, rc = ", ".join(meter_cols), ", ".join(reading_cols)
+                for meter in await conn.fetch(
+                    "SELECT id FROM meters WHERE account_id = $1 ORDER BY id", old
+                ):
+                    copy = await conn.fetchval(
+                        f"INSERT INTO meters (account_id, {mc}) SELECT $2, {mc}"
+                        " FROM meters WHERE id = $1 RETURNING id",
+                        meter["id"],
+                        new,
+                    )
+                    await conn.execute(
+                        f"INSERT INTO readings (meter_id, {rc}) SELECT $2, {rc}"
+                        " FROM readings WHERE meter_id = $1",
+                        meter["id"],
+                        copy,
+                    )
+                made.append(Scenario(number, template.snils, template.meter, template.name))
+    finally:
+        await conn.close()
+    return made
 
 
 async def outbox_digest(db_name: str) -> str:
@@ -1176,6 +1265,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-db", type=int, default=8)
     parser.add_argument(
+        "--own-accounts",
+        action="store_true",
+        help="each customer (closed loop: each of --customers) links its own account, a copy "
+        "of a demo one made in the scratch database, instead of all sharing the 3 demo "
+        "accounts (whose row locks then make turns wait for each other)",
+    )
+    parser.add_argument(
         "--telegram-limits",
         action="store_true",
         help="keep the app's Bot API send limits (1/s a chat, 30/s overall): "
@@ -1254,6 +1350,10 @@ async def telegram_load(
         )
         print(f"calibration (replies per step, {SCENARIOS[0].name}): {steps}")
         run = Run(sink, http, app.ports, secret, expected, args.reply_timeout, args.quiet)
+        db_name = env["DATABASE_URL"].rsplit("/", 1)[1]
+        if args.own_accounts:
+            run.own_accounts = await clone_accounts(db_name, args.customers)
+            phase(f"{len(run.own_accounts)} accounts copied, one per customer")
         sink.callback_answers.clear()
         pids = [p.pid for p in app.procs]
         w0, w1, open_loop = await load(
@@ -1270,6 +1370,11 @@ async def telegram_load(
             f"open loop at {args.rate:.0f} msg/s"
             if args.rate
             else f"closed loop, {args.customers} customers"
+        )
+        label += (
+            f"; each customer links its own account ({args.customers} copies of the demo ones)"
+            if args.own_accounts
+            else f"; all of them share the {len(DEMO_ACCOUNTS)} demo accounts"
         )
         report(run, (w0, w1), open_loop, label)
         print(await outbox_digest(env["DATABASE_URL"].rsplit("/", 1)[1]))

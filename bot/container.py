@@ -39,7 +39,13 @@ from storage.crypto import PersonalDataVault
 from storage.db import create_engine, create_session_factory
 from storage.errors import OutageLog, is_storage_failure
 from storage.keys import KeyBuilder
-from storage.locks import LockStore, LockTimeout, MemoryLockStore, RedisLockStore
+from storage.locks import (
+    LockStore,
+    LockTimeout,
+    MemoryLockStore,
+    RedisLockStore,
+    fence_statements,
+)
 from storage.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from storage.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from storage.tasks import cancel_and_wait
@@ -128,6 +134,9 @@ class Container:
         self.session_factory: async_sessionmaker[AsyncSession] = create_session_factory(self.db)
         self.vault = PersonalDataVault(settings.secret_key.get_secret_value())
         self.locks = build_locks(settings)
+        if isinstance(self.locks, RedisLockStore):
+            # A turn stalled past its lock's TTL writes nothing (storage/locks.py).
+            fence_statements(self.db)
         self._pubsub = build_pubsub(settings)
         self.engine = DialogEngine(settings)
         self.rate_limiter = build_rate_limiter(settings)

@@ -11,8 +11,18 @@ renew in time (Redis unreachable, or the key gone), another process may already
 hold the lock: the holder's block is cancelled at its next ``await`` and
 :class:`LockLost` is raised instead, so a turn that lost its lock rolls back
 rather than commits beside another one. The inbox entry stays unprocessed and is
-replayed. One window is left: a commit already on the wire when the TTL runs
-out; a fencing token checked by the database would close it.
+replayed.
+
+That cancellation needs the event loop to run the renewal: a holder stalled
+past the TTL (the loop blocked, the process paused) would still reach its next
+statement, or its commit, before the renewal found the key gone. The fence
+(:func:`fence_statements`, on the engine) closes that: every statement sent
+while the task holds a Redis lock checks, by the monotonic clock and without
+a round trip, that the lock's key was last set or renewed less than a TTL
+less the renewal's margin ago, and raises :class:`LockLost` otherwise, so
+the turn rolls back. What is left is a statement (a COMMIT) that goes out
+inside the deadline and takes longer than the margin, a fifth of the TTL,
+to reach the database.
 """
 
 from __future__ import annotations
@@ -20,15 +30,20 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import contextvars
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.errors import StorageUnavailable
 from storage.keys import KeyBuilder, conversation_lock_name
@@ -143,11 +158,15 @@ class RedisLockStore(LockStore):
         # The key was set by acquire's last attempt, not its first (it may have
         # waited): count the TTL from now, one round trip late at most, which
         # the renewal's margin covers.
-        expires = asyncio.get_running_loop().time() + self._ttl
+        loop = asyncio.get_running_loop()
         holder = asyncio.current_task()
         assert holder is not None
-        renewal = _Renewal(lock, name, self._ttl, expires=expires, holder=holder)
-        renewer = asyncio.create_task(renewal.run(), name=f"lock-renewal:{name}")
+        renewal = _Renewal(lock, name, self._ttl, expires=loop.time() + self._ttl, holder=holder)
+        # Most blocks are over long before the first renewal is due: a timer,
+        # not a task a lock, until then (a task's creation, first step and
+        # cancellation were most of a short turn's lock overhead).
+        timer = loop.call_later(self._ttl / 3, renewal.start)
+        fenced = _HELD.set((*_HELD.get(), renewal))
         try:
             yield
         except asyncio.CancelledError:
@@ -162,7 +181,10 @@ class RedisLockStore(LockStore):
             # finished instead of raising: CPython gh-86296), and a renewer
             # that lived on renewed the key for ever after the block was left.
             renewal.inside = False
-            if not await cancel_and_wait(renewer, self._ttl):
+            timer.cancel()
+            _HELD.reset(fenced)
+            renewer = renewal.task
+            if renewer is not None and not await cancel_and_wait(renewer, self._ttl):
                 # Stuck in a round trip: it stops when that returns; the key
                 # is deleted now regardless (a late renewal finds it gone).
                 log.warning("%s lock renewal still running at release", _role(name))
@@ -181,47 +203,93 @@ class _Renewal:
         self._lock = lock
         self._name = name
         self._ttl = ttl
-        self._expires = expires  # when the key expires unless renewed
+        self._expires = expires  # when the key expires unless renewed (loop time)
+        # Give up a fifth of the TTL early: the cancellation must reach the
+        # holder's next await before another process can take the key.
+        self._margin = ttl / 5
+        # The fence's deadline, by the monotonic clock (the loop's time stands
+        # still while a callback blocks it, which is what the fence is for).
+        self.fence_until = time.monotonic() + ttl - self._margin
         self._holder = holder
         # The holder is still in its block; cleared when it leaves, which
         # stops the renewal even if its cancellation never arrives.
         self.inside = True
         self.cancelled_holder = False
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """The first renewal is due (a timer calls this): run them from now on."""
+        if self.inside and self.task is None:
+            self.task = asyncio.get_running_loop().create_task(
+                self.run(), name=f"lock-renewal:{_role(self._name)}"
+            )
+
+    def check(self) -> None:
+        """Raise :class:`LockLost` if the key may have expired by now."""
+        if self.inside and time.monotonic() >= self.fence_until:
+            log.warning("%s lock past its deadline: statement refused", _role(self._name))
+            raise LockLost(_role(self._name))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        # Give up a fifth of the TTL early: the cancellation must reach the
-        # holder's next await before another process can take the key.
-        margin = self._ttl / 5
         # ``inside`` is checked after every await: see RedisLockStore.lock.
         while self.inside:
-            await asyncio.sleep(self._ttl / 3)
-            while self.inside:
-                # Tried even when late (a stalled loop): the token check makes a
-                # success proof that the key stayed ours all along.
-                left = max(self._expires - margin - loop.time(), self._ttl / 10)
-                try:
-                    async with asyncio.timeout(left):
-                        await self._lock.reacquire()
-                except LockNotOwnedError:
-                    self._lose("the key is gone or another holder has it")
+            # Tried even when late (a stalled loop): the token check makes a
+            # success proof that the key stayed ours all along.
+            left = max(self._expires - self._margin - loop.time(), self._ttl / 10)
+            sent = time.monotonic()
+            try:
+                async with asyncio.timeout(left):
+                    await self._lock.reacquire()
+            except LockNotOwnedError:
+                self._lose("the key is gone or another holder has it")
+                return
+            except (RedisError, OSError, TimeoutError) as exc:
+                # Transient (Redis down, restarting, slow): retry until the deadline.
+                if loop.time() >= self._expires - self._margin:
+                    self._lose(f"not renewed in time ({type(exc).__name__})")
                     return
-                except (RedisError, OSError, TimeoutError) as exc:
-                    # Transient (Redis down, restarting, slow): retry until the deadline.
-                    if loop.time() >= self._expires - margin:
-                        self._lose(f"not renewed in time ({type(exc).__name__})")
-                        return
-                    await asyncio.sleep(self._ttl / 10)
-                    continue
-                self._expires = loop.time() + self._ttl
-                break
+                await asyncio.sleep(self._ttl / 10)
+                continue
+            self._expires = loop.time() + self._ttl
+            self.fence_until = sent + self._ttl - self._margin
+            await asyncio.sleep(self._ttl / 3)
 
     def _lose(self, why: str) -> None:
         if not self.inside:
             return  # released meanwhile: nothing is lost
         log.warning("%s lock lost: %s", _role(self._name), why)
         self.cancelled_holder = True
+        self.fence_until = -1.0  # nothing more goes to the database
         self._holder.cancel()
+
+
+# The Redis locks the current task holds (a child task started inside a block
+# inherits them; they stop counting once that block is left).
+_HELD: contextvars.ContextVar[tuple[_Renewal, ...]] = contextvars.ContextVar(
+    "heatdesk_locks_held", default=()
+)
+
+
+def check_locks_held() -> None:
+    """Raise :class:`LockLost` if a Redis lock this task holds may have
+    expired (see the module docstring): before a write, or a commit."""
+    for renewal in _HELD.get():
+        renewal.check()
+
+
+def fence_statements(engine: AsyncEngine) -> None:
+    """Every statement and COMMIT on ``engine`` first calls
+    :func:`check_locks_held`: a turn whose lock may have expired while it was
+    stalled writes nothing (no round trip: a context variable and the clock)."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before_statement(*_args: Any) -> None:
+        check_locks_held()
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _before_commit(_conn: Any) -> None:
+        check_locks_held()
 
 
 async def _release(lock: Lock, name: str) -> None:

@@ -16,7 +16,7 @@ from bot.errors import PermanentDeliveryError
 from dialogs.messages import Button, InboundMessage, Reply
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter, WebSocket
+    from fastapi import APIRouter, Request, Response, WebSocket
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from bot.conversations import HistoryItem
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 # A WebSocket endpoint: runs the socket from its handshake to its close.
 SocketEndpoint = Callable[["WebSocket"], Awaitable[None]]
+# An HTTP POST endpoint served past the app's routing (see :meth:`ChannelAdapter.endpoints`).
+HttpEndpoint = Callable[["Request"], Awaitable["Response"]]
 
 
 class ChannelHost(Protocol):
@@ -114,6 +116,13 @@ class ChannelAdapter(abc.ABC):
         """WebSocket endpoints by path that the app serves past its routing and
         middleware (see ``bot.app.SocketShortcut``): for sockets held open by
         the thousand, which would keep a frame of every layer alive each."""
+        return {}
+
+    def endpoints(self, host: ChannelHost) -> Mapping[str, HttpEndpoint]:
+        """HTTP POST endpoints by path that the app serves past its routing
+        and middleware (``bot.app.SocketShortcut``): a platform's webhook,
+        posted once per customer message, answered to a machine (no page, no
+        browser headers), which checks its own secret and reads its own body."""
         return {}
 
     async def close(self) -> None:  # noqa: B027 - optional hook

@@ -45,12 +45,13 @@ WhatsApp numbers), the id itself is kept encrypted in ``channel_addresses``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -59,6 +60,7 @@ from typing import Any, Final, TypeVar
 from bot.channels import aiogram_types  # noqa: F401
 
 # isort: split
+import aiohttp
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -66,11 +68,13 @@ from aiogram.exceptions import (
     AiogramError,
     TelegramBadRequest,
     TelegramForbiddenError,
+    TelegramNetworkError,
     TelegramNotFound,
     TelegramRetryAfter,
 )
 from aiogram.methods import AnswerCallbackQuery, DeleteWebhook, GetUpdates, SendMessage, SetWebhook
 from aiogram.methods.base import Response as BotApiResponse
+from aiogram.methods.base import TelegramMethod
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
@@ -90,14 +94,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.channels.base import ChannelAdapter, ChannelHost
+from bot.channels.base import ChannelAdapter, ChannelHost, HttpEndpoint
 from bot.channels.pacing import Pacer
 from bot.errors import DeliveryError, PermanentDeliveryError, RetryAfter
 from config import Settings
 from config.settings import ConfigError
 from dialogs.messages import Attachment, Button, InboundMessage, Reply
 from nlu.types import INTENTS
-from storage.addresses import remember_address
+from storage.addresses import remember_canonical_address
 from storage.crypto import PersonalDataVault
 from storage.models import ChannelAddress, Conversation
 from storage.models import Message as StoredMessage
@@ -132,11 +136,19 @@ _BOT_API_RESPONSES: Final = tuple(
     for method in (SendMessage, AnswerCallbackQuery, SetWebhook, DeleteWebhook, GetUpdates)
 )
 
+_Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
+_JSON_HEADERS: Final = {"Content-Type": "application/json"}
+
 # Set in the task that runs one update's turn: :meth:`TelegramAdapter.send`
 # called inside it means that turn is committed (see the module docstring).
-_turn_committed: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar(
+_turn_committed: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
     "telegram_turn_committed", default=None
 )
+
+
+def _settle(committed: asyncio.Future[None]) -> None:
+    if not committed.done():  # cancelled: the webhook's answer gave up waiting
+        committed.set_result(None)
 
 
 class Texts:
@@ -339,7 +351,8 @@ class TelegramAdapter(ChannelAdapter):
         if self._addresses.get(chat_id) == telegram_id:
             return
         try:
-            await remember_address(
+            # A Telegram id has one spelling: stored once, never updated.
+            await remember_canonical_address(
                 host.session_factory, self._vault, CHANNEL, chat_id, str(telegram_id)
             )
         except (SQLAlchemyError, OSError) as exc:
@@ -376,27 +389,41 @@ class TelegramAdapter(ChannelAdapter):
             raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be set for the Telegram webhook")
         router = APIRouter(tags=["telegram"])
 
+        # Listed for the API docs; the app serves the POST through
+        # :meth:`endpoints`, past its routing and middleware.
         @router.post(WEBHOOK_PATH, summary="Telegram Bot API webhook")
         async def telegram_webhook(request: Request) -> Response:
             """Updates from Telegram; 200 once recorded, 503 to be delivered again."""
-            given = request.headers.get(SECRET_HEADER)
-            if given is None:
-                return _problem(401, "missing secret token")
-            if not hmac.compare_digest(given.encode(), self._secret):
-                return _problem(403, "wrong secret token")
-            body = await _read_limited(request, MAX_UPDATE_BYTES)
-            if body is None:
-                return _problem(413, f"an update is at most {MAX_UPDATE_BYTES} bytes")
-            update = self.parse_update(body)
-            if update is None:
-                return _problem(400, "not a Telegram Update (JSON object with update_id)")
-            try:
-                await self.accept(host, update)
-            except NotAccepted:
-                return _problem(503, "temporarily unavailable", headers={"Retry-After": "5"})
-            return Response(status_code=200)
+            return await self._webhook(host, request)
 
         return router
+
+    def endpoints(self, host: ChannelHost) -> Mapping[str, HttpEndpoint]:
+        if not self.webhook_mode:
+            return {}
+
+        async def webhook(request: Request) -> Response:
+            return await self._webhook(host, request)
+
+        return {WEBHOOK_PATH: webhook}
+
+    async def _webhook(self, host: ChannelHost, request: Request) -> Response:
+        given = request.headers.get(SECRET_HEADER)
+        if given is None:
+            return _problem(401, "missing secret token")
+        if not hmac.compare_digest(given.encode(), self._secret):
+            return _problem(403, "wrong secret token")
+        body = await _read_limited(request, MAX_UPDATE_BYTES)
+        if body is None:
+            return _problem(413, f"an update is at most {MAX_UPDATE_BYTES} bytes")
+        update = self.parse_update(body)
+        if update is None:
+            return _problem(400, "not a Telegram Update (JSON object with update_id)")
+        try:
+            await self.accept(host, update)
+        except NotAccepted:
+            return _problem(503, "temporarily unavailable", headers={"Retry-After": "5"})
+        return Response(status_code=200)
 
     def parse_update(self, body: bytes) -> Update | None:
         """An Update from a request body, or None if it is not one."""
@@ -429,7 +456,9 @@ class TelegramAdapter(ChannelAdapter):
             answering.add_done_callback(self._turns.discard)
         if inbound.message is None:
             return
-        committed = asyncio.Event()
+        # Done at the first of: the turn's first send (it is committed), the
+        # turn's end. One future, not an Event, its waiter task and asyncio.wait.
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         token = _turn_committed.set(committed)
         try:
             turn = asyncio.create_task(host.handle(inbound.message), name="telegram-turn")
@@ -437,20 +466,15 @@ class TelegramAdapter(ChannelAdapter):
             _turn_committed.reset(token)
         self._turns.add(turn)
         turn.add_done_callback(self._turn_done)
-        signal = asyncio.create_task(committed.wait())
-        try:
-            await asyncio.wait(
-                {turn, signal},
-                timeout=self.settings.telegram_ack_timeout_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            signal.cancel()
+        turn.add_done_callback(lambda _turn: _settle(committed))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.telegram_ack_timeout_seconds):
+                await committed
         if turn.done():
             if turn.cancelled() or turn.exception() is not None:
                 raise NotAccepted("the turn failed")
             return
-        if not committed.is_set():
+        if not committed.done() or committed.cancelled():
             # Still not committed (a lock or the database stuck): have it
             # delivered again; the turn may still finish, a redelivery is a duplicate.
             raise NotAccepted("the turn is not committed yet")
@@ -539,7 +563,11 @@ class TelegramAdapter(ChannelAdapter):
     async def _answer_callback(self, callback_id: str) -> None:
         # Stops the button's spinner; the answer itself comes as a message.
         try:
-            await self.bot.answer_callback_query(callback_id)
+            await self._post(
+                "answerCallbackQuery",
+                {"callback_query_id": callback_id},
+                lambda: AnswerCallbackQuery(callback_query_id=callback_id),
+            )
         except AiogramError as exc:
             # Too late or the API is down: the spinner times out by itself.
             log.info("telegram: answerCallbackQuery failed (%s)", type(exc).__name__)
@@ -601,7 +629,7 @@ class TelegramAdapter(ChannelAdapter):
     ) -> None:
         committed = _turn_committed.get()
         if committed is not None:
-            committed.set()  # the turn that produced this reply is committed
+            _settle(committed)  # the turn that produced this reply is committed
         chat = await self._address(chat_id)
         parts = split_text(reply.text or " ")
         first = self._parts_sent.get(message_id, 0) if message_id is not None else 0
@@ -609,11 +637,57 @@ class TelegramAdapter(ChannelAdapter):
             last = index == len(parts) - 1
             await self._pace(chat_id)
             markup = self._markup(chat_id, reply, message_id) if last else None
-            await self._call(self.bot.send_message(chat, parts[index], reply_markup=markup))
+            await self._call(self._send_message(chat, parts[index], markup))
             if message_id is not None and not last:
                 self._parts_sent[message_id] = index + 1
         if message_id is not None:
             self._parts_sent.pop(message_id, None)
+
+    async def _send_message(self, chat: int, text: str, markup: _Markup | None) -> None:
+        body: dict[str, Any] = {"chat_id": chat, "text": text}
+        if markup is not None:
+            body["reply_markup"] = markup.model_dump(exclude_none=True)
+        await self._post(
+            "sendMessage", body, lambda: SendMessage(chat_id=chat, text=text, reply_markup=markup)
+        )
+
+    async def _post(
+        self, name: str, body: dict[str, Any], method: Callable[[], TelegramMethod[Any]]
+    ) -> None:
+        """One Bot API call whose result is not read, as one JSON POST on the
+        Bot's own HTTP session.
+
+        ``bot.send_message`` built a pydantic method object, a multipart form
+        of it and a pydantic ``Message`` of the answer, which a send never
+        reads: a third of a send's CPU (py-spy under bench/load.py), once per
+        reply. ``method`` builds aiogram's method object only when the call
+        failed: the answer then goes through aiogram's own ``check_response``,
+        which raises the error aiogram would have (retry after, forbidden, bad
+        request...); a network failure is aiogram's TelegramNetworkError.
+        """
+        session = self.bot.session
+        if not isinstance(session, AiohttpSession):  # another transport: aiogram's way
+            await self.bot(method())
+            return
+        http = await session.create_session()
+        url = session.api.api_url(token=self.bot.token, method=name)
+        try:
+            async with http.post(
+                url,
+                data=json.dumps(body, ensure_ascii=False).encode(),
+                headers=_JSON_HEADERS,
+                timeout=aiohttp.ClientTimeout(total=session.timeout),
+            ) as resp:
+                status, raw = resp.status, await resp.text()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise TelegramNetworkError(method(), f"{type(exc).__name__}: {exc}") from exc
+        if status == 200:
+            with contextlib.suppress(ValueError):
+                answer = json.loads(raw)
+                if isinstance(answer, dict) and answer.get("ok") is True:
+                    return
+        session.check_response(self.bot, method(), status, raw)
+        raise TelegramNetworkError(method(), f"{name} answered {status}")
 
     async def _pace(self, chat_id: str) -> None:
         """Keep within the Bot API's limits (per chat, overall) before a send."""
@@ -624,9 +698,7 @@ class TelegramAdapter(ChannelAdapter):
     def share_rate_limiter(self, limiter: RateLimiter) -> None:
         self.pacer.limiter = limiter
 
-    def _markup(
-        self, chat_id: str, reply: Reply, message_id: int | None
-    ) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None:
+    def _markup(self, chat_id: str, reply: Reply, message_id: int | None) -> _Markup | None:
         if reply.ask_contact:
             self._contact_keyboard.add(chat_id)
             rows = [[KeyboardButton(text=Texts.share_contact, request_contact=True)]]

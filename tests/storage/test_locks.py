@@ -9,17 +9,28 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
+from sqlalchemy import text
 
 from bot.container import build_locks
 from config.settings import PROJECT_ROOT
+from storage.db import create_engine
 from storage.errors import StorageUnavailable
 from storage.keys import KeyBuilder
-from storage.locks import LockLost, LockStore, LockTimeout, MemoryLockStore, RedisLockStore
+from storage.locks import (
+    LockLost,
+    LockStore,
+    LockTimeout,
+    MemoryLockStore,
+    RedisLockStore,
+    fence_statements,
+)
 from tests.conftest import make_settings
 from tests.servers import PrivateRedis
 
@@ -373,3 +384,46 @@ async def test_a_burst_of_turns_beyond_the_pool_waits_for_a_connection(redis_url
     finally:
         await store.close()
     assert sorted(entered) == sorted(f"burst-{i}" for i in range(300))
+
+
+def stall(seconds: float) -> None:
+    """Block the event loop, as a stalled process would: no renewal runs."""
+    time.sleep(seconds)
+
+
+@pytest.mark.redis
+async def test_a_holder_stalled_past_its_ttl_commits_nothing(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A turn whose event loop stalls longer than the lock's TTL (the
+    renewal cannot run, the key expires, another process may take the chat)
+    reaches its next statement or its commit before the renewal could cancel
+    it: the fence on the engine refuses it with LockLost, and nothing of the
+    block is kept. A holder that does not stall commits as usual."""
+    engine = create_engine(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'fence.db'}"))
+    fence_statements(engine)
+    store = redis_store(redis_url)
+
+    async def turn(what: str, *, stall_before: float = 0.0, stall_after: float = 0.0) -> None:
+        async with store.conversation("telegram", "fenced"), engine.begin() as conn:
+            stall(stall_before)
+            await conn.execute(text("INSERT INTO turns VALUES (:what)"), {"what": what})
+            stall(stall_after)
+        # engine.begin() commits here, still inside the lock's block.
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE turns (what TEXT)"))
+        await turn("in time")
+        with pytest.raises(LockLost):
+            await turn("stalled before its commit", stall_after=TTL)
+        with pytest.raises(LockLost):
+            await turn("stalled before its write", stall_before=TTL)
+        await turn("in time again")  # the lock is taken and kept as usual
+        # Outside any lock the fence does nothing.
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT what FROM turns"))).scalars().all()
+        assert rows == ["in time", "in time again"]
+    finally:
+        await store.close()
+        await engine.dispose()
