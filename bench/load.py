@@ -291,7 +291,7 @@ class BotApiSink:
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
-    """aiogram posts multipart form data; JSON and urlencoded bodies are read too."""
+    """The app posts JSON (bot/channels/telegram_session.py); aiogram's multipart form and urlencoded bodies are read too."""
     if request.content_type == "application/json":
         data = await request.json()
         return data if isinstance(data, dict) else {}

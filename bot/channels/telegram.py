@@ -60,21 +60,17 @@ from typing import Any, Final, TypeVar
 from bot.channels import aiogram_types  # noqa: F401
 
 # isort: split
-import aiohttp
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     AiogramError,
     TelegramBadRequest,
     TelegramForbiddenError,
-    TelegramNetworkError,
     TelegramNotFound,
     TelegramRetryAfter,
 )
 from aiogram.methods import AnswerCallbackQuery, DeleteWebhook, GetUpdates, SendMessage, SetWebhook
 from aiogram.methods.base import Response as BotApiResponse
-from aiogram.methods.base import TelegramMethod
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
@@ -96,6 +92,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.base import ChannelAdapter, ChannelHost, HttpEndpoint
 from bot.channels.pacing import Pacer
+from bot.channels.telegram_session import JsonAiohttpSession
 from bot.errors import DeliveryError, PermanentDeliveryError, RetryAfter
 from config import Settings
 from config.settings import ConfigError
@@ -137,7 +134,6 @@ _BOT_API_RESPONSES: Final = tuple(
 )
 
 _Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
-_JSON_HEADERS: Final = {"Content-Type": "application/json"}
 
 # Set in the task that runs one update's turn: :meth:`TelegramAdapter.send`
 # called inside it means that turn is committed (see the module docstring).
@@ -262,9 +258,9 @@ class TelegramAdapter(ChannelAdapter):
         timeout = settings.telegram_request_timeout_seconds
         if settings.telegram_api_base:
             api = TelegramAPIServer.from_base(settings.telegram_api_base)
-            session = AiohttpSession(api=api, timeout=timeout)
+            session = JsonAiohttpSession(api=api, timeout=timeout)
         else:
-            session = AiohttpSession(timeout=timeout)
+            session = JsonAiohttpSession(timeout=timeout)
         try:
             bot = Bot(token.get_secret_value(), session=session)
         except TokenValidationError as exc:
@@ -563,11 +559,7 @@ class TelegramAdapter(ChannelAdapter):
     async def _answer_callback(self, callback_id: str) -> None:
         # Stops the button's spinner; the answer itself comes as a message.
         try:
-            await self._post(
-                "answerCallbackQuery",
-                {"callback_query_id": callback_id},
-                lambda: AnswerCallbackQuery(callback_query_id=callback_id),
-            )
+            await self.bot.answer_callback_query(callback_id)
         except AiogramError as exc:
             # Too late or the API is down: the spinner times out by itself.
             log.info("telegram: answerCallbackQuery failed (%s)", type(exc).__name__)
@@ -644,50 +636,7 @@ class TelegramAdapter(ChannelAdapter):
             self._parts_sent.pop(message_id, None)
 
     async def _send_message(self, chat: int, text: str, markup: _Markup | None) -> None:
-        body: dict[str, Any] = {"chat_id": chat, "text": text}
-        if markup is not None:
-            body["reply_markup"] = markup.model_dump(exclude_none=True)
-        await self._post(
-            "sendMessage", body, lambda: SendMessage(chat_id=chat, text=text, reply_markup=markup)
-        )
-
-    async def _post(
-        self, name: str, body: dict[str, Any], method: Callable[[], TelegramMethod[Any]]
-    ) -> None:
-        """One Bot API call whose result is not read, as one JSON POST on the
-        Bot's own HTTP session.
-
-        ``bot.send_message`` built a pydantic method object, a multipart form
-        of it and a pydantic ``Message`` of the answer, which a send never
-        reads: a third of a send's CPU (py-spy under bench/load.py), once per
-        reply. ``method`` builds aiogram's method object only when the call
-        failed: the answer then goes through aiogram's own ``check_response``,
-        which raises the error aiogram would have (retry after, forbidden, bad
-        request...); a network failure is aiogram's TelegramNetworkError.
-        """
-        session = self.bot.session
-        if not isinstance(session, AiohttpSession):  # another transport: aiogram's way
-            await self.bot(method())
-            return
-        http = await session.create_session()
-        url = session.api.api_url(token=self.bot.token, method=name)
-        try:
-            async with http.post(
-                url,
-                data=json.dumps(body, ensure_ascii=False).encode(),
-                headers=_JSON_HEADERS,
-                timeout=aiohttp.ClientTimeout(total=session.timeout),
-            ) as resp:
-                status, raw = resp.status, await resp.text()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise TelegramNetworkError(method(), f"{type(exc).__name__}: {exc}") from exc
-        if status == 200:
-            with contextlib.suppress(ValueError):
-                answer = json.loads(raw)
-                if isinstance(answer, dict) and answer.get("ok") is True:
-                    return
-        session.check_response(self.bot, method(), status, raw)
-        raise TelegramNetworkError(method(), f"{name} answered {status}")
+        await self.bot.send_message(chat, text, reply_markup=markup)
 
     async def _pace(self, chat_id: str) -> None:
         """Keep within the Bot API's limits (per chat, overall) before a send."""
