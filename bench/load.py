@@ -291,7 +291,8 @@ class BotApiSink:
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
-    """The app posts JSON (bot/channels/telegram_session.py); aiogram's multipart form and urlencoded bodies are read too."""
+    """A call's parameters: the app posts JSON (bot/channels/telegram_session.py);
+    aiogram's multipart form and urlencoded bodies are read too."""
     if request.content_type == "application/json":
         data = await request.json()
         return data if isinstance(data, dict) else {}
