@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import select
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -192,7 +193,7 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "checkout")
     def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         driver = getattr(dbapi_conn, "driver_connection", None)
-        if driver is not None and driver.is_closed():
+        if driver is not None and (driver.is_closed() or _unread_input(driver)):
             raise exc.DisconnectionError("the server closed the connection")
         idle_since = record.info.get("idle_since")
         if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
@@ -201,6 +202,28 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             dbapi_conn.ping()
         except Exception as error:
             raise exc.DisconnectionError("connection lost while idle") from error
+
+
+def _unread_input(driver: Any) -> bool:
+    """Whether the server has written to a connection nobody is using.
+
+    An idle connection hears nothing from PostgreSQL unless the server is
+    dropping it (its FATAL error, then the end of the stream). A busy
+    process may take such a connection from the pool before its event loop
+    has read that goodbye: asyncpg still thinks it open, and the first
+    statement would fail. One ``select`` with no wait (a few microseconds)
+    sees the unread bytes. asyncpg keeps its transport private, hence the
+    ``getattr``; without one nothing is checked.
+    """
+    transport = getattr(driver, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -127,6 +127,45 @@ async def test_a_dropped_idle_connection_is_replaced(pg_database: str) -> None:
         await engine.dispose()
 
 
+def _terminate_while_the_loop_is_busy(pid: int) -> None:
+    """Terminate a backend by blocking calls, so that this event loop reads
+    nothing meanwhile: the server's goodbye (its FATAL error, then the closed
+    socket) waits unread when the pooled connection is next taken, as it does
+    when a busy process is handed a connection the server has just dropped."""
+    import subprocess
+    import time
+
+    def psql(sql: str) -> str:
+        return subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAc", sql],
+            check=True, capture_output=True, text=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+
+    assert psql(f"SELECT pg_terminate_backend({pid})") == "t"
+    for _ in range(200):
+        if psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") == "0":
+            return
+        time.sleep(0.01)
+    pytest.fail(f"backend {pid} still alive")
+
+
+@pytest.mark.postgres
+async def test_a_connection_dropped_while_the_loop_was_busy_is_replaced(
+    pg_database: str,
+) -> None:
+    engine = create_engine(make_settings(pg_database))
+    factory = create_session_factory(engine)
+    try:
+        async with factory() as s:
+            pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        _terminate_while_the_loop_is_busy(pid)  # no await: the loop reads nothing
+        async with factory() as s:
+            new_pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert new_pid != pid
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.postgres
 async def test_a_connection_dropped_mid_session_fails_cleanly(pg_database: str) -> None:
     engine = create_engine(make_settings(pg_database))
