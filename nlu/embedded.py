@@ -133,8 +133,6 @@ def scorer_data(char_vectorizer: Any, word_vectorizer: Any, classifier: Any) -> 
     }
 
 
-
-
 def char_wb_ngrams(text: str, ngrams: tuple[int, int]) -> list[str]:
     """sklearn's ``analyzer="char_wb"`` (lowercase=False): n-grams inside
     space-padded words, a word shorter than n counted once."""
