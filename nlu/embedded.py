@@ -47,7 +47,7 @@ _ONE_LETTER_WORDS = frozenset("авиксуояжб")
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # Bump whenever features, extraction or the classifier change: it is part of
 # the model fingerprint, so a stale pickled model is retrained.
-CODE_VERSION = "embedded-9"
+CODE_VERSION = "embedded-10"
 RANKING_LENGTH = 10
 WORD_FEATURE_WEIGHT = 0.8
 # The weight of the 300 dense columns (the text's SIF-weighted mean navec
@@ -65,7 +65,11 @@ USE_NEIGHBOURS = True
 # sets scored lower (0.651 -> 0.641..0.649, 0.700 -> 0.663..0.679).
 AUGMENT = False
 AUGMENT_WEIGHT = 0.6
-SGD_ALPHA = 2e-5
+# 1e-5 (was 2e-5): sharper probabilities, so fewer in-domain messages fall
+# below the threshold; grouped CV macro F1 unchanged (0.862 -> 0.861), its
+# in-domain fallback 2.0% -> 1.8%, out-of-scope accepted 23.9% -> 23.2%; on
+# the open held-out files in-domain fallback 3.1% -> 2.6%.
+SGD_ALPHA = 1e-5
 SGD_MAX_ITER = 200
 # Calibration of the fallback: a text whose character n-grams are mostly
 # unseen in training (keyboard mashing, a foreign language) has its ranking
@@ -129,22 +133,19 @@ def scorer_data(char_vectorizer: Any, word_vectorizer: Any, classifier: Any) -> 
     }
 
 
-_WHITE_SPACES = re.compile(r"\s\s+")
-
-
 def char_wb_ngrams(text: str, ngrams: tuple[int, int]) -> list[str]:
     """sklearn's ``analyzer="char_wb"`` (lowercase=False): n-grams inside
     space-padded words, a word shorter than n counted once."""
     min_n, max_n = ngrams
     out: list[str] = []
-    for word in _WHITE_SPACES.sub(" ", text).split():
+    for word in text.split():
         padded = f" {word} "
         length = len(padded)
         for n in range(min_n, max_n + 1):
             if length <= n:
                 out.append(padded)
                 break
-            out.extend(padded[i : i + n] for i in range(length - n + 1))
+            out += [padded[i : i + n] for i in range(length - n + 1)]
     return out
 
 
@@ -526,7 +527,9 @@ class EmbeddedNluParser(NluParser):
         return real
 
     def _ranking(self, probabilities: Any) -> list[Intent]:
-        order = np.argsort(-probabilities, kind="stable")
+        """The RANKING_LENGTH best intents, best first (only those become
+        Intent objects: pydantic validation of all twenty cost a tenth of a parse)."""
+        order = np.argsort(-probabilities, kind="stable")[:RANKING_LENGTH]
         labels = self.model.labels
         return [Intent(name=labels[i], confidence=float(probabilities[i])) for i in order]
 
