@@ -174,7 +174,7 @@ class DialogEngine:
         return self._by_name[name]
 
     async def step(self, ctx: FlowContext, state: DialogState, parse: ParseResult) -> Turn:
-        st = self._known_forms_only(state.model_copy(deep=True))
+        st = self._known_forms_only(state.copy_deep())
         st.remember_intent(parse.intent.name)
         ctx.facts.clear()
         ctx.facts.update(st.facts)

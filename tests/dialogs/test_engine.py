@@ -154,6 +154,24 @@ async def test_state_round_trips_as_json() -> None:
     assert DialogState.load({"active": "garbage"}) == DialogState()
 
 
+async def test_a_step_leaves_the_state_it_was_given_as_it_was(
+    db_session: AsyncSession, db_settings: Settings
+) -> None:
+    d = Driver(db_session, db_settings)
+    await d.start()
+    await d.say(parse("хочу заказ", "order"))
+    d.state.active.slots["notes"] = {"lines": ["первая"]}  # type: ignore[union-attr]
+    d.state.facts["address"] = "Ленина, 1"
+    before = d.state.model_dump()
+    assert d.ctx is not None
+    turn = await d.engine.step(d.ctx, d.state, parse("5"))
+    assert d.state.model_dump() == before
+    assert turn.state.active is not None
+    turn.state.active.slots["notes"]["lines"].append("вторая")
+    turn.state.recent_intents.append("greet")
+    assert d.state.model_dump() == before
+
+
 async def test_forms_of_an_older_release_are_dropped(
     db_session: AsyncSession, db_settings: Settings
 ) -> None:
