@@ -618,6 +618,7 @@ class Pipeline:
             channel=turn.msg.channel,
             attachments=turn.msg.attachments,
         )
+        ctx.hold_account(loaded.account)
         before = turn.state
         step = await self._engine.step(ctx, turn.state, turn.parse)
         turn.intent = step.intent

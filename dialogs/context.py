@@ -56,6 +56,12 @@ class FlowContext:
         self.memo[_CURRENT_ACCOUNT] = account
         return account
 
+    def hold_account(self, account: Account | None) -> None:
+        """The account loaded with the conversation, held for the turn:
+        :meth:`current_account` answers from it without asking the session."""
+        if account is not None:
+            self.memo[_CURRENT_ACCOUNT] = account
+
     @property
     def local_now(self) -> datetime:
         return self.now.astimezone(self.settings.tz)
