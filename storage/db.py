@@ -211,7 +211,7 @@ def _unread_input(driver: Any) -> bool:
     dropping it (its FATAL error, then the end of the stream). A busy
     process may take such a connection from the pool before its event loop
     has read that goodbye: asyncpg still thinks it open, and the first
-    statement would fail. One ``select`` with no wait (a few microseconds)
+    statement would fail. One ``poll`` with no wait (a few microseconds)
     sees the unread bytes. asyncpg keeps its transport private, hence the
     ``getattr``; without one nothing is checked.
     """
@@ -219,11 +219,14 @@ def _unread_input(driver: Any) -> bool:
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return False
+    # poll, not select: a process holding thousands of sockets has
+    # descriptors past select's FD_SETSIZE (1024), which select refuses.
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
-        return True
-    return bool(readable)
+        return False  # cannot tell: the first statement will
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

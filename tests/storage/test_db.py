@@ -167,6 +167,35 @@ async def test_a_connection_dropped_while_the_loop_was_busy_is_replaced(
 
 
 @pytest.mark.postgres
+async def test_a_pooled_connection_past_descriptor_1024_is_reused(pg_database: str) -> None:
+    # A process holding thousands of widget sockets gives its database
+    # connections descriptors past select()'s limit; the checkout's look for
+    # unread input must still see a live connection as live.
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip("the descriptor limit is below 1200")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    engine = create_engine(make_settings(pg_database))
+    factory = create_session_factory(engine)
+    try:
+        async with factory() as s:
+            pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        async with factory() as s:
+            again = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert again == pid  # the same connection, not replaced as if dropped
+    finally:
+        await engine.dispose()
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.postgres
 async def test_a_connection_dropped_mid_session_fails_cleanly(pg_database: str) -> None:
     engine = create_engine(make_settings(pg_database))
     factory = create_session_factory(engine)
