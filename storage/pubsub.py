@@ -160,68 +160,15 @@ class RedisPubSub(PubSub):
         self._pubsub: Any = redis.pubsub(ignore_subscribe_messages=True)
         self._topics: dict[str, str] = {}  # Redis channel -> topic
         self._reader: asyncio.Task[None] | None = None
-        # publish(): one PUBLISH in flight, the next ones queued behind it.
-        self._publishing = False
-        # (Redis channel, message, the topic's role for errors, the caller's answer)
-        self._queue: list[tuple[str, str, str, asyncio.Future[int]]] = []
-        self._drainer: asyncio.Task[None] | None = None
 
     def _key(self, topic: str) -> str:
         return self._keys.pubsub_channel(topic)
 
     async def publish(self, topic: str, message: str) -> int:
-        """PUBLISH; while one is on its way, the next ones wait and go together.
-
-        Every turn publishes its conversation's event: under load a PUBLISH
-        each cost a pooled connection's checkout and return and a round trip
-        each. One PUBLISH goes at once; those asked for meanwhile are queued
-        and sent as one pipeline when it is back (then the next batch), in the
-        order they were asked for, so a topic's order is kept.
-        """
-        key = self._key(topic)
-        if self._publishing:
-            queued: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._queue.append((key, message, topic.split(":")[0], queued))
-            return await queued
-        self._publishing = True
         try:
-            return int(await self._redis.publish(key, message))
+            return int(await self._redis.publish(self._key(topic), message))
         except (RedisError, OSError) as exc:
             raise PubSubUnavailable(f"cannot publish to {topic.split(':')[0]}") from exc
-        finally:
-            if self._queue:
-                # The queued ones go from a task of their own: this caller
-                # has its answer and does not wait for theirs.
-                self._drainer = asyncio.create_task(self._drain(), name="redis-publish")
-            else:
-                self._publishing = False
-
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for key, message, _role, _future in batch:
-                            pipe.publish(key, message)
-                        results: list[Any] = await pipe.execute(raise_on_error=False)
-                except (RedisError, OSError) as exc:
-                    results = [exc] * len(batch)
-                for (_key, _message, role, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue  # its caller was cancelled
-                    if isinstance(result, BaseException):
-                        error = PubSubUnavailable(f"cannot publish to {role}")
-                        error.__cause__ = result
-                        future.set_exception(error)
-                    else:
-                        future.set_result(int(result))
-        finally:
-            self._publishing = False
-            for _key, _message, _role, future in self._queue:  # closed meanwhile
-                if not future.done():
-                    future.set_exception(PubSubUnavailable("pub/sub closed"))
-            self._queue = []
 
     async def _listen(self, topic: str) -> None:
         key = self._key(topic)
@@ -269,9 +216,6 @@ class RedisPubSub(PubSub):
         if self._reader is not None:
             reader, self._reader = self._reader, None
             await cancel_and_wait(reader, 5)
-        if self._drainer is not None:
-            drainer, self._drainer = self._drainer, None
-            await cancel_and_wait(drainer, 5)
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()
         await self._redis.aclose()
