@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import configure_mappers
 
 from bot.channels import ChannelAdapter, ChannelRegistry
 from bot.conversations import ConversationService, HistoryItem
@@ -34,6 +35,7 @@ from config import Settings
 from dialogs.engine import DialogEngine
 from dialogs.messages import Button, InboundMessage
 from nlu.base import NluParser
+from nlu.features import Lemmatizer
 from nlu.rasa.breaker import FallbackNluParser
 from storage.crypto import PersonalDataVault
 from storage.db import create_engine, create_session_factory
@@ -229,6 +231,13 @@ class Container:
         await self.prepare_storage()
         if self._nlu is None:
             self._nlu = await build_nlu(self.settings)
+        # Work done once, here rather than in the first customer's turn, where
+        # it would block the loop under that chat's lock (on a slow machine
+        # long enough for a short lock TTL to run out): SQLAlchemy configures
+        # its mappers at the first query, pymorphy3 loads its dictionaries at
+        # the first word.
+        configure_mappers()
+        Lemmatizer.analyzer()
         breaker = self._nlu
         if isinstance(breaker, FallbackNluParser):
             self.metrics.watch_nlu(lambda: breaker.degraded, lambda: breaker.fallback_parses)
