@@ -629,14 +629,11 @@ class TelegramAdapter(ChannelAdapter):
             last = index == len(parts) - 1
             await self._pace(chat_id)
             markup = self._markup(chat_id, reply, message_id) if last else None
-            await self._call(self._send_message(chat, parts[index], markup))
+            await self._call(self.bot.send_message(chat, parts[index], reply_markup=markup))
             if message_id is not None and not last:
                 self._parts_sent[message_id] = index + 1
         if message_id is not None:
             self._parts_sent.pop(message_id, None)
-
-    async def _send_message(self, chat: int, text: str, markup: _Markup | None) -> None:
-        await self.bot.send_message(chat, text, reply_markup=markup)
 
     async def _pace(self, chat_id: str) -> None:
         """Keep within the Bot API's limits (per chat, overall) before a send."""
