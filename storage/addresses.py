@@ -18,6 +18,18 @@ from storage.crypto import PersonalDataVault
 from storage.models import ChannelAddress
 
 
+def _row(
+    vault: PersonalDataVault, channel: str, address_hash: str, address: str
+) -> dict[str, object]:
+    """A ``channel_addresses`` row's values: the address encrypted under its hash."""
+    return {
+        "channel": channel,
+        "address_hash": address_hash,
+        "address_enc": vault.encrypt(address),
+        "updated_at": datetime.now(UTC),
+    }
+
+
 async def remember_address(
     sessions: async_sessionmaker[AsyncSession],
     vault: PersonalDataVault,
@@ -35,14 +47,7 @@ async def remember_address(
         if row is None:
             try:
                 async with session.begin_nested():
-                    session.add(
-                        ChannelAddress(
-                            channel=channel,
-                            address_hash=address_hash,
-                            address_enc=vault.encrypt(address),
-                            updated_at=datetime.now(UTC),
-                        )
-                    )
+                    session.add(ChannelAddress(**_row(vault, channel, address_hash, address)))
             except IntegrityError:
                 pass  # stored by another process at the same moment
         elif vault.decrypt(row.address_enc) != address:
@@ -68,12 +73,7 @@ async def remember_canonical_address(
     insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     statement = (
         insert(ChannelAddress)
-        .values(
-            channel=channel,
-            address_hash=address_hash,
-            address_enc=vault.encrypt(address),
-            updated_at=datetime.now(UTC),
-        )
+        .values(**_row(vault, channel, address_hash, address))
         .on_conflict_do_nothing(index_elements=["channel", "address_hash"])
     )
     async with bind.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
