@@ -97,6 +97,12 @@ async def test_json_none_is_sql_null(session_factory: async_sessionmaker[AsyncSe
     assert len(distinct) == 2
 
 
+async def _backend_pid(factory: async_sessionmaker[AsyncSession]) -> int:
+    """The server process of the connection a new session gets."""
+    async with factory() as s:
+        return int((await s.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
 async def _terminate(pid: int) -> None:
     admin = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
     try:
@@ -117,12 +123,9 @@ async def test_a_dropped_idle_connection_is_replaced(pg_database: str) -> None:
     engine = create_engine(make_settings(pg_database))
     factory = create_session_factory(engine)
     try:
-        async with factory() as s:
-            pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        pid = await _backend_pid(factory)
         await _terminate(pid)  # the pooled connection is now dead
-        async with factory() as s:
-            new_pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-        assert new_pid != pid
+        assert await _backend_pid(factory) != pid
     finally:
         await engine.dispose()
 
@@ -156,12 +159,9 @@ async def test_a_connection_dropped_while_the_loop_was_busy_is_replaced(
     engine = create_engine(make_settings(pg_database))
     factory = create_session_factory(engine)
     try:
-        async with factory() as s:
-            pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        pid = await _backend_pid(factory)
         _terminate_while_the_loop_is_busy(pid)  # no await: the loop reads nothing
-        async with factory() as s:
-            new_pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-        assert new_pid != pid
+        assert await _backend_pid(factory) != pid
     finally:
         await engine.dispose()
 
@@ -183,11 +183,9 @@ async def test_a_pooled_connection_past_descriptor_1024_is_reused(pg_database: s
     engine = create_engine(make_settings(pg_database))
     factory = create_session_factory(engine)
     try:
-        async with factory() as s:
-            pid = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-        async with factory() as s:
-            again = (await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-        assert again == pid  # the same connection, not replaced as if dropped
+        pid = await _backend_pid(factory)
+        # The same connection, not replaced as if dropped.
+        assert await _backend_pid(factory) == pid
     finally:
         await engine.dispose()
         for fd in fillers:
