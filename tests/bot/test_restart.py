@@ -101,9 +101,11 @@ def test_a_stale_lock_neither_fails_nor_holds_up_the_start(
         container = Container(settings)
         await container.start()
         try:
-            # The lock a killed process left, its TTL still running (as long
-            # as the old 30 s TTL; the test ends it below).
-            await redis(lambda r: r.set(key, "token-of-a-dead-process", px=30_000))
+            # The lock a killed process left, its TTL still running. Long
+            # enough to outlast two starts on a slow machine (14 s here with
+            # both cores busy; stop 14's CI, on a machine about twice as slow,
+            # failed this test, and a 30 s key can expire before the check); the test ends it below.
+            await redis(lambda r: r.set(key, "token-of-a-dead-process", px=600_000))
             with pytest.raises(LockTimeout):
                 await container.handle(message("restart-1", 1))
         finally:
