@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import itertools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -11,12 +10,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import bindparam, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import Settings
 from storage.db import core_rows
-from storage.models import Meter, MeterType, Reading, Task, TaskKind
+from storage.models import Meter, MeterType, Reading, Task, TaskKind, Volume
 
 # Readings taken up to this day of the month (Moscow time) count in this
 # month's charges; later ones in the next month's.
@@ -108,11 +107,6 @@ def counts_in(now: datetime, tz: ZoneInfo) -> date:
     return (first + timedelta(days=32)).replace(day=1)
 
 
-def _usual_monthly(values: list[Decimal]) -> Decimal | None:
-    deltas = [b - a for a, b in itertools.pairwise(values) if b >= a]
-    return sum(deltas, Decimal(0)) / len(deltas) if deltas else None
-
-
 async def _last_reading(session: AsyncSession, meter_id: int) -> tuple[Decimal, datetime] | None:
     row = (await session.execute(_LAST_READING, {"meter_id": meter_id})).first()
     return (row[0], row[1]) if row else None
@@ -126,21 +120,52 @@ _LAST_READING: Final = (
     .order_by(Reading.taken_at.desc(), Reading.id.desc())
     .limit(1)
 )
+# The last year's readings of the account's active meters, each with the
+# rise since the one before it and its rank from the latest.
+_WINDOW: Final = (
+    select(
+        Reading.meter_id,
+        Reading.value,
+        Reading.taken_at,
+        (
+            Reading.value
+            - func.lag(Reading.value).over(
+                partition_by=Reading.meter_id, order_by=(Reading.taken_at, Reading.id)
+            )
+        ).label("rise"),
+        func.row_number()
+        .over(partition_by=Reading.meter_id, order_by=(Reading.taken_at.desc(), Reading.id.desc()))
+        .label("rank"),
+    )
+    .join(Meter, Meter.id == Reading.meter_id)
+    .where(
+        Meter.account_id == bindparam("account_id"),
+        Meter.active.is_(True),
+        Reading.taken_at >= bindparam("since"),
+    )
+    .subquery("window")
+)
+_LATEST = _WINDOW.c.rank == 1
+_RISES = _WINDOW.c.rise >= 0
+# One row a meter whatever its history: the latest reading of the window and
+# the sum and count of its rises (the database adds them up; a meter read
+# every day costs no more than one read once a month).
 _METERS: Final = (
     select(
         Meter.id,
         Meter.meter_type,
         Meter.serial,
         Meter.unit,
-        Reading.value,
-        Reading.taken_at,
+        func.max(_WINDOW.c.value).filter(_LATEST),
+        func.max(_WINDOW.c.taken_at).filter(_LATEST),
+        type_coerce(func.sum(_WINDOW.c.rise).filter(_RISES), Volume),
+        func.count(_WINDOW.c.rise).filter(_RISES),
+        func.count(_WINDOW.c.meter_id),
     )
-    .outerjoin(
-        Reading,
-        and_(Reading.meter_id == Meter.id, Reading.taken_at >= bindparam("since")),
-    )
+    .outerjoin(_WINDOW, _WINDOW.c.meter_id == Meter.id)
     .where(Meter.account_id == bindparam("account_id"), Meter.active.is_(True))
-    .order_by(Meter.meter_type, Meter.id, Reading.taken_at, Reading.id)
+    .group_by(Meter.id, Meter.meter_type, Meter.serial, Meter.unit)
+    .order_by(Meter.meter_type, Meter.id)
 )
 
 
@@ -166,13 +191,10 @@ async def account_meters(session: AsyncSession, account_id: int, now: datetime) 
     params = {"account_id": account_id, "since": now - USUAL_WINDOW}
     rows = await core_rows(session, _METERS, params)
     meters: list[MeterInfo] = []
-    for (meter_id, meter_type, serial, unit), group in itertools.groupby(
-        rows, key=lambda r: (r[0], r[1], r[2], r[3])
-    ):
-        window = [(r[4], r[5]) for r in group if r[4] is not None]
+    for meter_id, meter_type, serial, unit, value, taken_at, risen, rises, read in rows:
         # The window's latest reading is the latest of all (a later one
         # would be in the window too); without one, look further back.
-        last = window[-1] if window else await _last_reading(session, meter_id)
+        last = (value, taken_at) if read else await _last_reading(session, meter_id)
         meters.append(
             MeterInfo(
                 id=meter_id,
@@ -181,7 +203,7 @@ async def account_meters(session: AsyncSession, account_id: int, now: datetime) 
                 unit=unit,
                 last_value=last[0] if last else None,
                 last_taken_at=last[1] if last else None,
-                usual_monthly=_usual_monthly([v for v, _ in window]),
+                usual_monthly=Decimal(risen) / rises if rises else None,
             )
         )
     cache[(account_id, now)] = meters

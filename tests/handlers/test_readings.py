@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from handlers.readings import account_meters, save_reading
-from storage.models import Account, MeterType
+from storage.models import Account, Meter, MeterType, Reading
 from tests.conftest import DemoContext
 
 
@@ -44,3 +44,41 @@ async def test_a_saved_reading_is_the_last_one_within_the_same_turn(
         after = await account_meters(s, account_id, now)
     saved = next(m for m in after if m.id == heating.id)
     assert saved.last_value == Decimal("149.500")
+
+
+async def test_the_usual_rise_averages_the_last_years_rises_and_skips_drops(
+    demo_data: DemoContext,
+) -> None:
+    # A year of readings and one older: the usual monthly rise is the mean of
+    # the rises between consecutive readings of the last year (a drop, a
+    # replaced meter say, is not a rise; no change is a rise of 0), and the
+    # latest reading is the last one. An inactive meter is not listed.
+    account_id = await _account_id(demo_data)
+    now = demo_data.now
+    history = [(400, "10"), (300, "100"), (200, "110"), (150, "105"), (120, "105"), (30, "125")]
+    async with demo_data.session_factory() as s:
+        meter = Meter(
+            account_id=account_id, meter_type=MeterType.HOT_WATER, serial="T-1", unit="м³"
+        )
+        gone = Meter(
+            account_id=account_id,
+            meter_type=MeterType.HOT_WATER,
+            serial="T-0",
+            unit="м³",
+            active=False,
+        )
+        s.add_all([meter, gone])
+        await s.flush()
+        for days, value in history:
+            taken = now - timedelta(days=days)
+            s.add(Reading(meter_id=meter.id, value=Decimal(value), taken_at=taken))
+            s.add(Reading(meter_id=gone.id, value=Decimal(value), taken_at=taken))
+        await s.commit()
+    async with demo_data.session_factory() as s:
+        meters = {m.serial: m for m in await account_meters(s, account_id, now)}
+    assert "T-0" not in meters
+    got = meters["T-1"]
+    assert got.last_value == Decimal("125")
+    assert got.last_taken_at is not None
+    assert abs(got.last_taken_at - (now - timedelta(days=30))) < timedelta(seconds=1)
+    assert got.usual_monthly == Decimal(10)  # (10 + 0 + 20) / 3; the -5 is left out
