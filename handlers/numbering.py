@@ -1,8 +1,15 @@
 """Human-facing yearly numbers (``A-2026-000123``, ``TP-2026-000001``).
 
 One atomic upsert with RETURNING takes the next value: concurrent callers get
-distinct values on PostgreSQL (the row lock is held until their transactions
-end) and on SQLite (one writer at a time).
+distinct values on PostgreSQL and on SQLite (one writer at a time).
+
+The counter's row is one for all chats: held until a turn's commit, it would
+queue every appeal being filed behind the slowest turn (under load, seconds).
+Where the turn has not written yet (PostgreSQL, a block of
+:func:`storage.db.begin_at_first_write`), the upsert commits alone and
+releases the row at once; a turn that then fails leaves a gap in the
+numbers, as a database sequence would. Elsewhere it is part of the caller's
+transaction, as before.
 """
 
 from __future__ import annotations
@@ -10,7 +17,10 @@ from __future__ import annotations
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import COMMITS_ALONE, may_commit_alone
 from storage.models import NumberSequence
+
+_ALONE = {COMMITS_ALONE: True}
 
 
 async def next_value(session: AsyncSession, name: str) -> int:
@@ -26,7 +36,8 @@ async def next_value(session: AsyncSession, name: str) -> int:
         )
         .returning(NumberSequence.last_value)
     )
-    value = (await session.execute(stmt)).scalar_one()
+    options = _ALONE if await may_commit_alone(session) else {}
+    value = (await session.execute(stmt, execution_options=options)).scalar_one()
     return int(value)
 
 

@@ -171,6 +171,19 @@ def defers_begin(session: AsyncSession) -> bool:
     return bool(session.info.get(_DEFERS))
 
 
+async def may_commit_alone(session: AsyncSession) -> bool:
+    """Whether a statement marked :data:`COMMITS_ALONE` may go now: inside a
+    :func:`begin_at_first_write` block that has not written yet (pending ORM
+    changes are flushed first, so they count as a write). Such a statement
+    commits at once, its row locks released with it, not at the block's end."""
+    if not defers_begin(session):
+        return False
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    driver = (await session.connection()).info.get(_DEFERRED)
+    return driver is not None and driver is not _SPENT
+
+
 # A connection back from the pool after this long idle is pinged first.
 IDLE_PING_SECONDS: Final = 5.0
 
