@@ -126,7 +126,9 @@ def run_server(settings: Settings, workers: int | None = None) -> int:
     configure_logging(settings)
     # Several processes need an import string: each worker builds its own app
     # from the environment (bot.app.create_app_from_env).
-    app: FastAPI | str = create_app(settings) if workers == 1 else "bot.app:create_app_from_env"
+    app: FastAPI | str = (
+        create_app(settings, freeze_gc=True) if workers == 1 else "bot.app:create_app_from_env"
+    )
     uvicorn.run(
         app,
         factory=workers > 1,

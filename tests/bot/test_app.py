@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import re
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from bot.app import create_app
-from tests.bot.conftest import Tab, bot_texts
+from tests.bot.conftest import Tab, app_settings_for, bot_texts
 from tests.conftest import make_settings
 
 
@@ -92,3 +94,22 @@ def test_metrics_count_handoffs(client: TestClient) -> None:
         frames, _ = tab.say("соедините с оператором")
     assert bot_texts(frames)
     assert sample(client, "heatdesk_handoffs_total", channel="webchat") == before + 1
+
+
+def test_a_server_process_sets_aside_what_its_start_built(
+    tmp_path: Path, nlu_model_path: Path
+) -> None:
+    # `python -m bot run` and its workers: what the start built is frozen, out
+    # of every later full collection's walk. A test's app (the default) is not.
+    settings = app_settings_for(tmp_path, nlu_model_path)
+    assert gc.get_freeze_count() == 0
+    try:
+        with TestClient(create_app(settings, freeze_gc=True)) as server:
+            # The NLU model, the mappers, the modules: far more than a handful.
+            assert gc.get_freeze_count() > 10_000
+            assert server.get("/readyz").status_code == 200
+    finally:
+        gc.unfreeze()
+    with TestClient(create_app(settings)) as plain:
+        assert plain.get("/readyz").status_code == 200
+        assert gc.get_freeze_count() == 0
