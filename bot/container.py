@@ -185,6 +185,9 @@ class Container:
         # Set at start and when a turn failed: an inbox entry may be accepted
         # but not answered; the background replay answers it once it can.
         self._replay_wanted = asyncio.Event()
+        # Set by close: what stops the replay loop, as the cancellation alone
+        # may not (see _replay_loop).
+        self._closing = False
         self._replayer: asyncio.Task[None] | None = None
 
     @property
@@ -272,6 +275,7 @@ class Container:
         )
 
     async def close(self) -> None:
+        self._closing = True
         if self._replayer is not None:
             task, self._replayer = self._replayer, None
             if not await cancel_and_wait(task, CLOSE_TIMEOUT_SECONDS):
@@ -333,7 +337,14 @@ class Container:
         # race the pass for it (answered once either way, but the sender was
         # told "duplicate" for its own message).
         first: datetime | None = started_at
-        while True:
+        # The flag, not only the cancellation, ends the loop: a cancellation
+        # can be lost inside redis-py while a pass waits for a chat's lock (on
+        # Python 3.11 its commands run in asyncio.wait_for, which may return a
+        # call that has just finished instead of raising: CPython gh-86296),
+        # and a loop that lived on after close kept passing over a closed
+        # container ("inbox replay did not stop in 10 s", seen where a lock
+        # outlived its wait).
+        while not self._closing:
             # A pass when a turn here failed, and every so often anyway: what
             # another process accepted and then died (or failed) with is
             # answered by the survivors, not only at the next start-up.
@@ -342,6 +353,8 @@ class Container:
             wanted = self._replay_wanted.is_set()
             if wanted and delay:
                 await asyncio.sleep(delay)
+            if self._closing:
+                return
             self._replay_wanted.clear()
             # A periodic pass leaves young entries to the turns still running.
             before = None if wanted else datetime.now(UTC) - timedelta(seconds=sweep)
