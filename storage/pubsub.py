@@ -160,6 +160,7 @@ class RedisPubSub(PubSub):
         self._pubsub: Any = redis.pubsub(ignore_subscribe_messages=True)
         self._topics: dict[str, str] = {}  # Redis channel -> topic
         self._reader: asyncio.Task[None] | None = None
+        self._closed = False
 
     def _key(self, topic: str) -> str:
         return self._keys.pubsub_channel(topic)
@@ -188,7 +189,11 @@ class RedisPubSub(PubSub):
             await self._pubsub.unsubscribe(key)
 
     async def _read(self) -> None:
-        while True:
+        # The flag, not only the cancellation, ends the reader: redis-py can
+        # lose a cancellation (on Python 3.11 its reads run in
+        # asyncio.wait_for: CPython gh-86296), and a reader that lived on after
+        # close would log "reconnecting" every second for ever.
+        while not self._closed:
             try:
                 if not self._pubsub.subscribed:
                     await asyncio.sleep(0.05)
@@ -211,6 +216,7 @@ class RedisPubSub(PubSub):
             await self._dispatch(topic, data.decode() if isinstance(data, bytes) else str(data))
 
     async def close(self) -> None:
+        self._closed = True
         self._subs.clear()
         self._topics.clear()
         if self._reader is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -172,6 +173,35 @@ async def test_redis_channels_are_prefixed_once(redis_url: str) -> None:
     finally:
         await store.close()
         await spy.aclose()
+
+
+async def test_close_ends_a_reader_that_lost_its_cancellation(redis_url: str) -> None:
+    # redis-py can lose a cancellation inside a read (CPython gh-86296): the
+    # read returns nothing as if its timeout had passed. The reader must
+    # still end at close, not read on (and log "reconnecting") for ever.
+    store = RedisPubSub(Redis.from_url(redis_url), KeyBuilder("test"))
+    reads = 0
+    reading = asyncio.Event()
+    real = store._pubsub.get_message
+
+    async def losing_read(**kwargs: object) -> object:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            reading.set()
+            with contextlib.suppress(asyncio.CancelledError):  # lost, as inside redis-py
+                await asyncio.sleep(3600)
+            return None
+        return await real(**kwargs)
+
+    store._pubsub.get_message = losing_read
+    await store.subscribe("webchat:c9", Inbox())
+    reader = store._reader
+    assert reader is not None
+    await reading.wait()
+    await store.close()
+    assert reader.done()  # on the old code: still reading after close's 5 s
+    assert reads == 1
 
 
 @pytest.fixture
