@@ -160,7 +160,6 @@ _METERS: Final = (
         func.max(_WINDOW.c.taken_at).filter(_LATEST),
         type_coerce(func.sum(_WINDOW.c.rise).filter(_RISES), Volume),
         func.count(_WINDOW.c.rise).filter(_RISES),
-        func.count(_WINDOW.c.meter_id),
     )
     .outerjoin(_WINDOW, _WINDOW.c.meter_id == Meter.id)
     .where(Meter.account_id == bindparam("account_id"), Meter.active.is_(True))
@@ -191,10 +190,11 @@ async def account_meters(session: AsyncSession, account_id: int, now: datetime) 
     params = {"account_id": account_id, "since": now - USUAL_WINDOW}
     rows = await core_rows(session, _METERS, params)
     meters: list[MeterInfo] = []
-    for meter_id, meter_type, serial, unit, value, taken_at, risen, rises, read in rows:
+    for meter_id, meter_type, serial, unit, value, taken_at, risen, rises in rows:
         # The window's latest reading is the latest of all (a later one
-        # would be in the window too); without one, look further back.
-        last = (value, taken_at) if read else await _last_reading(session, meter_id)
+        # would be in the window too); without one (no value: a reading's is
+        # never NULL), look further back.
+        last = (value, taken_at) if value is not None else await _last_reading(session, meter_id)
         meters.append(
             MeterInfo(
                 id=meter_id,
@@ -203,7 +203,7 @@ async def account_meters(session: AsyncSession, account_id: int, now: datetime) 
                 unit=unit,
                 last_value=last[0] if last else None,
                 last_taken_at=last[1] if last else None,
-                usual_monthly=Decimal(risen) / rises if rises else None,
+                usual_monthly=risen / rises if rises else None,
             )
         )
     cache[(account_id, now)] = meters
