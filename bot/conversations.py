@@ -33,7 +33,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from config import Settings
 from dialogs.messages import Button, Reply
 from handlers import pii
-from storage.db import COMMITS_ALONE, ONE_STATEMENT, begin_at_first_write
+from storage.db import COMMITS_ALONE, ONE_STATEMENT, begin_at_first_write, flush_pending
 from storage.locks import LockStore
 from storage.models import (
     Account,
@@ -531,10 +531,8 @@ class ConversationService:
         if claim is not None:
             params.update(claim.params())
         # Pending ORM changes first (a reopened conversation's status...): the
-        # statement may be the block's only write and commit by itself. An
-        # empty flush still costs a trip through the greenlet: skipped.
-        if session.new or session.dirty or session.deleted:
-            await session.flush()
+        # statement may be the block's only write and commit by itself.
+        await flush_pending(session)
         # On the session's connection (its transaction, if any): a text
         # statement needs none of the ORM's execution path.
         connection = await session.connection()

@@ -151,6 +151,13 @@ async def begin_at_first_write(session: AsyncSession) -> AsyncIterator[AsyncSess
             driver.autocommit = False  # the block ended still holding the connection
 
 
+async def flush_pending(session: AsyncSession) -> None:
+    """Flush the session's pending ORM changes, if it has any (an empty flush
+    still costs a trip through the greenlet)."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+
+
 async def core_rows(
     session: AsyncSession, statement: Executable, params: Mapping[str, Any]
 ) -> Sequence[Row[*tuple[Any, ...]]]:
@@ -158,8 +165,7 @@ async def core_rows(
     (its transaction) without the ORM's execution path, which such a select
     does not need (a third of a short statement's cost). Pending ORM changes
     are flushed first, as the session's autoflush would."""
-    if session.new or session.dirty or session.deleted:
-        await session.flush()
+    await flush_pending(session)
     connection = await session.connection()
     return (await connection.execute(statement, params)).all()
 
@@ -178,8 +184,7 @@ async def may_commit_alone(session: AsyncSession) -> bool:
     commits at once, its row locks released with it, not at the block's end."""
     if not defers_begin(session):
         return False
-    if session.new or session.dirty or session.deleted:
-        await session.flush()
+    await flush_pending(session)
     driver = (await session.connection()).info.get(_DEFERRED)
     return driver is not None and driver is not _SPENT
 
